@@ -1,0 +1,163 @@
+//! The basic phase's vote collection (paper Algorithm 4, DESIGN §2): one `Collector` gathers
+//! threshold shares for every phase of both layers, keyed by the message they sign.
+//!
+//! Combining is optimistic: once `n - f` shares are in, combine them and verify the result
+//! once. Only when that fails are the shares checked one by one; the bad signers are
+//! reported (for scoring) and from then on every further share of that message is checked
+//! on arrival. With honest shares a phase costs one combine and one verification.
+
+use crate::crypto::{Share, ThresholdKeys};
+use crate::types::{Bitmap, Certificate, Hash, Kind, ReplicaIndex, SignedMsg, View};
+use std::collections::{BTreeMap, HashMap};
+
+/// What adding a share did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Added {
+    /// Counted; not yet a quorum.
+    Pending,
+    /// This share completed a certificate (returned once per message); `invalid` lists
+    /// signers whose shares failed on the way, to penalise.
+    Formed {
+        cert: Certificate,
+        invalid: Vec<ReplicaIndex>,
+    },
+    /// Duplicate, late, or from a signer that already signed another digest in this slot.
+    Ignored,
+    /// Shares that failed verification, by signer: penalise them.
+    Invalid(Vec<ReplicaIndex>),
+}
+
+#[derive(Default)]
+struct Pending {
+    shares: BTreeMap<ReplicaIndex, Share>,
+    /// After a failed combine every share is verified before it is kept.
+    suspicious: bool,
+    done: bool,
+}
+
+/// One collector per replica and domain; slots are `(kind, view)`.
+#[derive(Default)]
+pub struct Collector {
+    slots: BTreeMap<(Kind, View), Slot>,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// Which digest each signer signed in this slot: honest replicas sign one.
+    signed: HashMap<ReplicaIndex, Hash>,
+    by_digest: HashMap<Hash, Pending>,
+}
+
+impl Collector {
+    pub fn add(
+        &mut self,
+        keys: &dyn ThresholdKeys,
+        msg: SignedMsg,
+        signer: ReplicaIndex,
+        share: Share,
+    ) -> Added {
+        if usize::from(signer) >= keys.size() {
+            return Added::Invalid(vec![signer]);
+        }
+        let slot = self.slots.entry((msg.kind, msg.view)).or_default();
+        // A vote for a second block in one view is equivocation: only the first counts. Other
+        // kinds may be re-signed for a new digest (a new leader retrying with a higher QC),
+        // within a bound so a liar cannot make us hold unbounded digests.
+        if msg.kind == Kind::Vote && slot.signed.get(&signer).is_some_and(|d| *d != msg.digest) {
+            return Added::Ignored;
+        }
+        if !slot.by_digest.contains_key(&msg.digest) && slot.by_digest.len() >= 2 * keys.size() {
+            return Added::Ignored;
+        }
+        let pending = slot.by_digest.entry(msg.digest).or_default();
+        if pending.shares.contains_key(&signer) {
+            return Added::Ignored;
+        }
+        if pending.done {
+            return Added::Ignored;
+        }
+        let bytes = msg.bytes();
+        if pending.suspicious && !keys.verify_share(signer, &bytes, &share) {
+            return Added::Invalid(vec![signer]);
+        }
+        slot.signed.insert(signer, msg.digest);
+        pending.shares.insert(signer, share);
+        if pending.shares.len() < keys.quorum() {
+            return Added::Pending;
+        }
+        match try_combine(keys, &msg, pending) {
+            (Some(cert), invalid) => {
+                pending.done = true;
+                pending.shares.clear();
+                Added::Formed { cert, invalid }
+            }
+            (None, bad) if bad.is_empty() => Added::Pending,
+            (None, bad) => Added::Invalid(bad),
+        }
+    }
+
+    /// Whether a certificate for `msg` was already formed here.
+    pub fn formed(&self, msg: &SignedMsg) -> bool {
+        self.slots
+            .get(&(msg.kind, msg.view))
+            .and_then(|s| s.by_digest.get(&msg.digest))
+            .is_some_and(|p| p.done)
+    }
+
+    /// How many distinct signers sent a share in this slot (for any digest).
+    pub fn signers(&self, kind: Kind, view: View) -> usize {
+        self.slots.get(&(kind, view)).map_or(0, |s| s.signed.len())
+    }
+
+    /// Forget slots of `kind` below `view`: they can no longer matter.
+    pub fn prune(&mut self, kind: Kind, below: View) {
+        self.slots.retain(|(k, v), _| *k != kind || *v >= below);
+    }
+}
+
+/// Combine the first quorum of shares; on failure verify each, drop the bad ones, and retry
+/// with what is left. Also returns the signers found invalid on the way.
+fn try_combine(
+    keys: &dyn ThresholdKeys,
+    msg: &SignedMsg,
+    pending: &mut Pending,
+) -> (Option<Certificate>, Vec<ReplicaIndex>) {
+    let bytes = msg.bytes();
+    let mut bad = Vec::new();
+    loop {
+        let chosen: Vec<(ReplicaIndex, &Share)> = pending
+            .shares
+            .iter()
+            .take(keys.quorum())
+            .map(|(i, s)| (*i, s))
+            .collect();
+        if chosen.len() < keys.quorum() {
+            return (None, bad);
+        }
+        if let Ok(signature) = keys.combine(&chosen)
+            && keys.verify(&bytes, &signature)
+        {
+            let cert = Certificate {
+                msg: *msg,
+                signers: Bitmap::from_indices(keys.size(), chosen.iter().map(|(i, _)| *i)),
+                signature,
+            };
+            return (Some(cert), bad);
+        }
+        if pending.suspicious {
+            // Everything kept was verified already; a failure now means the backend refused.
+            return (None, bad);
+        }
+        pending.suspicious = true;
+        let invalid: Vec<ReplicaIndex> = pending
+            .shares
+            .iter()
+            .filter(|(i, s)| !keys.verify_share(**i, &bytes, s))
+            .map(|(i, _)| *i)
+            .collect();
+        for i in &invalid {
+            pending.shares.remove(i);
+        }
+        bad.extend(invalid);
+    }
+}

@@ -1,0 +1,394 @@
+//! Machinery both layers share: certificate checking with a cache, the block tree and block
+//! sync, the mempool, the commit and lock updates, and holding shares until their safety
+//! state is durable. The layers (`global`, `local`) hold the rules; this holds the state.
+
+use crate::collector::Collector;
+use crate::crypto::ThresholdKeys;
+use crate::io::{Event, Output, Reject, SafetyState, Timer};
+use crate::message::Message;
+use crate::tree::BlockTree;
+use crate::types::{Block, Certificate, DomainId, Hash, Kind, ReplicaIndex, Tx};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+/// Static parameters of one replica in one domain.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub domain: DomainId,
+    pub me: ReplicaIndex,
+    pub n: usize,
+    /// First view timeout; doubles per view (or term) without a commit.
+    pub base_timeout_ms: u64,
+    pub max_timeout_ms: u64,
+    pub max_block_txs: usize,
+    /// Local domains: the edge member (ranks first at genesis, collects votes).
+    pub edge: Option<ReplicaIndex>,
+    /// Local domains: send votes to the edge rather than the leader (paper §5).
+    pub offload: bool,
+    /// Only the simulator's checker tests set this: run a deliberately unsafe rule.
+    pub(crate) broken: Option<crate::sim::Broken>,
+}
+
+impl Config {
+    pub fn new(domain: DomainId, me: ReplicaIndex, n: usize) -> Config {
+        Config {
+            domain,
+            me,
+            n,
+            base_timeout_ms: 1000,
+            max_timeout_ms: 30_000,
+            max_block_txs: 512,
+            edge: None,
+            offload: false,
+            broken: None,
+        }
+    }
+
+    /// Tolerated faults: the largest f with n >= 3f + 1.
+    pub fn f(&self) -> usize {
+        (self.n - 1) / 3
+    }
+
+    pub fn timeout_ms(&self, failures: u64) -> u64 {
+        let factor = 1u64 << failures.min(16);
+        self.base_timeout_ms
+            .saturating_mul(factor)
+            .min(self.max_timeout_ms)
+    }
+}
+
+const MAX_MEMPOOL: usize = 100_000;
+const MAX_VERIFIED_CACHE: usize = 4096;
+
+pub(crate) struct Core {
+    pub cfg: Config,
+    pub keys: Box<dyn ThresholdKeys>,
+    pub tree: BlockTree,
+    pub collector: Collector,
+    pub safety: SafetyState,
+    pub out: Vec<Output>,
+    verified: HashSet<Hash>,
+    verified_order: VecDeque<Hash>,
+    mempool: BTreeMap<Hash, Tx>,
+    mempool_order: VecDeque<Hash>,
+    persist_seq: u64,
+    held: Vec<(u64, Output)>,
+    /// Blocks requested and not yet received, with the peer last asked.
+    missing: BTreeMap<Hash, ReplicaIndex>,
+    sync_round: u64,
+}
+
+impl Core {
+    pub fn new(cfg: Config, keys: Box<dyn ThresholdKeys>, chain: usize) -> Core {
+        let chain = match cfg.broken {
+            Some(crate::sim::Broken::OneChainCommit) => 1,
+            _ => chain,
+        };
+        Core {
+            tree: BlockTree::new(cfg.domain, chain, cfg.n),
+            safety: SafetyState::genesis(cfg.domain),
+            cfg,
+            keys,
+            collector: Collector::default(),
+            out: Vec::new(),
+            verified: HashSet::new(),
+            verified_order: VecDeque::new(),
+            mempool: BTreeMap::new(),
+            mempool_order: VecDeque::new(),
+            persist_seq: 0,
+            held: Vec::new(),
+            missing: BTreeMap::new(),
+            sync_round: 0,
+        }
+    }
+
+    pub fn me(&self) -> ReplicaIndex {
+        self.cfg.me
+    }
+
+    pub fn send(&mut self, to: ReplicaIndex, msg: Message) {
+        self.out.push(Output::Send { to, msg });
+    }
+
+    pub fn broadcast(&mut self, msg: Message) {
+        self.out.push(Output::Broadcast(msg));
+    }
+
+    pub fn event(&mut self, e: Event) {
+        self.out.push(Output::Event(e));
+    }
+
+    pub fn reject(&mut self, from: ReplicaIndex, reason: Reject) {
+        self.event(Event::Rejected { from, reason });
+    }
+
+    pub fn set_timer(&mut self, timer: Timer, after_ms: u64) {
+        self.out.push(Output::SetTimer { timer, after_ms });
+    }
+
+    /// Persist the safety state, and release `then` only once that is durable.
+    pub fn persist_then(&mut self, then: Vec<Output>) {
+        self.persist_seq += 1;
+        let seq = self.persist_seq;
+        self.out.push(Output::Persist {
+            seq,
+            state: self.safety.clone(),
+        });
+        self.held.extend(then.into_iter().map(|o| (seq, o)));
+    }
+
+    pub fn persisted(&mut self, seq: u64) {
+        let (ready, keep): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|(s, _)| *s <= seq);
+        self.held = keep;
+        self.out.extend(ready.into_iter().map(|(_, o)| o));
+    }
+
+    /// Check a certificate once: domain, quorum size, signature; verified ones are cached by
+    /// id so no certificate costs two verifications here.
+    pub fn check_cert(&mut self, cert: &Certificate) -> bool {
+        if cert.msg.domain != self.cfg.domain {
+            return false;
+        }
+        if cert.is_genesis() {
+            return cert == &Certificate::genesis(self.cfg.domain);
+        }
+        let id = cert.id();
+        if self.verified.contains(&id) {
+            return true;
+        }
+        if cert.signers.count() < self.keys.quorum()
+            || cert.signers.iter().any(|i| usize::from(i) >= self.cfg.n)
+            || !self.keys.verify(&cert.msg.bytes(), &cert.signature)
+        {
+            return false;
+        }
+        self.remember(id);
+        true
+    }
+
+    /// Record a certificate formed here as verified (the collector verified it).
+    pub fn remember_cert(&mut self, cert: &Certificate) {
+        self.remember(cert.id());
+    }
+
+    fn remember(&mut self, id: Hash) {
+        if self.verified.insert(id) {
+            self.verified_order.push_back(id);
+            if self.verified_order.len() > MAX_VERIFIED_CACHE
+                && let Some(old) = self.verified_order.pop_front()
+            {
+                self.verified.remove(&old);
+            }
+        }
+    }
+
+    pub fn is_qc(&self, cert: &Certificate) -> bool {
+        cert.msg.kind == Kind::Vote && cert.msg.domain == self.cfg.domain
+    }
+
+    /// Insert a block; on a gap, fetch the missing parent from `from`. Returns whether the
+    /// block is now connected to the tree.
+    pub fn insert_block(&mut self, block: Block, from: ReplicaIndex) -> bool {
+        let hash = block.hash();
+        self.missing.remove(&hash);
+        match self.tree.insert(block) {
+            Ok(_) => true,
+            Err(parent) => {
+                self.fetch(parent, from);
+                false
+            }
+        }
+    }
+
+    /// Ask `from` for a block we know only by its certified hash.
+    pub fn fetch(&mut self, hash: Hash, from: ReplicaIndex) {
+        if self.tree.contains(&hash) || self.missing.contains_key(&hash) {
+            return;
+        }
+        let from = if from == self.me() {
+            self.next_peer(from)
+        } else {
+            from
+        };
+        self.missing.insert(hash, from);
+        self.send(from, Message::BlockRequest(hash));
+        if self.missing.len() == 1 {
+            self.sync_round += 1;
+            self.set_timer(Timer::Sync(self.sync_round), self.cfg.base_timeout_ms / 2);
+        }
+    }
+
+    fn next_peer(&self, after: ReplicaIndex) -> ReplicaIndex {
+        let n = self.cfg.n as u32;
+        let mut next = (u32::from(after) + 1) % n;
+        if next == u32::from(self.me()) {
+            next = (next + 1) % n;
+        }
+        ReplicaIndex::try_from(next).unwrap_or(0)
+    }
+
+    /// Sync timer: ask the next peer for whatever is still missing.
+    pub fn sync_retry(&mut self, round: u64) {
+        if round != self.sync_round || self.missing.is_empty() {
+            return;
+        }
+        let missing: Vec<(Hash, ReplicaIndex)> =
+            self.missing.iter().map(|(h, p)| (*h, *p)).collect();
+        for (hash, peer) in missing {
+            let next = self.next_peer(peer);
+            self.missing.insert(hash, next);
+            self.send(next, Message::BlockRequest(hash));
+        }
+        self.sync_round += 1;
+        self.set_timer(Timer::Sync(self.sync_round), self.cfg.base_timeout_ms / 2);
+    }
+
+    pub fn on_block_request(&mut self, from: ReplicaIndex, hash: Hash) {
+        if let Some(node) = self.tree.get(&hash) {
+            let block = Box::new((*node.block).clone());
+            self.send(from, Message::BlockResponse(block));
+        }
+    }
+
+    /// A fetched block is authentic iff we asked for its hash (a certificate named it).
+    pub fn on_block_response(&mut self, from: ReplicaIndex, block: Block) -> bool {
+        let hash = block.hash();
+        if !self.missing.contains_key(&hash) {
+            self.reject(from, Reject::Unrequested);
+            return false;
+        }
+        self.insert_block(block, from)
+    }
+
+    /// The lock checks of the vote and confirm rules, unless a test broke them on purpose.
+    pub fn lock_checks(&self) -> bool {
+        self.cfg.broken != Some(crate::sim::Broken::NoLockCheck)
+    }
+
+    /// Adopt `qc` as highest QC if newer, and apply the commit rule to it: the certificate's
+    /// chain (3 blocks global, 2 local; direct parents, consecutive views) commits its first
+    /// block and all ancestors. Safe because a quorum locked on that chain (see `lock_of`).
+    pub fn process_qc(&mut self, qc: &Certificate) {
+        if qc.view() > self.safety.high_qc.view() {
+            self.safety.high_qc = qc.clone();
+        }
+        if let Some(lock) = self.tree.lock_of(qc)
+            && lock.view() > self.safety.lock.view()
+        {
+            // Lock rule: the certificate `chain - 2` links behind the newest QC. Any later QC
+            // (hence any commit) must extend it or come from a quorum that saw a newer one.
+            self.safety.lock = lock.clone();
+        }
+        let Some(target) = self.tree.commit_target(qc) else {
+            return;
+        };
+        let Some(blocks) = self.tree.commit(target) else {
+            // The tree refused a commit conflicting with an earlier one; the simulator's checker
+            // reports the same from the outputs, so surface it loudly instead of hiding it.
+            self.event(Event::Rejected {
+                from: self.me(),
+                reason: Reject::BadCertificate,
+            });
+            return;
+        };
+        let proof = self.commit_proof(qc);
+        for b in blocks {
+            for tx in &b.payload {
+                self.mempool.remove(&tx.id());
+            }
+            self.out.push(Output::Commit {
+                block: (*b).clone(),
+                proof: proof.clone(),
+            });
+        }
+    }
+
+    /// The certificates of the commit chain ending at `qc`, innermost first.
+    fn commit_proof(&self, qc: &Certificate) -> Vec<Certificate> {
+        let mut certs = vec![qc.clone()];
+        let mut cert = qc;
+        while certs.len() < self.chain_len() {
+            let Some(node) = self.tree.get(&cert.block()) else {
+                break;
+            };
+            cert = &node.block.justify;
+            certs.push(cert.clone());
+        }
+        certs.reverse();
+        certs
+    }
+
+    fn chain_len(&self) -> usize {
+        match self.cfg.domain {
+            DomainId::Global => 3,
+            DomainId::Local(_) => 2,
+        }
+    }
+
+    /// The idle rule: is there anything left to decide? Pending payload not yet in a block,
+    /// or payload on the chain above the last commit that the chain has announced.
+    pub fn has_work(&self) -> bool {
+        if let Some(node) = self.tree.get(&self.safety.high_qc.block())
+            && node.last_payload > node.announced
+        {
+            return true;
+        }
+        if self.mempool.is_empty() {
+            return false;
+        }
+        let in_chain = self.tree.uncommitted_payload(&self.safety.high_qc.block());
+        self.mempool.keys().any(|id| !in_chain.contains(id))
+    }
+
+    pub fn add_payload(&mut self, txs: Vec<Tx>) {
+        for tx in txs {
+            let id = tx.id();
+            if self.mempool.len() >= MAX_MEMPOOL || self.mempool.contains_key(&id) {
+                continue;
+            }
+            self.mempool.insert(id, tx);
+            self.mempool_order.push_back(id);
+        }
+    }
+
+    /// Payload for a block extending `parent`: oldest first, skipping what the uncommitted
+    /// chain already carries.
+    pub fn take_payload(&mut self, parent: &Hash) -> Vec<Tx> {
+        let in_chain = self.tree.uncommitted_payload(parent);
+        self.mempool_order
+            .retain(|id| self.mempool.contains_key(id));
+        self.mempool_order
+            .iter()
+            .filter(|id| !in_chain.contains(*id))
+            .take(self.cfg.max_block_txs)
+            .filter_map(|id| self.mempool.get(id).cloned())
+            .collect()
+    }
+
+    /// Build a block extending `justify`'s block. `None` if that block is not known yet.
+    pub fn build_block(&mut self, view: u64, justify: &Certificate) -> Option<Block> {
+        let parent = self.tree.get(&justify.block())?;
+        let height = parent.block.height + 1;
+        let parent_hash = parent.hash;
+        let payload = self.take_payload(&parent_hash);
+        Some(Block {
+            domain: self.cfg.domain,
+            height,
+            view,
+            proposer: self.me(),
+            parent: parent_hash,
+            justify: justify.clone(),
+            payload,
+        })
+    }
+
+    /// Restore after a crash: the committed chain from disk and the persisted safety state.
+    pub fn restore(&mut self, committed: Vec<Block>, safety: SafetyState) {
+        for block in committed {
+            let hash = block.hash();
+            if self.tree.insert(block).is_ok() {
+                self.tree.commit(hash);
+            }
+        }
+        self.safety = safety;
+    }
+}

@@ -1,0 +1,532 @@
+//! The global domain: three-chain chained HotStuff with a round-robin leader per view
+//! (paper Algorithm 3, DESIGN §3) and a pacemaker whose timeouts form certificates.
+
+use crate::collector::Added;
+use crate::core::{Config, Core};
+use crate::crypto::ThresholdKeys;
+use crate::io::{Event, Input, Output, Reject, SafetyState, Timer};
+use crate::message::{Message, Proposal};
+use crate::types::{Block, Certificate, Hash, Kind, ReplicaIndex, SignedMsg, View, Vote};
+use std::collections::BTreeMap;
+
+pub struct GlobalReplica {
+    core: Core,
+    view: View,
+    /// Views entered since the last commit: the pacemaker's back-off exponent.
+    failures: u64,
+    /// Whether the current view's timer runs (it does only while there is work: idle rule).
+    timer_armed: bool,
+    /// As leader of `view`, the certificate that entitles us to propose, until we do.
+    ready: Option<(Certificate, Option<Certificate>)>,
+    proposed: View,
+    /// Best highest-QC received in NewView messages, per view being entered.
+    new_view_qcs: BTreeMap<View, Certificate>,
+    /// Proposals for views we have not reached yet, or whose ancestry is being fetched.
+    waiting: BTreeMap<View, (ReplicaIndex, Proposal)>,
+    committed_seen: u64,
+    /// The view we gave up on and our Timeout share for it (re-sent until the view ends).
+    timed_out: Option<(View, Vote)>,
+    high_tc: Option<Certificate>,
+}
+
+/// Leader of a view: round-robin over the member list (Algorithm 3).
+pub fn leader(view: View, n: usize) -> ReplicaIndex {
+    ReplicaIndex::try_from(view % n as u64).unwrap_or(0)
+}
+
+/// How far ahead of our view a buffered proposal may be.
+const VIEW_WINDOW: View = 64;
+
+impl GlobalReplica {
+    pub fn new(cfg: Config, keys: Box<dyn ThresholdKeys>) -> GlobalReplica {
+        GlobalReplica {
+            core: Core::new(cfg, keys, 3),
+            view: 1,
+            failures: 0,
+            timer_armed: false,
+            ready: None,
+            proposed: 0,
+            new_view_qcs: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            committed_seen: 0,
+            timed_out: None,
+            high_tc: None,
+        }
+        .started()
+    }
+
+    /// The leader of view 1 holds the genesis QC and may propose as soon as there is work.
+    fn started(mut self) -> GlobalReplica {
+        if leader(self.view, self.n()) == self.core.me() {
+            self.ready = Some((self.core.safety.high_qc.clone(), None));
+        }
+        self
+    }
+
+    /// A replica restarted from disk: it resumes after its last voted view, never below.
+    pub fn restore(
+        cfg: Config,
+        keys: Box<dyn ThresholdKeys>,
+        committed: Vec<Block>,
+        safety: SafetyState,
+    ) -> GlobalReplica {
+        let mut r = GlobalReplica::new(cfg, keys);
+        r.ready = None;
+        // Resume in the view we last acted in: having voted or timed out there we cannot vote
+        // again, but we can still time out of it with the others.
+        r.view = safety.last_voted.max(safety.high_qc.view() + 1);
+        r.proposed = safety.last_voted;
+        r.core.restore(committed, safety);
+        r.committed_seen = r.core.tree.committed().1;
+        r
+    }
+
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    pub fn committed_height(&self) -> u64 {
+        self.core.tree.committed().1
+    }
+
+    pub fn safety(&self) -> &SafetyState {
+        &self.core.safety
+    }
+
+    fn n(&self) -> usize {
+        self.core.cfg.n
+    }
+
+    pub fn handle(&mut self, input: Input) -> Vec<Output> {
+        match input {
+            Input::Message { from, msg } => self.on_message(from, msg),
+            Input::Timeout(Timer::View(v)) => self.on_timeout(v),
+            Input::Timeout(Timer::Sync(round)) => self.core.sync_retry(round),
+            Input::Timeout(Timer::Term(_)) => {}
+            Input::Payload(txs) => {
+                self.core.add_payload(txs);
+                self.try_propose();
+                self.arm_timer();
+            }
+            Input::Persisted(seq) => self.core.persisted(seq),
+        }
+        std::mem::take(&mut self.core.out)
+    }
+
+    fn on_message(&mut self, from: ReplicaIndex, msg: Message) {
+        if usize::from(from) >= self.n() || from == self.core.me() {
+            return;
+        }
+        match msg {
+            Message::Propose(p) => self.on_proposal(from, p),
+            Message::Vote(v) => self.on_vote(from, v),
+            Message::NewView {
+                timeout,
+                high_qc,
+                high_tc,
+            } => {
+                if let Some(tc) = high_tc {
+                    self.on_tc(from, tc);
+                }
+                self.on_new_view(from, timeout, high_qc);
+            }
+            Message::BlockRequest(h) => self.core.on_block_request(from, h),
+            Message::BlockResponse(b) => {
+                if self.core.on_block_response(from, *b) {
+                    self.retry_waiting();
+                    self.try_propose();
+                }
+            }
+            Message::Certificate(c) => self.on_certificate(from, c),
+            Message::ViewChange { .. }
+            | Message::NewTerm { .. }
+            | Message::Refuse { .. }
+            | Message::TermStart(_) => self.core.reject(from, Reject::WrongDomain),
+        }
+    }
+
+    /// A proposal is followed only in the view it is for, from that view's leader, carrying a
+    /// valid QC for its parent and, when that QC is not from the previous view, a timeout
+    /// certificate for the previous view.
+    fn on_proposal(&mut self, from: ReplicaIndex, p: Proposal) {
+        let b = &p.block;
+        if b.domain != self.core.cfg.domain {
+            return self.core.reject(from, Reject::WrongDomain);
+        }
+        if from != leader(b.view, self.n()) || b.proposer != from {
+            return self.core.reject(from, Reject::NotLeader);
+        }
+        if !self.core.is_qc(&b.justify)
+            || b.justify.block() != b.parent
+            || b.justify.view() >= b.view
+        {
+            return self.core.reject(from, Reject::Malformed);
+        }
+        if b.view + 1 < self.view || b.view > self.view + VIEW_WINDOW {
+            return;
+        }
+        if !self.core.check_cert(&b.justify) {
+            return self.core.reject(from, Reject::BadCertificate);
+        }
+        if b.justify.view() + 1 != b.view {
+            let ok = p.timeout.as_ref().is_some_and(|tc| {
+                tc.msg.kind == Kind::Timeout && tc.view() + 1 == b.view && self.core.check_cert(tc)
+            });
+            if !ok {
+                return self.core.reject(from, Reject::BadCertificate);
+            }
+        }
+        if !self.core.tree.contains(&b.parent) {
+            self.core.fetch(b.parent, from);
+            self.waiting.insert(b.view, (from, p));
+            return;
+        }
+        self.accept(from, p);
+    }
+
+    /// The proposal is valid and its parent known: absorb its QC, enter its view, vote.
+    fn accept(&mut self, from: ReplicaIndex, p: Proposal) {
+        let block = p.block;
+        let view = block.view;
+        let justify = block.justify.clone();
+        let hash = block.hash();
+        if !self.core.insert_block(block, from) {
+            return;
+        }
+        self.core.process_qc(&justify);
+        self.note_commit();
+        if view > self.view {
+            // Entering a later view is safe here: the QC or timeout certificate just checked
+            // proves a quorum left the previous view.
+            self.enter_view(view);
+        }
+        if view == self.view {
+            self.vote(hash, view);
+        }
+        self.try_propose();
+    }
+
+    /// Vote rule (DESIGN §3): once per view, only above the last voted view, and only for a
+    /// block that extends the lock or whose QC is newer than the lock. The two-chain lock
+    /// then guarantees no vote can help certify a block conflicting with a committed one.
+    fn vote(&mut self, hash: Hash, view: View) {
+        let Some(node) = self.core.tree.get(&hash) else {
+            return;
+        };
+        let justify_view = node.block.justify.view();
+        let lock = &self.core.safety.lock;
+        let safe = self.core.tree.extends(&hash, &lock.block())
+            || justify_view > lock.view()
+            || !self.core.lock_checks();
+        if view <= self.core.safety.last_voted || !safe {
+            return;
+        }
+        let msg = SignedMsg {
+            domain: self.core.cfg.domain,
+            kind: Kind::Vote,
+            view,
+            digest: hash,
+        };
+        let Ok(share) = self.core.keys.sign_share(&msg.bytes()) else {
+            return;
+        };
+        self.core.safety.last_voted = view;
+        let to = leader(view + 1, self.n());
+        let vote = Vote { msg, share };
+        if to == self.core.me() {
+            self.core.persist_then(Vec::new());
+            self.on_vote(to, vote);
+        } else {
+            self.core.persist_then(vec![Output::Send {
+                to,
+                msg: Message::Vote(vote),
+            }]);
+        }
+        // Views advance only on a certificate (the next proposal's QC, or a timeout
+        // certificate), never on our own vote: replicas that voted and replicas that did not
+        // stay in one view and give up on it together.
+    }
+
+    /// Votes go to the next view's leader, which combines them into the QC it proposes with.
+    fn on_vote(&mut self, from: ReplicaIndex, v: Vote) {
+        let m = v.msg;
+        if m.domain != self.core.cfg.domain || m.kind != Kind::Vote {
+            return self.core.reject(from, Reject::Malformed);
+        }
+        if leader(m.view + 1, self.n()) != self.core.me() || m.view + 1 < self.view {
+            return;
+        }
+        match self
+            .core
+            .collector
+            .add(self.core.keys.as_ref(), m, from, v.share)
+        {
+            Added::Formed { cert, invalid } => {
+                self.penalise(invalid);
+                self.core.remember_cert(&cert);
+                self.core.event(Event::CertificateFormed {
+                    kind: Kind::Vote,
+                    view: m.view,
+                });
+                self.on_qc(from, cert);
+            }
+            Added::Invalid(bad) => self.penalise(bad),
+            Added::Pending | Added::Ignored => {}
+        }
+    }
+
+    fn on_certificate(&mut self, from: ReplicaIndex, qc: Certificate) {
+        if !self.core.is_qc(&qc) || !self.core.check_cert(&qc) {
+            return self.core.reject(from, Reject::BadCertificate);
+        }
+        self.on_qc(from, qc);
+    }
+
+    /// A new QC: adopt it, and if it entitles us to lead the next view, do.
+    fn on_qc(&mut self, from: ReplicaIndex, qc: Certificate) {
+        if !self.core.tree.contains(&qc.block()) {
+            self.core.fetch(qc.block(), from);
+        }
+        self.core.process_qc(&qc);
+        self.note_commit();
+        let next = qc.view() + 1;
+        // A QC for a view proves a quorum finished it: whoever sees one moves past it.
+        self.enter_view(next);
+        if next == self.view && leader(next, self.n()) == self.core.me() {
+            self.ready = Some((qc, None));
+            self.try_propose();
+        }
+    }
+
+    /// Timeouts are broadcast: every replica combines the view's timeout certificate and
+    /// moves on together, so replicas that drifted a view apart resynchronise; the next leader
+    /// proposes with it and the highest QC it was sent. Normal views stay linear.
+    fn on_new_view(&mut self, from: ReplicaIndex, timeout: Vote, high_qc: Certificate) {
+        let m = timeout.msg;
+        if m.domain != self.core.cfg.domain || m.kind != Kind::Timeout || m.digest != Hash::ZERO {
+            return self.core.reject(from, Reject::Malformed);
+        }
+        let next = m.view + 1;
+        if next < self.view || m.view > self.view + VIEW_WINDOW {
+            return;
+        }
+        if !self.core.is_qc(&high_qc) || !self.core.check_cert(&high_qc) {
+            return self.core.reject(from, Reject::BadCertificate);
+        }
+        let best = self
+            .new_view_qcs
+            .entry(next)
+            .or_insert_with(|| high_qc.clone());
+        if high_qc.view() > best.view() {
+            *best = high_qc.clone();
+        }
+        if !self.core.tree.contains(&high_qc.block()) {
+            self.core.fetch(high_qc.block(), from);
+        }
+        self.core.process_qc(&high_qc);
+        self.note_commit();
+        if high_qc.view() >= self.view {
+            // The sender holds a QC for a view we have not finished: a quorum moved past it.
+            self.on_qc(from, high_qc);
+        }
+        let added = self
+            .core
+            .collector
+            .add(self.core.keys.as_ref(), m, from, timeout.share);
+        match added {
+            Added::Formed { cert, invalid } => {
+                self.penalise(invalid);
+                self.core.remember_cert(&cert);
+                self.core.event(Event::CertificateFormed {
+                    kind: Kind::Timeout,
+                    view: m.view,
+                });
+                self.enter_by_tc(cert);
+            }
+            Added::Invalid(bad) => self.penalise(bad),
+            Added::Pending | Added::Ignored => {
+                // f+1 replicas gave up on a view we are still in: one is honest, join them.
+                if m.view == self.view
+                    && self.core.collector.signers(Kind::Timeout, m.view) > self.core.cfg.f()
+                {
+                    if self.timed_out.as_ref().is_none_or(|(v, _)| *v != m.view) {
+                        self.timer_armed = true;
+                        self.on_timeout(m.view);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A timeout certificate someone else formed: if it ends a view we are still in, follow.
+    fn on_tc(&mut self, from: ReplicaIndex, tc: Certificate) {
+        if tc.msg.kind != Kind::Timeout || tc.view() < self.view {
+            return;
+        }
+        if !self.core.check_cert(&tc) {
+            return self.core.reject(from, Reject::BadCertificate);
+        }
+        self.enter_by_tc(tc);
+    }
+
+    /// Enter the view after a timeout certificate; its leader may propose with it.
+    fn enter_by_tc(&mut self, tc: Certificate) {
+        let next = tc.view() + 1;
+        if self.high_tc.as_ref().is_none_or(|t| t.view() < tc.view()) {
+            self.high_tc = Some(tc.clone());
+        }
+        self.enter_view(next);
+        if next == self.view && leader(next, self.n()) == self.core.me() {
+            let qc = self.core.safety.high_qc.clone();
+            self.ready = Some((qc, Some(tc)));
+            self.try_propose();
+        }
+    }
+
+    /// Pacemaker: the view made no progress in time. Give up on it (never vote in it again)
+    /// and broadcast a Timeout share with our highest QC. Until the view's timeout certificate
+    /// forms we stay, re-sending the same share on a backed-off timer (links may have lost it).
+    fn on_timeout(&mut self, view: View) {
+        if view != self.view || !self.timer_armed {
+            return;
+        }
+        self.timer_armed = false;
+        if let Some((v, timeout)) = self.timed_out.clone()
+            && v == view
+        {
+            let high_qc = self.core.safety.high_qc.clone();
+            let high_tc = self.high_tc.clone();
+            self.core.broadcast(Message::NewView {
+                timeout,
+                high_qc,
+                high_tc,
+            });
+            self.failures += 1;
+            self.arm_timer_anyway();
+            return;
+        }
+        let msg = SignedMsg {
+            domain: self.core.cfg.domain,
+            kind: Kind::Timeout,
+            view,
+            digest: Hash::ZERO,
+        };
+        let Ok(share) = self.core.keys.sign_share(&msg.bytes()) else {
+            return;
+        };
+        self.core.event(Event::ViewChange {
+            from: view,
+            to: view + 1,
+        });
+        self.core.safety.last_voted = self.core.safety.last_voted.max(view);
+        let timeout = Vote { msg, share };
+        self.timed_out = Some((view, timeout.clone()));
+        let high_qc = self.core.safety.high_qc.clone();
+        self.core
+            .persist_then(vec![Output::Broadcast(Message::NewView {
+                timeout: timeout.clone(),
+                high_qc: high_qc.clone(),
+                high_tc: self.high_tc.clone(),
+            })]);
+        self.failures += 1;
+        self.arm_timer_anyway();
+        let me = self.core.me();
+        self.on_new_view(me, timeout, high_qc);
+    }
+
+    fn arm_timer_anyway(&mut self) {
+        self.timer_armed = true;
+        let after_ms = self.core.cfg.timeout_ms(self.failures);
+        self.core.set_timer(Timer::View(self.view), after_ms);
+    }
+
+    fn enter_view(&mut self, view: View) {
+        if view <= self.view {
+            return;
+        }
+        self.view = view;
+        self.timer_armed = false;
+        if self.ready.as_ref().is_some_and(|(qc, tc)| {
+            qc.view() + 1 != view && tc.as_ref().is_none_or(|t| t.view() + 1 != view)
+        }) {
+            self.ready = None;
+        }
+        self.new_view_qcs.retain(|v, _| *v >= view);
+        self.core
+            .collector
+            .prune(Kind::Vote, view.saturating_sub(1));
+        self.core
+            .collector
+            .prune(Kind::Timeout, view.saturating_sub(1));
+        self.arm_timer();
+        self.retry_waiting();
+    }
+
+    /// Idle rule: a view's timer runs only while something is left to decide, so an idle
+    /// domain neither proposes empty blocks nor burns views.
+    fn arm_timer(&mut self) {
+        if self.timer_armed || !self.core.has_work() {
+            return;
+        }
+        self.timer_armed = true;
+        let after_ms = self.core.cfg.timeout_ms(self.failures);
+        self.core.set_timer(Timer::View(self.view), after_ms);
+    }
+
+    fn try_propose(&mut self) {
+        if self.proposed >= self.view || leader(self.view, self.n()) != self.core.me() {
+            return;
+        }
+        let Some((qc, tc)) = self.ready.clone() else {
+            return;
+        };
+        if !self.core.has_work() {
+            return;
+        }
+        let Some(block) = self.core.build_block(self.view, &qc) else {
+            return;
+        };
+        self.proposed = self.view;
+        self.core.event(Event::Proposed {
+            view: self.view,
+            txs: block.payload.len(),
+        });
+        let proposal = Proposal {
+            block,
+            timeout: tc,
+            term: None,
+        };
+        self.core.broadcast(Message::Propose(proposal.clone()));
+        // A node never receives its own gossip: feed the proposal to ourselves.
+        self.accept(self.core.me(), proposal);
+    }
+
+    fn retry_waiting(&mut self) {
+        let ready: Vec<View> = self
+            .waiting
+            .iter()
+            .filter(|(v, (_, p))| **v <= self.view + 1 && self.core.tree.contains(&p.block.parent))
+            .map(|(v, _)| *v)
+            .collect();
+        self.waiting.retain(|v, _| *v + 1 >= self.view);
+        for v in ready {
+            if let Some((from, p)) = self.waiting.remove(&v) {
+                self.accept(from, p);
+            }
+        }
+    }
+
+    fn note_commit(&mut self) {
+        let (_, height) = self.core.tree.committed();
+        if height > self.committed_seen {
+            self.failures = 0;
+            self.committed_seen = height;
+        }
+    }
+
+    fn penalise(&mut self, bad: Vec<ReplicaIndex>) {
+        for b in bad {
+            self.core.reject(b, Reject::BadShare);
+        }
+    }
+}

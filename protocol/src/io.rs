@@ -1,0 +1,109 @@
+//! What a replica consumes and produces. The driver (node or simulator) feeds [`Input`]s and
+//! carries out [`Output`]s **in order**: a `Persist` must be durable before the driver reports
+//! `Persisted`, and the shares that depend on it are only released after that report.
+
+use crate::message::{Message, TermProof};
+use crate::types::{Block, Certificate, DomainId, Kind, ReplicaIndex, Tx, View};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A message from an authenticated domain member.
+    Message { from: ReplicaIndex, msg: Message },
+    /// A timer set by `Output::SetTimer` fired.
+    Timeout(Timer),
+    /// Payload (traces, anchors) became available; the node gossips it to every member.
+    Payload(Vec<Tx>),
+    /// The `Persist` with this sequence number is durable.
+    Persisted(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// Global pacemaker: the view's deadline.
+    View(View),
+    /// Local: the leader of this term (or the view change into it) made no progress in time.
+    Term(u64),
+    /// Retry fetching missing blocks.
+    Sync(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Send {
+        to: ReplicaIndex,
+        msg: Message,
+    },
+    /// To every other member (the domain's gossipsub topic).
+    Broadcast(Message),
+    /// Replaces any earlier timer of the same kind.
+    SetTimer {
+        timer: Timer,
+        after_ms: u64,
+    },
+    /// Write durably, then answer `Input::Persisted(seq)`.
+    Persist {
+        seq: u64,
+        state: SafetyState,
+    },
+    /// `block` is final. `proof` is the certificate chain that committed it (innermost
+    /// first): the block's own QC and those of its certified descendants in the commit rule.
+    Commit {
+        block: Block,
+        proof: Vec<Certificate>,
+    },
+    /// Something an operator or the simulator counts.
+    Event(Event),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A certificate of this kind was formed here (one basic phase completed).
+    CertificateFormed { kind: Kind, view: View },
+    /// Proposed a block.
+    Proposed { view: View, txs: usize },
+    /// Gave up on the global view, or started a local view change to `to` (a term).
+    ViewChange { from: View, to: View },
+    /// A local term started with this leader.
+    NewLeader { term: u64, leader: ReplicaIndex },
+    /// A message was dropped; the sender should be penalised.
+    Rejected { from: ReplicaIndex, reason: Reject },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reject {
+    WrongDomain,
+    NotLeader,
+    BadCertificate,
+    BadShare,
+    Malformed,
+    Unrequested,
+}
+
+/// Everything a replica must find again after a crash to stay safe. Written before any share
+/// that depends on it leaves the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafetyState {
+    /// Highest view (local: term and round) this replica signed a vote in, or gave up.
+    pub last_voted: View,
+    pub lock: Certificate,
+    pub high_qc: Certificate,
+    /// Local: the running term's proof; `None` in term 0 and in the global layer.
+    pub term: Option<TermProof>,
+    /// Local: the highest term this replica asked to move to.
+    pub vc_target: u64,
+}
+
+impl SafetyState {
+    /// The state of a replica that never voted.
+    pub fn genesis(domain: DomainId) -> SafetyState {
+        let genesis = Certificate::genesis(domain);
+        SafetyState {
+            last_voted: 0,
+            lock: genesis.clone(),
+            high_qc: genesis,
+            term: None,
+            vc_target: 0,
+        }
+    }
+}

@@ -1,0 +1,773 @@
+//! Local domains: two-chain BFT with a stable leader (paper Algorithms 1, 2, 5, 6; DESIGN §4).
+//!
+//! A view packs the term (high 32 bits) and the round within it (low 32 bits), so "higher
+//! view" orders terms first. The leader stays while it makes progress; a suspected leader is
+//! replaced by two basic phases: ViewChange shares for the new term combined into a
+//! certificate naming its leader, then Confirm shares over (leader, chosen QC).
+
+use crate::collector::Added;
+use crate::core::{Config, Core};
+use crate::crypto::ThresholdKeys;
+use crate::io::{Event, Input, Output, Reject, SafetyState, Timer};
+use crate::message::{Message, Proposal, TermProof, view_change_digest};
+use crate::types::{Block, Certificate, Hash, Kind, ReplicaIndex, SignedMsg, View, Vote};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub fn term_of(view: View) -> u64 {
+    view >> 32
+}
+
+pub fn round_of(view: View) -> u64 {
+    view & 0xffff_ffff
+}
+
+/// The view of `round` in `term`.
+pub fn view_at(term: u64, round: u64) -> View {
+    (term << 32) | (round & 0xffff_ffff)
+}
+
+/// How far ahead of our view a buffered proposal may be.
+const ROUND_WINDOW: View = 64;
+
+pub struct LocalReplica {
+    core: Core,
+    /// The running term, its leader and vote collector, and the block it started from.
+    term: u64,
+    leader: ReplicaIndex,
+    collector: ReplicaIndex,
+    term_start: Hash,
+    /// Highest term we asked to move to (== `term` while the leader is trusted).
+    target: u64,
+    failures: u64,
+    timer_epoch: u64,
+    timer_armed: bool,
+    proposed: View,
+    /// As a new leader: best QC from ViewChange messages, per term.
+    vc_best: BTreeMap<u64, Certificate>,
+    /// As a new leader: the term being confirmed, its view-change certificate and chosen QC.
+    announcing: Option<(u64, Certificate, Certificate)>,
+    /// Who asked for which term (f+1 of them make us join).
+    vc_seen: BTreeMap<u64, BTreeSet<ReplicaIndex>>,
+    waiting: BTreeMap<View, (ReplicaIndex, Proposal)>,
+    committed_seen: u64,
+}
+
+impl LocalReplica {
+    pub fn new(cfg: Config, keys: Box<dyn ThresholdKeys>) -> LocalReplica {
+        let core = Core::new(cfg, keys, 2);
+        let genesis = core.safety.high_qc.clone();
+        let leader = core.tree.ranking(&genesis.block(), core.cfg.edge)[0];
+        let mut r = LocalReplica {
+            term: 0,
+            leader,
+            collector: leader,
+            term_start: genesis.block(),
+            target: 0,
+            failures: 0,
+            timer_epoch: 0,
+            timer_armed: false,
+            proposed: 0,
+            vc_best: BTreeMap::new(),
+            announcing: None,
+            vc_seen: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            committed_seen: 0,
+            core,
+        };
+        r.collector = r.collector_for(0, &genesis);
+        r
+    }
+
+    pub fn restore(
+        cfg: Config,
+        keys: Box<dyn ThresholdKeys>,
+        committed: Vec<Block>,
+        safety: SafetyState,
+    ) -> LocalReplica {
+        let mut r = LocalReplica::new(cfg, keys);
+        let proof = safety.term.clone();
+        r.target = safety.vc_target;
+        r.proposed = safety.last_voted;
+        r.core.restore(committed, safety);
+        r.committed_seen = r.core.tree.committed().1;
+        if let Some(p) = proof {
+            r.enter_term(p);
+        }
+        r.target = r.target.max(r.term);
+        r
+    }
+
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    pub fn leader(&self) -> ReplicaIndex {
+        self.leader
+    }
+
+    pub fn committed_height(&self) -> u64 {
+        self.core.tree.committed().1
+    }
+
+    pub fn safety(&self) -> &SafetyState {
+        &self.core.safety
+    }
+
+    fn n(&self) -> usize {
+        self.core.cfg.n
+    }
+
+    fn me(&self) -> ReplicaIndex {
+        self.core.me()
+    }
+
+    pub fn handle(&mut self, input: Input) -> Vec<Output> {
+        match input {
+            Input::Message { from, msg } => self.on_message(from, msg),
+            Input::Timeout(Timer::Term(epoch)) => {
+                if epoch == self.timer_epoch && self.timer_armed {
+                    self.timer_armed = false;
+                    self.start_view_change(self.target + 1);
+                }
+            }
+            Input::Timeout(Timer::Sync(round)) => self.core.sync_retry(round),
+            Input::Timeout(Timer::View(_)) => {}
+            Input::Payload(txs) => {
+                self.core.add_payload(txs);
+                self.try_propose();
+                self.arm_timer(false);
+            }
+            Input::Persisted(seq) => self.core.persisted(seq),
+        }
+        std::mem::take(&mut self.core.out)
+    }
+
+    fn on_message(&mut self, from: ReplicaIndex, msg: Message) {
+        if usize::from(from) >= self.n() || from == self.me() {
+            return;
+        }
+        match msg {
+            Message::Propose(p) => self.on_proposal(from, p),
+            Message::Vote(v) => match v.msg.kind {
+                Kind::Vote => self.on_vote(from, v),
+                Kind::Confirm => self.on_confirm(from, v),
+                _ => self.core.reject(from, Reject::Malformed),
+            },
+            Message::Certificate(c) => self.on_certificate(from, c),
+            Message::ViewChange {
+                share,
+                leader,
+                high_qc,
+                current,
+            } => {
+                if let Some(p) = current {
+                    self.on_term_proof(from, p);
+                }
+                self.on_view_change(from, share, leader, high_qc);
+            }
+            Message::NewTerm { vc, leader, chosen } => self.on_new_term(from, vc, leader, chosen),
+            Message::Refuse { term, high_qc } => self.on_refuse(from, term, high_qc),
+            Message::TermStart(p) => self.on_term_proof(from, p),
+            Message::BlockRequest(h) => self.core.on_block_request(from, h),
+            Message::BlockResponse(b) => {
+                if self.core.on_block_response(from, *b) {
+                    self.retry_waiting();
+                    self.try_propose();
+                }
+            }
+            Message::NewView { .. } => self.core.reject(from, Reject::WrongDomain),
+        }
+    }
+
+    // ---- normal case: two-chain with a stable leader ----
+
+    fn on_proposal(&mut self, from: ReplicaIndex, p: Proposal) {
+        if p.block.domain != self.core.cfg.domain {
+            return self.core.reject(from, Reject::WrongDomain);
+        }
+        let term = term_of(p.block.view);
+        if term > self.term {
+            match &p.term {
+                Some(proof) if term_of(proof.confirm.view()) == term => {
+                    let proof = proof.clone();
+                    self.on_term_proof(from, proof);
+                }
+                _ => return self.core.reject(from, Reject::Malformed),
+            }
+        }
+        if term != self.term {
+            return;
+        }
+        let b = &p.block;
+        if from != self.leader || b.proposer != from {
+            return self.core.reject(from, Reject::NotLeader);
+        }
+        if !self.core.is_qc(&b.justify)
+            || b.justify.block() != b.parent
+            || b.justify.view() >= b.view
+            || round_of(b.view) == 0
+        {
+            return self.core.reject(from, Reject::Malformed);
+        }
+        // Within a term rounds are consecutive; the first round extends at least the chosen
+        // QC the term was confirmed with.
+        let start_view = self
+            .core
+            .safety
+            .term
+            .as_ref()
+            .map_or(0, |t| t.chosen.view());
+        let chained = if round_of(b.view) == 1 {
+            b.justify.view() >= start_view
+        } else {
+            b.justify.view() + 1 == b.view
+        };
+        if !chained {
+            return self.core.reject(from, Reject::Malformed);
+        }
+        if b.view > self.core.safety.last_voted + ROUND_WINDOW {
+            return;
+        }
+        if !self.core.check_cert(&b.justify) {
+            return self.core.reject(from, Reject::BadCertificate);
+        }
+        if !self.core.tree.contains(&b.parent) {
+            self.core.fetch(b.parent, from);
+            self.waiting.insert(b.view, (from, p));
+            return;
+        }
+        self.accept(from, p);
+    }
+
+    fn accept(&mut self, from: ReplicaIndex, p: Proposal) {
+        let block = p.block;
+        let view = block.view;
+        let justify = block.justify.clone();
+        let hash = block.hash();
+        if !self.core.insert_block(block, from) {
+            return;
+        }
+        let lock_before = self.core.safety.lock.view();
+        self.core.process_qc(&justify);
+        self.note_commit();
+        // Vote rule (DESIGN §4): above the last voted view (which a view change raises past
+        // this term), and extending a QC at least as high as our lock. Two certified blocks
+        // in consecutive rounds commit; a quorum then holds a lock at least that high, and
+        // every later QC or chosen term start must be confirmed by one of them.
+        if view > self.core.safety.last_voted
+            && (justify.view() >= lock_before || !self.core.lock_checks())
+            && self.target == self.term
+        {
+            self.vote(hash, view);
+        }
+        self.try_propose();
+    }
+
+    fn vote(&mut self, hash: Hash, view: View) {
+        let msg = SignedMsg {
+            domain: self.core.cfg.domain,
+            kind: Kind::Vote,
+            view,
+            digest: hash,
+        };
+        let Ok(share) = self.core.keys.sign_share(&msg.bytes()) else {
+            return;
+        };
+        self.core.safety.last_voted = view;
+        let vote = Vote { msg, share };
+        let to = self.collector;
+        if to == self.me() {
+            self.core.persist_then(Vec::new());
+            self.on_vote(to, vote);
+        } else {
+            self.core.persist_then(vec![Output::Send {
+                to,
+                msg: Message::Vote(vote),
+            }]);
+        }
+        // The leader made progress: restart the suspicion timer.
+        self.arm_timer(true);
+    }
+
+    /// The collector (the edge when offloading, else the leader) combines votes and hands the
+    /// QC to the leader, so a device leader never combines shares.
+    fn on_vote(&mut self, from: ReplicaIndex, v: Vote) {
+        let m = v.msg;
+        if m.domain != self.core.cfg.domain || term_of(m.view) != self.term {
+            return;
+        }
+        if self.collector != self.me() {
+            return;
+        }
+        match self
+            .core
+            .collector
+            .add(self.core.keys.as_ref(), m, from, v.share)
+        {
+            Added::Formed { cert, invalid } => {
+                self.penalise(invalid);
+                self.core.remember_cert(&cert);
+                self.core.event(Event::CertificateFormed {
+                    kind: Kind::Vote,
+                    view: m.view,
+                });
+                if self.leader != self.me() {
+                    self.core
+                        .send(self.leader, Message::Certificate(cert.clone()));
+                }
+                self.on_qc(from, cert);
+            }
+            Added::Invalid(bad) => self.penalise(bad),
+            Added::Pending | Added::Ignored => {}
+        }
+    }
+
+    fn on_certificate(&mut self, from: ReplicaIndex, qc: Certificate) {
+        if !self.core.is_qc(&qc) || !self.core.check_cert(&qc) {
+            return self.core.reject(from, Reject::BadCertificate);
+        }
+        self.on_qc(from, qc);
+    }
+
+    fn on_qc(&mut self, from: ReplicaIndex, qc: Certificate) {
+        if !self.core.tree.contains(&qc.block()) {
+            self.core.fetch(qc.block(), from);
+        }
+        self.core.process_qc(&qc);
+        self.note_commit();
+        self.try_propose();
+    }
+
+    /// The next view the leader proposes in: right after its highest QC within the term, or
+    /// the term's first round.
+    fn next_view(&self) -> View {
+        let high = self.core.safety.high_qc.view();
+        if term_of(high) == self.term && round_of(high) > 0 {
+            high + 1
+        } else {
+            view_at(self.term, 1)
+        }
+    }
+
+    fn try_propose(&mut self) {
+        if self.leader != self.me() || self.target != self.term {
+            return;
+        }
+        if self.term > 0 && self.core.safety.term.is_none() {
+            return;
+        }
+        let view = self.next_view();
+        // One block in flight: the next waits for the QC of the last (chained two-chain).
+        if view <= self.proposed || view <= self.core.safety.last_voted || !self.core.has_work() {
+            return;
+        }
+        let qc = self.core.safety.high_qc.clone();
+        let Some(block) = self.core.build_block(view, &qc) else {
+            return;
+        };
+        self.proposed = view;
+        self.core.event(Event::Proposed {
+            view,
+            txs: block.payload.len(),
+        });
+        let proposal = Proposal {
+            block,
+            timeout: None,
+            term: self.core.safety.term.clone(),
+        };
+        self.core.broadcast(Message::Propose(proposal.clone()));
+        self.accept(self.me(), proposal);
+    }
+
+    // ---- view change: two basic phases (Algorithm 6) ----
+
+    /// Leader of `term` as this replica computes it: the availability ranking (Algorithm 2)
+    /// at the running term's start block, without the running term's leader; later terms
+    /// after a failed one take the next candidate in rank.
+    fn leader_for(&self, term: u64) -> ReplicaIndex {
+        if term == self.term {
+            return self.leader;
+        }
+        let candidates: Vec<ReplicaIndex> = self
+            .core
+            .tree
+            .ranking(&self.term_start, self.core.cfg.edge)
+            .into_iter()
+            .filter(|&i| i != self.leader)
+            .collect();
+        if candidates.is_empty() {
+            return self.leader;
+        }
+        let k = (term - self.term - 1) % candidates.len() as u64;
+        candidates[usize::try_from(k).unwrap_or(0)]
+    }
+
+    /// Votes go to the edge when offloading, unless the term before made no progress under it
+    /// (then the edge itself may be the fault): the leader collects instead.
+    fn collector_for(&self, term: u64, chosen: &Certificate) -> ReplicaIndex {
+        let leader = if term == self.term {
+            self.leader
+        } else {
+            self.leader_for(term)
+        };
+        match self.core.cfg.edge {
+            Some(edge)
+                if self.core.cfg.offload && (term == 0 || term_of(chosen.view()) + 1 == term) =>
+            {
+                edge
+            }
+            _ => leader,
+        }
+    }
+
+    /// Phase 1: stop voting in this term for good, and ask the next leader to start `term`.
+    fn start_view_change(&mut self, term: u64) {
+        if term <= self.target && self.target != self.term {
+            return;
+        }
+        if term <= self.term {
+            return;
+        }
+        let leader = self.leader_for(term);
+        let msg = SignedMsg {
+            domain: self.core.cfg.domain,
+            kind: Kind::ViewChange,
+            view: term,
+            digest: view_change_digest(leader),
+        };
+        let Ok(share) = self.core.keys.sign_share(&msg.bytes()) else {
+            return;
+        };
+        self.core.event(Event::ViewChange {
+            from: self.term,
+            to: term,
+        });
+        self.target = term;
+        self.core.safety.vc_target = term;
+        self.core.safety.last_voted = self.core.safety.last_voted.max(view_at(term, 0));
+        self.failures += 1;
+        let vc = Message::ViewChange {
+            share: Vote { msg, share },
+            leader,
+            high_qc: self.core.safety.high_qc.clone(),
+            current: self.core.safety.term.clone(),
+        };
+        if leader == self.me() {
+            self.core.persist_then(Vec::new());
+            if let Message::ViewChange {
+                share,
+                leader,
+                high_qc,
+                ..
+            } = vc
+            {
+                self.on_view_change(self.me(), share, leader, high_qc);
+            }
+        } else {
+            self.core.persist_then(vec![Output::Send {
+                to: leader,
+                msg: vc,
+            }]);
+        }
+        self.arm_timer(true);
+    }
+
+    fn on_view_change(
+        &mut self,
+        from: ReplicaIndex,
+        share: Vote,
+        leader: ReplicaIndex,
+        high_qc: Certificate,
+    ) {
+        let m = share.msg;
+        if m.domain != self.core.cfg.domain
+            || m.kind != Kind::ViewChange
+            || m.digest != view_change_digest(leader)
+        {
+            return self.core.reject(from, Reject::Malformed);
+        }
+        let term = m.view;
+        if term <= self.term {
+            return;
+        }
+        // f+1 replicas asking for a term include an honest one: join them.
+        let seen = self.vc_seen.entry(term).or_default();
+        seen.insert(from);
+        if seen.len() > self.core.cfg.f() && self.target < term {
+            self.start_view_change(term);
+        }
+        if leader != self.me() {
+            return;
+        }
+        if !self.core.is_qc(&high_qc) || !self.core.check_cert(&high_qc) {
+            return self.core.reject(from, Reject::BadCertificate);
+        }
+        if !self.core.tree.contains(&high_qc.block()) {
+            self.core.fetch(high_qc.block(), from);
+        }
+        let best = self.vc_best.entry(term).or_insert_with(|| high_qc.clone());
+        if high_qc.view() > best.view() {
+            *best = high_qc;
+        }
+        match self
+            .core
+            .collector
+            .add(self.core.keys.as_ref(), m, from, share.share)
+        {
+            Added::Formed { cert, invalid } => {
+                self.penalise(invalid);
+                self.core.remember_cert(&cert);
+                self.core.event(Event::CertificateFormed {
+                    kind: Kind::ViewChange,
+                    view: term,
+                });
+                let mut chosen = self
+                    .vc_best
+                    .get(&term)
+                    .cloned()
+                    .unwrap_or_else(|| self.core.safety.high_qc.clone());
+                if self.core.safety.high_qc.view() > chosen.view() {
+                    chosen = self.core.safety.high_qc.clone();
+                }
+                self.announce(term, cert, chosen);
+            }
+            Added::Invalid(bad) => self.penalise(bad),
+            Added::Pending | Added::Ignored => {}
+        }
+    }
+
+    /// Phase 2 announcement: the view-change certificate and the highest QC it gathered.
+    fn announce(&mut self, term: u64, vc: Certificate, chosen: Certificate) {
+        self.announcing = Some((term, vc.clone(), chosen.clone()));
+        let me = self.me();
+        self.core.broadcast(Message::NewTerm {
+            vc: vc.clone(),
+            leader: me,
+            chosen: chosen.clone(),
+        });
+        self.on_new_term(me, vc, me, chosen);
+    }
+
+    /// Confirm rule: a replica confirms a new term only if the chosen QC is not below its lock
+    /// (that is what carries a committed block into the new term), and never for a term
+    /// below one it already asked for.
+    fn on_new_term(
+        &mut self,
+        from: ReplicaIndex,
+        vc: Certificate,
+        leader: ReplicaIndex,
+        chosen: Certificate,
+    ) {
+        let term = vc.view();
+        if vc.msg.domain != self.core.cfg.domain
+            || vc.msg.kind != Kind::ViewChange
+            || vc.msg.digest != view_change_digest(leader)
+            || from != leader
+        {
+            return self.core.reject(from, Reject::Malformed);
+        }
+        if term <= self.term || term < self.target {
+            return;
+        }
+        if !self.core.check_cert(&vc) || !self.core.is_qc(&chosen) || !self.core.check_cert(&chosen)
+        {
+            return self.core.reject(from, Reject::BadCertificate);
+        }
+        if !self.core.tree.contains(&chosen.block()) {
+            self.core.fetch(chosen.block(), from);
+        }
+        self.core.process_qc(&chosen);
+        self.note_commit();
+        if chosen.view() < self.core.safety.lock.view() && self.core.lock_checks() {
+            let refuse = Message::Refuse {
+                term,
+                high_qc: self.core.safety.lock.clone(),
+            };
+            if leader == self.me() {
+                return;
+            }
+            return self.core.send(leader, refuse);
+        }
+        let msg = SignedMsg {
+            domain: self.core.cfg.domain,
+            kind: Kind::Confirm,
+            view: term,
+            digest: TermProof::digest(leader, &chosen.block()),
+        };
+        let Ok(share) = self.core.keys.sign_share(&msg.bytes()) else {
+            return;
+        };
+        if self.target < term {
+            self.core.event(Event::ViewChange {
+                from: self.term,
+                to: term,
+            });
+        }
+        self.target = term;
+        self.core.safety.vc_target = term;
+        self.core.safety.last_voted = self.core.safety.last_voted.max(view_at(term, 0));
+        let vote = Vote { msg, share };
+        if leader == self.me() {
+            self.core.persist_then(Vec::new());
+            self.on_confirm(leader, vote);
+        } else {
+            self.core.persist_then(vec![Output::Send {
+                to: leader,
+                msg: Message::Vote(vote),
+            }]);
+        }
+        self.arm_timer(false);
+    }
+
+    fn on_refuse(&mut self, from: ReplicaIndex, term: u64, high_qc: Certificate) {
+        let Some((t, vc, chosen)) = self.announcing.clone() else {
+            return;
+        };
+        if t != term || high_qc.view() <= chosen.view() {
+            return;
+        }
+        if !self.core.is_qc(&high_qc) || !self.core.check_cert(&high_qc) {
+            return self.core.reject(from, Reject::BadCertificate);
+        }
+        // Liveness: retry the confirmation with the higher QC the refuser holds.
+        self.announce(term, vc, high_qc);
+    }
+
+    fn on_confirm(&mut self, from: ReplicaIndex, v: Vote) {
+        let Some((term, _, chosen)) = self.announcing.clone() else {
+            return;
+        };
+        let m = v.msg;
+        if m.domain != self.core.cfg.domain
+            || m.view != term
+            || m.digest != TermProof::digest(self.me(), &chosen.block())
+        {
+            return;
+        }
+        match self
+            .core
+            .collector
+            .add(self.core.keys.as_ref(), m, from, v.share)
+        {
+            Added::Formed { cert, invalid } => {
+                self.penalise(invalid);
+                self.core.remember_cert(&cert);
+                self.core.event(Event::CertificateFormed {
+                    kind: Kind::Confirm,
+                    view: term,
+                });
+                let proof = TermProof {
+                    confirm: cert,
+                    leader: self.me(),
+                    chosen,
+                };
+                self.core.broadcast(Message::TermStart(proof.clone()));
+                let me = self.me();
+                self.on_term_proof(me, proof);
+            }
+            Added::Invalid(bad) => self.penalise(bad),
+            Added::Pending | Added::Ignored => {}
+        }
+    }
+
+    /// A proof that a later term started (n - f confirmed it): adopt it.
+    fn on_term_proof(&mut self, from: ReplicaIndex, proof: TermProof) {
+        let c = &proof.confirm;
+        let term = c.view();
+        if term <= self.term {
+            return;
+        }
+        if c.msg.domain != self.core.cfg.domain
+            || c.msg.kind != Kind::Confirm
+            || c.msg.digest != TermProof::digest(proof.leader, &proof.chosen.block())
+            || usize::from(proof.leader) >= self.n()
+            || !self.core.is_qc(&proof.chosen)
+        {
+            return self.core.reject(from, Reject::Malformed);
+        }
+        if !self.core.check_cert(c) || !self.core.check_cert(&proof.chosen) {
+            return self.core.reject(from, Reject::BadCertificate);
+        }
+        if !self.core.tree.contains(&proof.chosen.block()) {
+            self.core.fetch(proof.chosen.block(), from);
+        }
+        self.enter_term(proof);
+        self.core.persist_then(Vec::new());
+        self.retry_waiting();
+        self.try_propose();
+        self.arm_timer(true);
+    }
+
+    fn enter_term(&mut self, proof: TermProof) {
+        let term = proof.confirm.view();
+        self.core.process_qc(&proof.chosen);
+        self.note_commit();
+        // Compute the collector from the old term's view of the world before switching.
+        self.leader = proof.leader;
+        self.term = term;
+        self.collector = self.collector_for(term, &proof.chosen);
+        self.term_start = proof.chosen.block();
+        self.target = self.target.max(term);
+        self.core.safety.vc_target = self.target;
+        self.core.safety.term = Some(proof);
+        self.announcing = None;
+        self.vc_best.retain(|t, _| *t > term);
+        self.vc_seen.retain(|t, _| *t > term);
+        self.core.collector.prune(Kind::ViewChange, term + 1);
+        self.core.collector.prune(Kind::Confirm, term + 1);
+        self.core.collector.prune(Kind::Vote, view_at(term, 0));
+        self.core.event(Event::NewLeader {
+            term,
+            leader: self.leader,
+        });
+    }
+
+    /// The suspicion timer runs while there is work or a view change in progress; progress
+    /// (`fresh`) restarts it. An idle domain has no timer and changes no leader.
+    fn arm_timer(&mut self, fresh: bool) {
+        let needed = self.core.has_work() || self.target > self.term;
+        if !needed {
+            self.timer_armed = false;
+            return;
+        }
+        if self.timer_armed && !fresh {
+            return;
+        }
+        self.timer_armed = true;
+        self.timer_epoch += 1;
+        let after = self.core.cfg.timeout_ms(self.failures);
+        self.core.set_timer(Timer::Term(self.timer_epoch), after);
+    }
+
+    fn retry_waiting(&mut self) {
+        let ready: Vec<View> = self
+            .waiting
+            .iter()
+            .filter(|(_, (_, p))| self.core.tree.contains(&p.block.parent))
+            .map(|(v, _)| *v)
+            .collect();
+        let term = self.term;
+        self.waiting.retain(|v, _| term_of(*v) >= term);
+        for v in ready {
+            if let Some((from, p)) = self.waiting.remove(&v)
+                && term_of(p.block.view) == self.term
+            {
+                self.accept(from, p);
+            }
+        }
+    }
+
+    fn note_commit(&mut self) {
+        let (_, height) = self.core.tree.committed();
+        if height > self.committed_seen {
+            self.failures = 0;
+            self.committed_seen = height;
+        }
+    }
+
+    fn penalise(&mut self, bad: Vec<ReplicaIndex>) {
+        for b in bad {
+            self.core.reject(b, Reject::BadShare);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Consensus messages of both layers. Who sent a message is what the transport authenticated
+//! (a libp2p PeerId mapped to a member index); no message names its own sender.
+
+use crate::types::{Block, Certificate, Hash, ReplicaIndex, Vote};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Message {
+    Propose(Proposal),
+    /// A share for a block, sent to the view's collector.
+    Vote(Vote),
+    /// Global pacemaker: a Timeout share for the view given up, with the sender's highest QC
+    /// and highest timeout certificate, so a replica that fell behind can catch up.
+    NewView {
+        timeout: Vote,
+        high_qc: Certificate,
+        high_tc: Option<Certificate>,
+    },
+    /// Local view change, phase 1: a ViewChange share for the new term, naming its leader.
+    ViewChange {
+        share: Vote,
+        leader: ReplicaIndex,
+        high_qc: Certificate,
+        current: Option<TermProof>,
+    },
+    /// Local view change, phase 2: the new leader's view-change certificate and chosen QC.
+    NewTerm {
+        vc: Certificate,
+        leader: ReplicaIndex,
+        chosen: Certificate,
+    },
+    /// Answer to a `NewTerm` whose chosen QC is below the replica's lock.
+    Refuse {
+        term: u64,
+        high_qc: Certificate,
+    },
+    /// The new leader announces that its term started.
+    TermStart(TermProof),
+    /// A certificate handed on: a QC from an offloading collector to the leader.
+    Certificate(Certificate),
+    BlockRequest(Hash),
+    BlockResponse(Box<Block>),
+}
+
+/// A proposal. `proof` justifies the view: in the global layer a timeout certificate for the
+/// previous view when `justify` is older; in a local domain the term's start.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Proposal {
+    pub block: Block,
+    pub timeout: Option<Certificate>,
+    pub term: Option<TermProof>,
+}
+
+/// Proof that a local term started: the confirmation certificate over `(leader, chosen)`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct TermProof {
+    pub confirm: Certificate,
+    pub leader: ReplicaIndex,
+    pub chosen: Certificate,
+}
+
+impl TermProof {
+    /// What Confirm shares sign: the leader and the chosen QC's block, bound together.
+    pub fn digest(leader: ReplicaIndex, chosen: &Hash) -> Hash {
+        let mut h = blake3::Hasher::new();
+        h.update(b"lcbft1/confirm");
+        h.update(&leader.to_be_bytes());
+        h.update(&chosen.0);
+        Hash(*h.finalize().as_bytes())
+    }
+}
+
+/// What ViewChange shares sign: the proposed leader of the new term.
+pub fn view_change_digest(leader: ReplicaIndex) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"lcbft1/view-change");
+    h.update(&leader.to_be_bytes());
+    Hash(*h.finalize().as_bytes())
+}

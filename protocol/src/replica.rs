@@ -1,0 +1,86 @@
+//! One type over both layers, for drivers that run either (the node, the simulator).
+
+use crate::core::Config;
+use crate::crypto::ThresholdKeys;
+use crate::global::GlobalReplica;
+use crate::io::{Input, Output, SafetyState};
+use crate::local::LocalReplica;
+use crate::types::{Block, DomainId};
+
+pub enum Replica {
+    Global(GlobalReplica),
+    Local(LocalReplica),
+}
+
+impl Replica {
+    pub fn new(cfg: Config, keys: Box<dyn ThresholdKeys>) -> Replica {
+        match cfg.domain {
+            DomainId::Global => Replica::Global(GlobalReplica::new(cfg, keys)),
+            DomainId::Local(_) => Replica::Local(LocalReplica::new(cfg, keys)),
+        }
+    }
+
+    /// Resume from what was on disk: the committed chain and the last persisted safety state.
+    pub fn restore(
+        cfg: Config,
+        keys: Box<dyn ThresholdKeys>,
+        committed: Vec<Block>,
+        safety: Option<SafetyState>,
+    ) -> Replica {
+        let safety = safety.unwrap_or_else(|| SafetyState::genesis(cfg.domain));
+        match cfg.domain {
+            DomainId::Global => {
+                Replica::Global(GlobalReplica::restore(cfg, keys, committed, safety))
+            }
+            DomainId::Local(_) => {
+                Replica::Local(LocalReplica::restore(cfg, keys, committed, safety))
+            }
+        }
+    }
+
+    pub fn handle(&mut self, input: Input) -> Vec<Output> {
+        match self {
+            Replica::Global(r) => r.handle(input),
+            Replica::Local(r) => r.handle(input),
+        }
+    }
+
+    pub fn safety(&self) -> &SafetyState {
+        match self {
+            Replica::Global(r) => r.safety(),
+            Replica::Local(r) => r.safety(),
+        }
+    }
+
+    pub fn committed_height(&self) -> u64 {
+        match self {
+            Replica::Global(r) => r.committed_height(),
+            Replica::Local(r) => r.committed_height(),
+        }
+    }
+}
+
+impl Replica {
+    /// One line of state for logs and the simulator's failure reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Replica::Global(r) => format!(
+                "view {} voted {} high_qc {} lock {} committed {}",
+                r.view(),
+                r.safety().last_voted,
+                r.safety().high_qc.view(),
+                r.safety().lock.view(),
+                r.committed_height()
+            ),
+            Replica::Local(r) => format!(
+                "term {} leader {} voted {:#x} high_qc {:#x} target {} committed {}",
+                r.term(),
+                r.leader(),
+                r.safety().last_voted,
+                r.safety().high_qc.view(),
+                r.safety().vc_target,
+                r.committed_height()
+            ),
+        }
+    }
+}

@@ -1,0 +1,661 @@
+//! Deterministic simulator: many replicas of one domain in one process on a seeded virtual
+//! clock and network (per-link delays and reordering, drops, partitions that heal, crashes with
+//! restart from persisted state) with Byzantine replicas, and a checker for safety and
+//! liveness. The same seed always gives the same run.
+
+mod byzantine;
+mod checker;
+
+pub use byzantine::Strategy;
+pub use checker::Checker;
+
+use crate::core::Config;
+use crate::crypto::{
+    Counting, CryptoCounters, CryptoOp, Dealer, DealtKeys, SchemeId, SimScheme,
+    ThresholdCryptoScheme, ThresholdKeys, load_keys,
+};
+use crate::io::{Event, Input, Output, SafetyState, Timer};
+use crate::message::Message;
+use crate::replica::Replica;
+use crate::types::{Block, DomainId, ReplicaIndex, Tx};
+use byzantine::Byzantine;
+use rand::{Rng, SeedableRng, seq::SliceRandom};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    Global,
+    Local,
+}
+
+/// A deliberately broken rule, to show the checker catches what it should (tests only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Broken {
+    /// Commit a block as soon as it is certified (a one-chain) instead of the chain rule.
+    OneChainCommit,
+    /// Vote and confirm without checking the lock.
+    NoLockCheck,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub layer: Layer,
+    pub n: usize,
+    /// How many replicas are Byzantine (they rotate through [`Strategy::ALL`] by seed).
+    pub byzantine: usize,
+    pub seed: u64,
+    /// Crashes, partitions and message loss in the middle third of the run.
+    pub faults: bool,
+    /// Virtual run length.
+    pub duration_ms: u64,
+    /// One transaction submitted every this many ms.
+    pub tx_every_ms: u64,
+    pub scheme: SchemeId,
+    /// Local layer: send votes to the edge (replica 0).
+    pub offload: bool,
+    /// Force one strategy for every Byzantine replica instead of rotating.
+    pub strategy: Option<Strategy>,
+    /// Print every input and output to stderr (debugging one seed).
+    pub trace: bool,
+}
+
+impl SimConfig {
+    pub fn new(layer: Layer, n: usize, byzantine: usize, seed: u64) -> SimConfig {
+        SimConfig {
+            layer,
+            n,
+            byzantine,
+            seed,
+            faults: true,
+            duration_ms: 40_000,
+            tx_every_ms: 50,
+            scheme: SchemeId::Sim,
+            offload: seed % 2 == 0,
+            strategy: None,
+            trace: false,
+        }
+    }
+}
+
+/// What one run found.
+#[derive(Clone, Debug, Default)]
+pub struct SimReport {
+    pub safety_violations: Vec<String>,
+    pub liveness_failure: Option<String>,
+    /// Blocks committed (the longest honest committed chain).
+    pub commits: u64,
+    pub view_changes: u64,
+    /// Mean basic phases from a block's proposal to its first commit.
+    pub phases_per_commit: f64,
+    /// All certificates formed divided by committed blocks.
+    pub phases_amortised: f64,
+    pub phases: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Crypto operations summed over honest replicas: sign, verify share, combine, verify.
+    pub crypto: [u64; 4],
+    /// Proposals made (views/rounds that carried a block).
+    pub proposals: u64,
+    pub strategies: Vec<Strategy>,
+}
+
+enum Slot {
+    Honest(Replica),
+    Byzantine(Box<Byzantine>),
+}
+
+impl Slot {
+    fn handle(&mut self, input: Input) -> Vec<Output> {
+        match self {
+            Slot::Honest(r) => r.handle(input),
+            Slot::Byzantine(b) => b.handle(input),
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct Disk {
+    safety: Option<SafetyState>,
+    committed: Vec<Block>,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum What {
+    Deliver {
+        to: usize,
+        from: ReplicaIndex,
+        bytes: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        timer: Timer,
+        generation: u64,
+    },
+    Persisted {
+        node: usize,
+        seq: u64,
+        incarnation: u64,
+    },
+}
+
+/// A running simulation. Nodes are replicas; a Twins replica has two nodes with one index.
+pub struct Sim {
+    cfg: SimConfig,
+    rng: ChaCha8Rng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, What)>>,
+    nodes: Vec<Option<Slot>>,
+    /// Which replica index each node plays, and how (None: honest).
+    index: Vec<ReplicaIndex>,
+    strategy: Vec<Option<Strategy>>,
+    disks: Vec<Disk>,
+    incarnation: Vec<u64>,
+    timer_generation: HashMap<(usize, std::mem::Discriminant<Timer>), u64>,
+    dealt: DealtKeys,
+    counters: Vec<Arc<CryptoCounters>>,
+    byzantine: HashSet<ReplicaIndex>,
+    /// Partition: node -> side; messages cross only within a side.
+    side: Option<Vec<u8>>,
+    drop_rate: f64,
+    pub checker: Checker,
+    report: SimReport,
+    phases_seen: HashSet<(crate::types::Kind, u64)>,
+    phase_at_proposal: HashMap<u64, u64>,
+    phase_latency: (u64, u64),
+    tx_counter: u64,
+    broken: Option<Broken>,
+}
+
+fn domain_of(layer: Layer) -> DomainId {
+    match layer {
+        Layer::Global => DomainId::Global,
+        Layer::Local => DomainId::Local(1),
+    }
+}
+
+fn deal(scheme: SchemeId, n: usize, quorum: usize, seed: [u8; 32]) -> DealtKeys {
+    match scheme {
+        SchemeId::Sim => SimScheme::deal(n, quorum, seed),
+        #[cfg(feature = "blsttc")]
+        SchemeId::Blsttc => crate::crypto::BlsttcScheme::deal(n, quorum, seed),
+        _ => ThresholdCryptoScheme::deal(n, quorum, seed),
+    }
+}
+
+impl Sim {
+    pub fn new(cfg: SimConfig) -> Sim {
+        Sim::build_sim(cfg, None)
+    }
+
+    /// A simulation in which honest replicas run a deliberately broken rule.
+    #[cfg(test)]
+    pub(crate) fn with_broken(cfg: SimConfig, broken: Broken) -> Sim {
+        Sim::build_sim(cfg, Some(broken))
+    }
+
+    fn build_sim(cfg: SimConfig, broken: Option<Broken>) -> Sim {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let n = cfg.n;
+        let f = (n - 1) / 3;
+        let dealt = deal(cfg.scheme, n, n - f, rng.r#gen());
+        let mut order: Vec<ReplicaIndex> = (0..n)
+            .filter_map(|i| ReplicaIndex::try_from(i).ok())
+            .collect();
+        order.shuffle(&mut rng);
+        let byzantine: HashSet<ReplicaIndex> = order.into_iter().take(cfg.byzantine).collect();
+        let mut strategies = Vec::new();
+        let mut sim = Sim {
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes: Vec::new(),
+            index: Vec::new(),
+            strategy: Vec::new(),
+            disks: Vec::new(),
+            incarnation: Vec::new(),
+            timer_generation: HashMap::new(),
+            dealt,
+            counters: Vec::new(),
+            byzantine: byzantine.clone(),
+            side: None,
+            drop_rate: 0.0,
+            checker: Checker::new(domain_of(cfg.layer)),
+            report: SimReport::default(),
+            phases_seen: HashSet::new(),
+            phase_at_proposal: HashMap::new(),
+            phase_latency: (0, 0),
+            tx_counter: 0,
+            broken,
+            cfg,
+        };
+        let mut k = 0usize;
+        for i in 0..n {
+            let idx = ReplicaIndex::try_from(i).unwrap_or(0);
+            if byzantine.contains(&idx) {
+                let s = sim
+                    .cfg
+                    .strategy
+                    .unwrap_or(Strategy::ALL[(sim.cfg.seed as usize + k) % Strategy::ALL.len()]);
+                k += 1;
+                strategies.push(s);
+                if s == Strategy::Twins {
+                    // Two honest copies of one key: the second node is added below.
+                    sim.add_node(idx, Some(Strategy::Twins));
+                    sim.add_node(idx, Some(Strategy::Twins));
+                    continue;
+                }
+                sim.add_node(idx, Some(s));
+            } else {
+                sim.add_node(idx, None);
+            }
+        }
+        sim.report.strategies = strategies;
+        sim
+    }
+
+    fn replica_config(&self, idx: ReplicaIndex) -> Config {
+        let mut c = Config::new(domain_of(self.cfg.layer), idx, self.cfg.n);
+        c.base_timeout_ms = 300;
+        c.max_timeout_ms = 2_400;
+        c.max_block_txs = 64;
+        if self.cfg.layer == Layer::Local {
+            c.edge = Some(0);
+            c.offload = self.cfg.offload;
+        }
+        c
+    }
+
+    fn keys(&self, idx: ReplicaIndex, counters: Arc<CryptoCounters>) -> Box<dyn ThresholdKeys> {
+        let secret = self.dealt.secrets.get(usize::from(idx));
+        match load_keys(self.dealt.scheme, self.cfg.n, &self.dealt.public, secret) {
+            Ok(k) => Box::new(Counting::new(k, counters)),
+            Err(e) => panic!("simulator dealt unusable keys: {e}"),
+        }
+    }
+
+    fn build(
+        &self,
+        idx: ReplicaIndex,
+        strategy: Option<Strategy>,
+        disk: &Disk,
+        counters: Arc<CryptoCounters>,
+    ) -> Slot {
+        let mut cfg = self.replica_config(idx);
+        cfg.broken = self.broken;
+        let replica = Replica::restore(
+            cfg.clone(),
+            self.keys(idx, counters.clone()),
+            disk.committed.clone(),
+            disk.safety.clone(),
+        );
+        match strategy {
+            None | Some(Strategy::Twins) => Slot::Honest(replica),
+            Some(s) => Slot::Byzantine(Box::new(Byzantine::new(
+                s,
+                replica,
+                cfg,
+                self.keys(idx, Arc::new(CryptoCounters::default())),
+            ))),
+        }
+    }
+
+    fn add_node(&mut self, idx: ReplicaIndex, strategy: Option<Strategy>) {
+        let counters = Arc::new(CryptoCounters::default());
+        let slot = self.build(idx, strategy, &Disk::default(), counters.clone());
+        self.nodes.push(Some(slot));
+        self.index.push(idx);
+        self.strategy.push(strategy);
+        self.disks.push(Disk::default());
+        self.incarnation.push(0);
+        self.counters.push(counters);
+    }
+
+    fn honest(&self, node: usize) -> bool {
+        !self.byzantine.contains(&self.index[node])
+    }
+
+    fn push(&mut self, at: u64, what: What) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, what)));
+    }
+
+    /// Nodes playing replica `idx` (two for Twins).
+    fn nodes_of(&self, idx: ReplicaIndex) -> Vec<usize> {
+        (0..self.index.len())
+            .filter(|&i| self.index[i] == idx)
+            .collect()
+    }
+
+    fn can_reach(&self, from: usize, to: usize) -> bool {
+        match &self.side {
+            Some(side) => side[from] == side[to],
+            None => true,
+        }
+    }
+
+    fn send(&mut self, from_node: usize, to: ReplicaIndex, msg: &Message) {
+        // Every message crosses the real wire codec, bound and all.
+        let bytes = crate::codec::encode(msg);
+        for to_node in self.nodes_of(to) {
+            if to_node == from_node || !self.can_reach(from_node, to_node) {
+                continue;
+            }
+            if self.drop_rate > 0.0 && self.rng.gen_bool(self.drop_rate) {
+                continue;
+            }
+            let delay = self.rng.gen_range(2..40);
+            self.report.messages += 1;
+            self.report.bytes += bytes.len() as u64;
+            let from = self.index[from_node];
+            self.push(
+                self.now + delay,
+                What::Deliver {
+                    to: to_node,
+                    from,
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+    }
+
+    fn apply(&mut self, node: usize, outputs: Vec<Output>) {
+        for out in outputs {
+            match out {
+                Output::Send { to, msg } => self.send(node, to, &msg),
+                Output::Broadcast(msg) => {
+                    for to in 0..self.cfg.n {
+                        let to = ReplicaIndex::try_from(to).unwrap_or(0);
+                        if to != self.index[node] {
+                            self.send(node, to, &msg);
+                        }
+                    }
+                }
+                Output::SetTimer { timer, after_ms } => {
+                    let key = (node, std::mem::discriminant(&timer));
+                    let g = self.timer_generation.entry(key).or_insert(0);
+                    *g += 1;
+                    let generation = *g;
+                    self.push(
+                        self.now + after_ms,
+                        What::Timer {
+                            node,
+                            timer,
+                            generation,
+                        },
+                    );
+                }
+                Output::Persist { seq, state } => {
+                    self.disks[node].safety = Some(state);
+                    let incarnation = self.incarnation[node];
+                    self.push(
+                        self.now + 1,
+                        What::Persisted {
+                            node,
+                            seq,
+                            incarnation,
+                        },
+                    );
+                }
+                Output::Commit { block, .. } => {
+                    if self.honest(node) {
+                        let phases = self.phases_seen.len() as u64;
+                        if self.checker.commit(node, &block, self.now)
+                            && let Some(start) = self.phase_at_proposal.get(&block.view)
+                        {
+                            self.phase_latency.0 += phases - start;
+                            self.phase_latency.1 += 1;
+                        }
+                    }
+                    self.disks[node].committed.push(block);
+                }
+                Output::Event(e) => self.on_event(node, e),
+            }
+        }
+    }
+
+    fn on_event(&mut self, node: usize, e: Event) {
+        match e {
+            Event::CertificateFormed { kind, view } => {
+                self.phases_seen.insert((kind, view));
+            }
+            Event::Proposed { view, .. } => {
+                if self.honest(node) {
+                    self.report.proposals += 1;
+                }
+                let phases = self.phases_seen.len() as u64;
+                self.phase_at_proposal.entry(view).or_insert(phases);
+            }
+            Event::ViewChange { to, .. } => {
+                if self.honest(node) {
+                    self.checker.view_change(to);
+                }
+            }
+            Event::NewLeader { .. } | Event::Rejected { .. } => {}
+        }
+    }
+
+    fn deliver(&mut self, node: usize, input: Input) {
+        let Some(slot) = self.nodes[node].as_mut() else {
+            return;
+        };
+        let trace = self.cfg.trace && !matches!(input, Input::Payload(_));
+        if trace {
+            eprintln!("{:>6} {node} <- {input:?}", self.now);
+        }
+        let out = slot.handle(input);
+        if trace {
+            for o in &out {
+                eprintln!("{:>6} {node} -> {o:?}", self.now);
+            }
+        }
+        self.apply(node, out);
+    }
+
+    fn submit(&mut self) {
+        self.tx_counter += 1;
+        let tx = Tx(format!("tx-{}-{}", self.cfg.seed, self.tx_counter).into_bytes());
+        self.checker.submitted(tx.id(), self.now);
+        // The node gossips payload to every member; model that as a direct hand-off.
+        for node in 0..self.nodes.len() {
+            self.deliver(node, Input::Payload(vec![tx.clone()]));
+        }
+    }
+
+    fn crash(&mut self, node: usize) {
+        self.nodes[node] = None;
+        self.incarnation[node] += 1;
+    }
+
+    fn restart(&mut self, node: usize) {
+        if self.nodes[node].is_some() {
+            return;
+        }
+        let idx = self.index[node];
+        let strategy = self.strategy[node];
+        let disk = self.disks[node].clone();
+        let slot = self.build(idx, strategy, &disk, self.counters[node].clone());
+        self.nodes[node] = Some(slot);
+        self.checker.restarted(node, disk.committed.len() as u64);
+    }
+
+    /// Run until `until`, submitting payload on schedule.
+    fn run_until(&mut self, until: u64) {
+        let mut next_tx = self.now.div_ceil(self.cfg.tx_every_ms) * self.cfg.tx_every_ms;
+        loop {
+            let next_event = self.queue.peek().map(|Reverse((t, _, _))| *t);
+            let next = match next_event {
+                Some(t) if t <= next_tx => t,
+                _ => next_tx,
+            };
+            if next > until {
+                break;
+            }
+            self.now = next;
+            if next_event == Some(next) {
+                let Some(Reverse((_, _, what))) = self.queue.pop() else {
+                    break;
+                };
+                self.dispatch(what);
+            } else {
+                self.submit();
+                next_tx += self.cfg.tx_every_ms;
+            }
+        }
+        self.now = until;
+    }
+
+    fn dispatch(&mut self, what: What) {
+        match what {
+            What::Deliver { to, from, bytes } => {
+                let msg = match crate::codec::decode::<Message>(
+                    &bytes,
+                    crate::codec::MAX_MESSAGE_BYTES,
+                ) {
+                    Ok(m) => m,
+                    Err(e) => panic!("simulator sent an undecodable message: {e}"),
+                };
+                self.deliver(to, Input::Message { from, msg });
+            }
+            What::Timer {
+                node,
+                timer,
+                generation,
+            } => {
+                let key = (node, std::mem::discriminant(&timer));
+                if self.timer_generation.get(&key) == Some(&generation) {
+                    self.deliver(node, Input::Timeout(timer));
+                }
+            }
+            What::Persisted {
+                node,
+                seq,
+                incarnation,
+            } => {
+                if self.incarnation[node] == incarnation {
+                    self.deliver(node, Input::Persisted(seq));
+                }
+            }
+        }
+    }
+
+    /// The whole scenario: a calm start, a chaotic middle (crashes, partitions, loss), a healed
+    /// end; then the checker's verdict.
+    pub fn run(mut self) -> SimReport {
+        let d = self.cfg.duration_ms;
+        let (chaos_start, chaos_end) = (d / 4, d / 2);
+        self.run_until(chaos_start);
+        if self.cfg.faults {
+            self.chaos(chaos_end);
+        }
+        self.heal();
+        let healed_at = self.now;
+        self.checker.healed(healed_at);
+        self.run_until(d);
+        self.finish()
+    }
+
+    /// Faults until `end`: a partition (separating Twins), up to f crashes with restarts,
+    /// message loss, in random order and lengths.
+    fn chaos(&mut self, end: u64) {
+        let f = (self.cfg.n - 1) / 3;
+        while self.now < end {
+            let step = self.rng.gen_range(500..3000).min(end - self.now);
+            match self.rng.gen_range(0..4) {
+                0 => {
+                    let mut side: Vec<u8> = (0..self.nodes.len())
+                        .map(|_| self.rng.gen_range(0..2))
+                        .collect();
+                    // Twins sit on both sides so that both copies act.
+                    let mut twins_seen = HashSet::new();
+                    for node in 0..self.nodes.len() {
+                        let idx = self.index[node];
+                        if self.nodes_of(idx).len() == 2 {
+                            side[node] = u8::from(!twins_seen.insert(idx));
+                        }
+                    }
+                    self.side = Some(side);
+                }
+                1 => {
+                    let down = self.nodes.iter().filter(|n| n.is_none()).count();
+                    if down < f {
+                        let node = self.rng.gen_range(0..self.nodes.len());
+                        self.crash(node);
+                    }
+                }
+                2 => self.drop_rate = self.rng.gen_range(0.05..0.3),
+                _ => {
+                    self.side = None;
+                    self.drop_rate = 0.0;
+                    let down: Vec<usize> = (0..self.nodes.len())
+                        .filter(|&i| self.nodes[i].is_none())
+                        .collect();
+                    for node in down {
+                        self.restart(node);
+                    }
+                }
+            }
+            let until = self.now + step;
+            self.run_until(until);
+        }
+    }
+
+    fn heal(&mut self) {
+        self.side = None;
+        self.drop_rate = 0.0;
+        for node in 0..self.nodes.len() {
+            self.restart(node);
+        }
+    }
+
+    fn finish(mut self) -> SimReport {
+        let honest: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.honest(i)).collect();
+        let verdict = self.checker.verdict(&honest);
+        self.report.safety_violations = verdict.safety;
+        self.report.liveness_failure = verdict.liveness.map(|l| {
+            let states: Vec<String> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| match n {
+                    Some(Slot::Honest(r)) => format!("{i}: {}", r.describe()),
+                    Some(Slot::Byzantine(_)) => format!("{i}: byzantine"),
+                    None => format!("{i}: down"),
+                })
+                .collect();
+            format!("{l}; {}", states.join("; "))
+        });
+        self.report.commits = verdict.commits;
+        self.report.view_changes = self.checker.view_changes();
+        self.report.phases = self.phases_seen.len() as u64;
+        self.report.phases_per_commit = if self.phase_latency.1 == 0 {
+            0.0
+        } else {
+            self.phase_latency.0 as f64 / self.phase_latency.1 as f64
+        };
+        self.report.phases_amortised = if verdict.commits == 0 {
+            0.0
+        } else {
+            self.report.phases as f64 / verdict.commits as f64
+        };
+        for node in honest {
+            let c = &self.counters[node];
+            for (i, op) in [
+                CryptoOp::SignShare,
+                CryptoOp::VerifyShare,
+                CryptoOp::Combine,
+                CryptoOp::Verify,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                self.report.crypto[i] += c.get(op);
+            }
+        }
+        self.report
+    }
+}

@@ -1,0 +1,270 @@
+//! The block tree a replica knows, rooted at genesis: parent links, the commit rule's chain
+//! walk, and per-block summaries the leader rules read in O(1).
+
+use crate::types::{Block, Certificate, DomainId, Hash, ReplicaIndex, View};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+pub struct Node {
+    pub block: Arc<Block>,
+    pub hash: Hash,
+    /// Highest height committed by the commit rule applied anywhere in this block's
+    /// ancestry, itself included: what every replica that has this block knows is final.
+    pub announced: u64,
+    /// Height of the newest block with payload in this block's ancestry (0 if none).
+    pub last_payload: u64,
+    /// Per member, how many certificates in this ancestry carry its share (Algorithm 2).
+    pub availability: Arc<Vec<u32>>,
+}
+
+pub struct BlockTree {
+    chain: usize,
+    n: usize,
+    nodes: HashMap<Hash, Node>,
+    by_height: HashMap<u64, Hash>,
+    /// Blocks whose parent is not known yet, by parent.
+    orphans: HashMap<Hash, Vec<Block>>,
+    orphan_count: usize,
+    committed: Hash,
+    committed_height: u64,
+}
+
+/// Orphans kept while their ancestry is fetched; only requested blocks become orphans.
+const MAX_ORPHANS: usize = 4096;
+
+impl BlockTree {
+    /// `chain` is the commit rule's length: 3 (global) or 2 (local).
+    pub fn new(domain: DomainId, chain: usize, n: usize) -> BlockTree {
+        let genesis = Block::genesis(domain);
+        let hash = genesis.hash();
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            hash,
+            Node {
+                block: Arc::new(genesis),
+                hash,
+                announced: 0,
+                last_payload: 0,
+                availability: Arc::new(vec![0; n]),
+            },
+        );
+        let mut by_height = HashMap::new();
+        by_height.insert(0, hash);
+        BlockTree {
+            chain,
+            n,
+            nodes,
+            by_height,
+            orphans: HashMap::new(),
+            orphan_count: 0,
+            committed: hash,
+            committed_height: 0,
+        }
+    }
+
+    pub fn get(&self, hash: &Hash) -> Option<&Node> {
+        self.nodes.get(hash)
+    }
+
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.nodes.contains_key(hash)
+    }
+
+    pub fn committed(&self) -> (Hash, u64) {
+        (self.committed, self.committed_height)
+    }
+
+    pub fn committed_at(&self, height: u64) -> Option<Hash> {
+        (height <= self.committed_height)
+            .then(|| self.by_height.get(&height).copied())
+            .flatten()
+    }
+
+    /// Insert `block`. Returns the hashes now connected (the block and any orphans it freed),
+    /// or the parent hash to fetch when the block had to wait.
+    pub fn insert(&mut self, block: Block) -> Result<Vec<Hash>, Hash> {
+        let hash = block.hash();
+        if self.nodes.contains_key(&hash) {
+            return Ok(Vec::new());
+        }
+        if !self.nodes.contains_key(&block.parent) {
+            let parent = block.parent;
+            if self.orphan_count < MAX_ORPHANS {
+                self.orphans.entry(parent).or_default().push(block);
+                self.orphan_count += 1;
+            }
+            return Err(parent);
+        }
+        let mut added = Vec::new();
+        let mut queue = vec![block];
+        while let Some(block) = queue.pop() {
+            let hash = block.hash();
+            if self.nodes.contains_key(&hash) {
+                continue;
+            }
+            let Some(node) = self.summarise(block, hash) else {
+                continue;
+            };
+            self.nodes.insert(hash, node);
+            added.push(hash);
+            if let Some(children) = self.orphans.remove(&hash) {
+                self.orphan_count -= children.len();
+                queue.extend(children);
+            }
+        }
+        Ok(added)
+    }
+
+    /// Whether a block with this hash is waiting for its ancestry.
+    pub fn is_orphan_parent(&self, parent: &Hash) -> bool {
+        self.orphans.contains_key(parent)
+    }
+
+    fn summarise(&self, block: Block, hash: Hash) -> Option<Node> {
+        let parent = self.nodes.get(&block.parent)?;
+        if block.height != parent.block.height + 1 || block.view <= parent.block.view {
+            return None;
+        }
+        let announced = self
+            .commit_target(&block.justify)
+            .map_or(0, |h| self.nodes[&h].block.height)
+            .max(parent.announced);
+        let last_payload = if block.payload.is_empty() {
+            parent.last_payload
+        } else {
+            block.height
+        };
+        let mut availability = parent.availability.clone();
+        if !block.justify.is_genesis() {
+            let counts = Arc::make_mut(&mut availability);
+            for i in block.justify.signers.iter() {
+                if let Some(c) = counts.get_mut(usize::from(i)) {
+                    *c += 1;
+                }
+            }
+        }
+        Some(Node {
+            block: Arc::new(block),
+            hash,
+            announced,
+            last_payload,
+            availability,
+        })
+    }
+
+    /// The block a certificate commits by the chain rule: follow `chain - 1` justify links from
+    /// the certified block; every link must be a direct parent in the next view.
+    pub fn commit_target(&self, qc: &Certificate) -> Option<Hash> {
+        let mut hash = qc.block();
+        for _ in 1..self.chain {
+            let node = self.nodes.get(&hash)?;
+            let b = &node.block;
+            let parent = self.nodes.get(&b.parent)?;
+            if b.justify.block() != b.parent || b.view != parent.block.view + 1 {
+                return None;
+            }
+            hash = b.parent;
+        }
+        Some(hash)
+    }
+
+    /// The lock a certificate implies: `chain - 2` justify links back from it.
+    pub fn lock_of<'a>(&'a self, qc: &'a Certificate) -> Option<&'a Certificate> {
+        let mut cert = qc;
+        for _ in 2..self.chain {
+            cert = &self.nodes.get(&cert.block())?.block.justify;
+        }
+        Some(cert)
+    }
+
+    /// Whether `descendant` extends `ancestor` (or is it).
+    pub fn extends(&self, descendant: &Hash, ancestor: &Hash) -> bool {
+        let Some(target) = self.nodes.get(ancestor).map(|n| n.block.height) else {
+            return false;
+        };
+        let mut hash = *descendant;
+        while let Some(node) = self.nodes.get(&hash) {
+            if hash == *ancestor {
+                return true;
+            }
+            if node.block.height <= target {
+                return false;
+            }
+            hash = node.block.parent;
+        }
+        false
+    }
+
+    /// Commit `target` and its uncommitted ancestors; returns them oldest first. `None` if
+    /// `target` conflicts with what is already committed (a safety violation upstream).
+    pub fn commit(&mut self, target: Hash) -> Option<Vec<Arc<Block>>> {
+        let height = self.nodes.get(&target)?.block.height;
+        if height <= self.committed_height {
+            return (self.committed_at(height) == Some(target)).then(Vec::new);
+        }
+        let mut chain = Vec::new();
+        let mut hash = target;
+        while hash != self.committed {
+            let node = self.nodes.get(&hash)?;
+            if node.block.height <= self.committed_height {
+                return None;
+            }
+            chain.push(node.block.clone());
+            hash = node.block.parent;
+        }
+        chain.reverse();
+        for b in &chain {
+            self.by_height.insert(b.height, b.hash());
+        }
+        self.committed = target;
+        self.committed_height = height;
+        Some(chain)
+    }
+
+    /// Payload ids in blocks from `tip` down to the last committed block (being decided).
+    pub fn uncommitted_payload(&self, tip: &Hash) -> HashSet<Hash> {
+        let mut ids = HashSet::new();
+        let mut hash = *tip;
+        while let Some(node) = self.nodes.get(&hash) {
+            if node.block.height <= self.committed_height {
+                break;
+            }
+            ids.extend(node.block.payload.iter().map(|t| t.id()));
+            hash = node.block.parent;
+        }
+        ids
+    }
+
+    /// Members ranked by availability at `hash` (Algorithm 2): most certificates first, then
+    /// `first` (the edge), then lowest index.
+    pub fn ranking(&self, hash: &Hash, first: Option<ReplicaIndex>) -> Vec<ReplicaIndex> {
+        let counts = self
+            .nodes
+            .get(hash)
+            .map(|n| n.availability.clone())
+            .unwrap_or_else(|| Arc::new(vec![0; self.n]));
+        let mut members: Vec<ReplicaIndex> = (0..self.n)
+            .filter_map(|i| ReplicaIndex::try_from(i).ok())
+            .collect();
+        members.sort_by_key(|&i| {
+            (
+                std::cmp::Reverse(counts[usize::from(i)]),
+                Some(i) != first,
+                i,
+            )
+        });
+        members
+    }
+
+    pub fn view_of(&self, hash: &Hash) -> Option<View> {
+        self.nodes.get(hash).map(|n| n.block.view)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
