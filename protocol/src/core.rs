@@ -259,11 +259,6 @@ impl Core {
         self.insert_block(block, from)
     }
 
-    /// The lock checks of the vote and confirm rules, unless a test broke them on purpose.
-    pub fn lock_checks(&self) -> bool {
-        self.cfg.broken != Some(crate::sim::Broken::NoLockCheck)
-    }
-
     /// Adopt `qc` as highest QC if newer, and apply the commit rule to it: the certificate's
     /// chain (3 blocks global, 2 local; direct parents, consecutive views) commits its first
     /// block and all ancestors. Safe because a quorum locked on that chain (see `lock_of`).

@@ -78,6 +78,12 @@ impl GlobalReplica {
         r.proposed = safety.last_voted;
         r.core.restore(committed, safety);
         r.committed_seen = r.core.tree.committed().1;
+        // Leading the view right after our highest QC, we may still propose with it (unless
+        // we already did: `proposed` covers that).
+        let high_qc = r.core.safety.high_qc.clone();
+        if r.view == high_qc.view() + 1 && leader(r.view, r.n()) == r.core.me() {
+            r.ready = Some((high_qc, None));
+        }
         r
     }
 
@@ -175,6 +181,11 @@ impl GlobalReplica {
             if !ok {
                 return self.core.reject(from, Reject::BadCertificate);
             }
+            if let Some(tc) = &p.timeout
+                && self.high_tc.as_ref().is_none_or(|t| t.view() < tc.view())
+            {
+                self.high_tc = Some(tc.clone());
+            }
         }
         if !self.core.tree.contains(&b.parent) {
             self.core.fetch(b.parent, from);
@@ -215,9 +226,7 @@ impl GlobalReplica {
         };
         let justify_view = node.block.justify.view();
         let lock = &self.core.safety.lock;
-        let safe = self.core.tree.extends(&hash, &lock.block())
-            || justify_view > lock.view()
-            || !self.core.lock_checks();
+        let safe = self.core.tree.extends(&hash, &lock.block()) || justify_view > lock.view();
         if view <= self.core.safety.last_voted || !safe {
             return;
         }

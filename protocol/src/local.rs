@@ -11,7 +11,7 @@ use crate::crypto::ThresholdKeys;
 use crate::io::{Event, Input, Output, Reject, SafetyState, Timer};
 use crate::message::{Message, Proposal, TermProof, view_change_digest};
 use crate::types::{Block, Certificate, Hash, Kind, ReplicaIndex, SignedMsg, View, Vote};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 pub fn term_of(view: View) -> u64 {
     view >> 32
@@ -28,6 +28,8 @@ pub fn view_at(term: u64, round: u64) -> View {
 
 /// How far ahead of our view a buffered proposal may be.
 const ROUND_WINDOW: View = 64;
+/// How far ahead of our target a view-change message may be.
+const TERM_WINDOW: u64 = 64;
 
 pub struct LocalReplica {
     core: Core,
@@ -47,9 +49,12 @@ pub struct LocalReplica {
     /// As a new leader: the term being confirmed, its view-change certificate and chosen QC.
     announcing: Option<(u64, Certificate, Certificate)>,
     /// Who asked for which term (f+1 of them make us join).
-    vc_seen: BTreeMap<u64, BTreeSet<ReplicaIndex>>,
+    /// The highest term each member asked for (PBFT's view-change liveness rules read it).
+    asked: BTreeMap<ReplicaIndex, u64>,
     waiting: BTreeMap<View, (ReplicaIndex, Proposal)>,
     committed_seen: u64,
+    /// Our view-change message for `target`, repeated until the term changes.
+    my_vc: Option<Message>,
 }
 
 impl LocalReplica {
@@ -69,9 +74,10 @@ impl LocalReplica {
             proposed: 0,
             vc_best: BTreeMap::new(),
             announcing: None,
-            vc_seen: BTreeMap::new(),
+            asked: BTreeMap::new(),
             waiting: BTreeMap::new(),
             committed_seen: 0,
+            my_vc: None,
             core,
         };
         r.collector = r.collector_for(0, &genesis);
@@ -127,7 +133,7 @@ impl LocalReplica {
             Input::Timeout(Timer::Term(epoch)) => {
                 if epoch == self.timer_epoch && self.timer_armed {
                     self.timer_armed = false;
-                    self.start_view_change(self.target + 1);
+                    self.on_timeout();
                 }
             }
             Input::Timeout(Timer::Sync(round)) => self.core.sync_retry(round),
@@ -188,7 +194,7 @@ impl LocalReplica {
         let term = term_of(p.block.view);
         if term > self.term {
             match &p.term {
-                Some(proof) if term_of(proof.confirm.view()) == term => {
+                Some(proof) if proof.confirm.view() == term => {
                     let proof = proof.clone();
                     self.on_term_proof(from, proof);
                 }
@@ -255,7 +261,7 @@ impl LocalReplica {
         // in consecutive rounds commit; a quorum then holds a lock at least that high, and
         // every later QC or chosen term start must be confirmed by one of them.
         if view > self.core.safety.last_voted
-            && (justify.view() >= lock_before || !self.core.lock_checks())
+            && justify.view() >= lock_before
             && self.target == self.term
         {
             self.vote(hash, view);
@@ -420,6 +426,25 @@ impl LocalReplica {
         }
     }
 
+    /// The leader made no progress in time, or the view change did not finish. Move on to the
+    /// next term only once n-f replicas are in the current target too; until then, repeat our
+    /// view-change message (a crashed or cut-off replica may have missed it).
+    fn on_timeout(&mut self) {
+        if self.target > self.term && self.asked_at_least(self.target) < self.core.keys.quorum() {
+            if let Some(vc) = self.my_vc.clone() {
+                self.core.broadcast(vc);
+            } else {
+                let target = self.target;
+                self.target -= 1;
+                self.start_view_change(target);
+                return;
+            }
+            self.arm_timer(true);
+            return;
+        }
+        self.start_view_change(self.target + 1);
+    }
+
     /// Phase 1: stop voting in this term for good, and ask the next leader to start `term`.
     fn start_view_change(&mut self, term: u64) {
         if term <= self.target && self.target != self.term {
@@ -452,23 +477,22 @@ impl LocalReplica {
             high_qc: self.core.safety.high_qc.clone(),
             current: self.core.safety.term.clone(),
         };
-        if leader == self.me() {
-            self.core.persist_then(Vec::new());
-            if let Message::ViewChange {
-                share,
-                leader,
-                high_qc,
-                ..
-            } = vc
-            {
-                self.on_view_change(self.me(), share, leader, high_qc);
-            }
-        } else {
-            self.core.persist_then(vec![Output::Send {
-                to: leader,
-                msg: vc,
-            }]);
+        // Broadcast, not just to the new leader: every replica counts who moved on, to join
+        // f+1 of them and to time out of a term only once n-f are in it (PBFT's liveness
+        // rules; without them replicas chase each other through terms).
+        self.core.persist_then(vec![Output::Broadcast(vc.clone())]);
+        self.my_vc = Some(vc.clone());
+        if let Message::ViewChange {
+            share,
+            leader,
+            high_qc,
+            ..
+        } = vc
+        {
+            let me = self.me();
+            self.on_view_change(me, share, leader, high_qc);
         }
+        self.timer_armed = false;
         self.arm_timer(true);
     }
 
@@ -487,16 +511,19 @@ impl LocalReplica {
             return self.core.reject(from, Reject::Malformed);
         }
         let term = m.view;
-        if term <= self.term {
+        if term <= self.term || term > self.target + TERM_WINDOW {
             return;
         }
         // f+1 replicas asking for a term include an honest one: join them.
-        let seen = self.vc_seen.entry(term).or_default();
-        seen.insert(from);
-        if seen.len() > self.core.cfg.f() && self.target < term {
-            self.start_view_change(term);
+        let asked = self.asked.entry(from).or_default();
+        *asked = (*asked).max(term);
+        // f+1 replicas asking for a later term include an honest one: join the lowest term
+        // that f+1 of them have reached.
+        let joined = self.asked_nth(self.core.cfg.f() + 1);
+        if joined > self.target {
+            self.start_view_change(joined);
         }
-        if leader != self.me() {
+        if leader != self.me() || term < self.target {
             return;
         }
         if !self.core.is_qc(&high_qc) || !self.core.check_cert(&high_qc) {
@@ -578,7 +605,12 @@ impl LocalReplica {
         }
         self.core.process_qc(&chosen);
         self.note_commit();
-        if chosen.view() < self.core.safety.lock.view() && self.core.lock_checks() {
+        // The certificate proves n-f replicas asked for this term.
+        for i in vc.signers.iter() {
+            let asked = self.asked.entry(i).or_default();
+            *asked = (*asked).max(term);
+        }
+        if chosen.view() < self.core.safety.lock.view() {
             let refuse = Message::Refuse {
                 term,
                 high_qc: self.core.safety.lock.clone(),
@@ -711,8 +743,9 @@ impl LocalReplica {
         self.core.safety.vc_target = self.target;
         self.core.safety.term = Some(proof);
         self.announcing = None;
+        self.my_vc = None;
         self.vc_best.retain(|t, _| *t > term);
-        self.vc_seen.retain(|t, _| *t > term);
+        self.asked.retain(|_, t| *t > term);
         self.core.collector.prune(Kind::ViewChange, term + 1);
         self.core.collector.prune(Kind::Confirm, term + 1);
         self.core.collector.prune(Kind::Vote, view_at(term, 0));
@@ -722,10 +755,22 @@ impl LocalReplica {
         });
     }
 
+    /// How many members asked for `term` or a later one.
+    fn asked_at_least(&self, term: u64) -> usize {
+        self.asked.values().filter(|&&t| t >= term).count()
+    }
+
+    /// The `k`-th highest term members asked for (0 if fewer than k asked).
+    fn asked_nth(&self, k: usize) -> u64 {
+        let mut terms: Vec<u64> = self.asked.values().copied().collect();
+        terms.sort_unstable_by(|a, b| b.cmp(a));
+        terms.get(k.saturating_sub(1)).copied().unwrap_or(0)
+    }
+
     /// The suspicion timer runs while there is work or a view change in progress; progress
     /// (`fresh`) restarts it. An idle domain has no timer and changes no leader.
     fn arm_timer(&mut self, fresh: bool) {
-        let needed = self.core.has_work() || self.target > self.term;
+        let needed = self.target > self.term || self.core.has_work();
         if !needed {
             self.timer_armed = false;
             return;

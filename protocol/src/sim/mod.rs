@@ -36,8 +36,6 @@ pub enum Layer {
 pub enum Broken {
     /// Commit a block as soon as it is certified (a one-chain) instead of the chain rule.
     OneChainCommit,
-    /// Vote and confirm without checking the lock.
-    NoLockCheck,
 }
 
 #[derive(Clone, Debug)]
@@ -659,3 +657,6 @@ impl Sim {
         self.report
     }
 }
+
+#[cfg(test)]
+mod tests;
