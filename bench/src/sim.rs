@@ -113,8 +113,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         phases += r.phases;
         messages += r.messages;
         bytes += r.bytes;
-        for i in 0..4 {
-            crypto[i] += r.crypto[i];
+        for (total, x) in crypto.iter_mut().zip(r.crypto) {
+            *total += x;
         }
     }
     for f in failures.iter().take(10) {

@@ -57,6 +57,8 @@ impl Config {
 }
 
 const MAX_MEMPOOL: usize = 100_000;
+const SYNC_BATCH_BLOCKS: usize = 128;
+const SYNC_BATCH_BYTES: usize = 1 << 20;
 const MAX_VERIFIED_CACHE: usize = 4096;
 
 pub(crate) struct Core {
@@ -201,7 +203,7 @@ impl Core {
 
     /// Ask `from` for a block we know only by its certified hash.
     pub fn fetch(&mut self, hash: Hash, from: ReplicaIndex) {
-        if self.tree.contains(&hash) || self.missing.contains_key(&hash) {
+        if self.tree.knows(&hash) || self.missing.contains_key(&hash) {
             return;
         }
         let from = if from == self.me() {
@@ -242,21 +244,58 @@ impl Core {
         self.set_timer(Timer::Sync(self.sync_round), self.cfg.base_timeout_ms / 2);
     }
 
+    /// Answer with the block and as many of its ancestors as fit one response, newest first:
+    /// a replica that fell far behind catches up in few round trips.
     pub fn on_block_request(&mut self, from: ReplicaIndex, hash: Hash) {
-        if let Some(node) = self.tree.get(&hash) {
-            let block = Box::new((*node.block).clone());
-            self.send(from, Message::BlockResponse(block));
+        let mut blocks = Vec::new();
+        let mut bytes = 0;
+        let mut next = hash;
+        while let Some(node) = self.tree.get(&next) {
+            if node.block.height == 0 || blocks.len() >= SYNC_BATCH_BLOCKS {
+                break;
+            }
+            bytes += 512
+                + node
+                    .block
+                    .payload
+                    .iter()
+                    .map(|t| t.0.len() + 8)
+                    .sum::<usize>();
+            if !blocks.is_empty() && bytes > SYNC_BATCH_BYTES {
+                break;
+            }
+            blocks.push((*node.block).clone());
+            next = node.block.parent;
+        }
+        if !blocks.is_empty() {
+            self.send(from, Message::BlockResponse(blocks));
         }
     }
 
-    /// A fetched block is authentic iff we asked for its hash (a certificate named it).
-    pub fn on_block_response(&mut self, from: ReplicaIndex, block: Block) -> bool {
-        let hash = block.hash();
-        if !self.missing.contains_key(&hash) {
+    /// Fetched blocks are authentic iff the first is one we asked for (a certificate named
+    /// its hash) and each next one is the previous one's parent.
+    pub fn on_block_response(&mut self, from: ReplicaIndex, blocks: Vec<Block>) -> bool {
+        let Some(first) = blocks.first() else {
+            return false;
+        };
+        let wanted = first.hash();
+        if !self.missing.contains_key(&wanted) {
             self.reject(from, Reject::Unrequested);
             return false;
         }
-        self.insert_block(block, from)
+        let mut chain = Vec::with_capacity(blocks.len());
+        let mut expect = wanted;
+        for block in blocks {
+            if block.hash() != expect {
+                break;
+            }
+            expect = block.parent;
+            chain.push(block);
+        }
+        for block in chain.into_iter().rev() {
+            self.insert_block(block, from);
+        }
+        self.tree.contains(&wanted)
     }
 
     /// Adopt `qc` as highest QC if newer, and apply the commit rule to it: the certificate's

@@ -138,7 +138,7 @@ impl GlobalReplica {
             }
             Message::BlockRequest(h) => self.core.on_block_request(from, h),
             Message::BlockResponse(b) => {
-                if self.core.on_block_response(from, *b) {
+                if self.core.on_block_response(from, b) {
                     self.retry_waiting();
                     self.try_propose();
                 }
@@ -357,11 +357,10 @@ impl GlobalReplica {
                 // f+1 replicas gave up on a view we are still in: one is honest, join them.
                 if m.view == self.view
                     && self.core.collector.signers(Kind::Timeout, m.view) > self.core.cfg.f()
+                    && self.timed_out.as_ref().is_none_or(|(v, _)| *v != m.view)
                 {
-                    if self.timed_out.as_ref().is_none_or(|(v, _)| *v != m.view) {
-                        self.timer_armed = true;
-                        self.on_timeout(m.view);
-                    }
+                    self.timer_armed = true;
+                    self.on_timeout(m.view);
                 }
             }
         }

@@ -6,6 +6,8 @@ use crate::message::{Message, TermProof};
 use crate::types::{Block, Certificate, DomainId, Kind, ReplicaIndex, Tx, View};
 use serde::{Deserialize, Serialize};
 
+// Inputs are built once and moved straight into the replica; boxing would only add a copy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
     /// A message from an authenticated domain member.

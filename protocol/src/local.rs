@@ -176,7 +176,7 @@ impl LocalReplica {
             Message::TermStart(p) => self.on_term_proof(from, p),
             Message::BlockRequest(h) => self.core.on_block_request(from, h),
             Message::BlockResponse(b) => {
-                if self.core.on_block_response(from, *b) {
+                if self.core.on_block_response(from, b) {
                     self.retry_waiting();
                     self.try_propose();
                 }

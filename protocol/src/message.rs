@@ -39,7 +39,8 @@ pub enum Message {
     /// A certificate handed on: a QC from an offloading collector to the leader.
     Certificate(Certificate),
     BlockRequest(Hash),
-    BlockResponse(Box<Block>),
+    /// A requested block followed by its ancestors, newest first.
+    BlockResponse(Vec<Block>),
 }
 
 /// A proposal. `proof` justifies the view: in the global layer a timeout certificate for the

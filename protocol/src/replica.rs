@@ -7,6 +7,8 @@ use crate::io::{Input, Output, SafetyState};
 use crate::local::LocalReplica;
 use crate::types::{Block, DomainId};
 
+// One per node and domain, never moved around in bulk.
+#[allow(clippy::large_enum_variant)]
 pub enum Replica {
     Global(GlobalReplica),
     Local(LocalReplica),

@@ -24,6 +24,7 @@ pub struct BlockTree {
     by_height: HashMap<u64, Hash>,
     /// Blocks whose parent is not known yet, by parent.
     orphans: HashMap<Hash, Vec<Block>>,
+    orphan_hashes: HashSet<Hash>,
     orphan_count: usize,
     committed: Hash,
     committed_height: u64,
@@ -56,6 +57,7 @@ impl BlockTree {
             nodes,
             by_height,
             orphans: HashMap::new(),
+            orphan_hashes: HashSet::new(),
             orphan_count: 0,
             committed: hash,
             committed_height: 0,
@@ -89,7 +91,7 @@ impl BlockTree {
         }
         if !self.nodes.contains_key(&block.parent) {
             let parent = block.parent;
-            if self.orphan_count < MAX_ORPHANS {
+            if self.orphan_count < MAX_ORPHANS && self.orphan_hashes.insert(hash) {
                 self.orphans.entry(parent).or_default().push(block);
                 self.orphan_count += 1;
             }
@@ -109,15 +111,18 @@ impl BlockTree {
             added.push(hash);
             if let Some(children) = self.orphans.remove(&hash) {
                 self.orphan_count -= children.len();
+                for c in &children {
+                    self.orphan_hashes.remove(&c.hash());
+                }
                 queue.extend(children);
             }
         }
         Ok(added)
     }
 
-    /// Whether a block with this hash is waiting for its ancestry.
-    pub fn is_orphan_parent(&self, parent: &Hash) -> bool {
-        self.orphans.contains_key(parent)
+    /// Whether this block is held, connected or waiting for its ancestry.
+    pub fn knows(&self, hash: &Hash) -> bool {
+        self.nodes.contains_key(hash) || self.orphan_hashes.contains(hash)
     }
 
     fn summarise(&self, block: Block, hash: Hash) -> Option<Node> {

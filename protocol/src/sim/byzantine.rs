@@ -158,7 +158,9 @@ impl Byzantine {
                 let (from, v) = (*from, v.clone());
                 return self.collect_low_confirm(from, v);
             }
-            (Strategy::ForgedViewChange, Input::Message { .. }) if self.inputs % 16 == 0 => {
+            (Strategy::ForgedViewChange, Input::Message { .. })
+                if self.inputs.is_multiple_of(16) =>
+            {
                 extra.extend(self.forged_view_change());
             }
             _ => {}

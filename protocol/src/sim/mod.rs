@@ -71,7 +71,7 @@ impl SimConfig {
             duration_ms: 40_000,
             tx_every_ms: 50,
             scheme: SchemeId::Sim,
-            offload: seed % 2 == 0,
+            offload: seed.is_multiple_of(2),
             strategy: None,
             trace: false,
         }
@@ -100,6 +100,7 @@ pub struct SimReport {
     pub strategies: Vec<Strategy>,
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Slot {
     Honest(Replica),
     Byzantine(Box<Byzantine>),
@@ -570,10 +571,10 @@ impl Sim {
                         .collect();
                     // Twins sit on both sides so that both copies act.
                     let mut twins_seen = HashSet::new();
-                    for node in 0..self.nodes.len() {
+                    for (node, s) in side.iter_mut().enumerate() {
                         let idx = self.index[node];
-                        if self.nodes_of(idx).len() == 2 {
-                            side[node] = u8::from(!twins_seen.insert(idx));
+                        if self.index.iter().filter(|&&i| i == idx).count() == 2 {
+                            *s = u8::from(!twins_seen.insert(idx));
                         }
                     }
                     self.side = Some(side);

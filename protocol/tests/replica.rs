@@ -1,0 +1,198 @@
+//! Replica steps as tables: an input, the outputs it must (and must not) produce.
+#![allow(clippy::unwrap_used)]
+
+use lcbft_protocol::Config;
+use lcbft_protocol::crypto::{Dealer, DealtKeys, SimScheme, ThresholdKeys, load_keys};
+use lcbft_protocol::global::{GlobalReplica, leader};
+use lcbft_protocol::io::{Input, Output};
+use lcbft_protocol::message::Message;
+use lcbft_protocol::replica::Replica;
+use lcbft_protocol::types::{DomainId, Kind, ReplicaIndex, Tx};
+
+fn keys(dealt: &DealtKeys, i: ReplicaIndex) -> Box<dyn ThresholdKeys> {
+    load_keys(
+        dealt.scheme,
+        4,
+        &dealt.public,
+        dealt.secrets.get(usize::from(i)),
+    )
+    .unwrap()
+}
+
+fn replica(dealt: &DealtKeys, i: ReplicaIndex) -> GlobalReplica {
+    GlobalReplica::new(Config::new(DomainId::Global, i, 4), keys(dealt, i))
+}
+
+fn proposal_of(outputs: &[Output]) -> Message {
+    outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Broadcast(m @ Message::Propose(_)) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("the leader proposes")
+}
+
+fn votes(outputs: &[Output]) -> Vec<(ReplicaIndex, Message)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                msg: m @ Message::Vote(_),
+            } => Some((*to, m.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn persist_seq(outputs: &[Output]) -> u64 {
+    outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Persist { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .expect("a persist before the vote")
+}
+
+#[test]
+fn a_vote_leaves_only_after_its_safety_state_is_durable() {
+    let dealt = SimScheme::deal(4, 3, [1; 32]);
+    let lead = leader(1, 4);
+    let mut l = replica(&dealt, lead);
+    let out = l.handle(Input::Payload(vec![Tx(b"t".to_vec())]));
+    let proposal = proposal_of(&out);
+
+    // Not the next leader, so the vote must travel.
+    let me = (lead + 2) % 4;
+    let mut r = replica(&dealt, me);
+    let out = r.handle(Input::Message {
+        from: lead,
+        msg: proposal.clone(),
+    });
+    assert!(
+        votes(&out).is_empty(),
+        "vote sent before persisting: {out:?}"
+    );
+    let seq = persist_seq(&out);
+    assert_eq!(r.safety().last_voted, 1);
+
+    let out = r.handle(Input::Persisted(seq));
+    let sent = votes(&out);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].0,
+        leader(2, 4),
+        "votes go to the next view's leader"
+    );
+
+    // The same proposal again: no second vote in the view.
+    let out = r.handle(Input::Message {
+        from: lead,
+        msg: proposal,
+    });
+    assert!(votes(&out).is_empty());
+    assert!(!out.iter().any(|o| matches!(o, Output::Persist { .. })));
+}
+
+#[test]
+fn a_restarted_replica_never_votes_twice_in_a_view() {
+    let dealt = SimScheme::deal(4, 3, [2; 32]);
+    let lead = leader(1, 4);
+    let mut l = replica(&dealt, lead);
+    let proposal = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])));
+    let me = (lead + 2) % 4;
+    let mut r = replica(&dealt, me);
+    let out = r.handle(Input::Message {
+        from: lead,
+        msg: proposal.clone(),
+    });
+    let state = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Persist { state, .. } => Some(state.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // Crash before the vote left; restart from what was on disk.
+    let mut again = Replica::restore(
+        Config::new(DomainId::Global, me, 4),
+        keys(&dealt, me),
+        Vec::new(),
+        Some(state),
+    );
+    let out = again.handle(Input::Message {
+        from: lead,
+        msg: proposal,
+    });
+    assert!(votes(&out).is_empty(), "voted twice in view 1: {out:?}");
+}
+
+#[test]
+fn a_proposal_from_a_non_leader_is_rejected_and_counted() {
+    let dealt = SimScheme::deal(4, 3, [3; 32]);
+    let lead = leader(1, 4);
+    let mut l = replica(&dealt, lead);
+    let proposal = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])));
+    let liar = (lead + 1) % 4;
+    let mut r = replica(&dealt, (lead + 2) % 4);
+    let out = r.handle(Input::Message {
+        from: liar,
+        msg: proposal,
+    });
+    assert!(votes(&out).is_empty());
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(lcbft_protocol::io::Event::Rejected { from, .. }) if *from == liar
+    )));
+}
+
+#[test]
+fn an_idle_leader_proposes_nothing_and_sets_no_timer() {
+    let dealt = SimScheme::deal(4, 3, [4; 32]);
+    let mut l = replica(&dealt, leader(1, 4));
+    let out = l.handle(Input::Payload(Vec::new()));
+    assert!(out.is_empty(), "idle domain produced {out:?}");
+}
+
+#[test]
+fn the_collector_forms_one_certificate_from_a_quorum() {
+    use lcbft_protocol::collector::{Added, Collector};
+    use lcbft_protocol::types::{Hash, SignedMsg};
+    let dealt = SimScheme::deal(4, 3, [5; 32]);
+    let verifier = keys(&dealt, 0);
+    let msg = SignedMsg {
+        domain: DomainId::Global,
+        kind: Kind::Vote,
+        view: 9,
+        digest: Hash::of(b"b"),
+    };
+    let share = |i: ReplicaIndex| keys(&dealt, i).sign_share(&msg.bytes()).unwrap();
+    let mut c = Collector::default();
+    assert_eq!(c.add(verifier.as_ref(), msg, 0, share(0)), Added::Pending);
+    assert_eq!(c.add(verifier.as_ref(), msg, 0, share(0)), Added::Ignored);
+    // A share over another message from signer 1: spoils the first combine, then is found.
+    let mut other = msg;
+    other.view = 10;
+    let bad = keys(&dealt, 1).sign_share(&other.bytes()).unwrap();
+    assert_eq!(c.add(verifier.as_ref(), msg, 1, bad), Added::Pending);
+    assert_eq!(
+        c.add(verifier.as_ref(), msg, 2, share(2)),
+        Added::Invalid(vec![1])
+    );
+    match c.add(verifier.as_ref(), msg, 3, share(3)) {
+        Added::Formed { cert, invalid } => {
+            assert!(invalid.is_empty());
+            assert!(verifier.verify(&msg.bytes(), &cert.signature));
+            assert_eq!(cert.signers.iter().collect::<Vec<_>>(), vec![0, 2, 3]);
+        }
+        other => panic!("expected a certificate, got {other:?}"),
+    }
+    assert_eq!(c.add(verifier.as_ref(), msg, 1, share(1)), Added::Ignored);
+    // A vote for another block in the same view is equivocation: ignored.
+    let mut fork = msg;
+    fork.digest = Hash::of(b"fork");
+    let s = keys(&dealt, 0).sign_share(&fork.bytes()).unwrap();
+    assert_eq!(c.add(verifier.as_ref(), fork, 0, s), Added::Ignored);
+}
