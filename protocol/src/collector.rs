@@ -8,7 +8,7 @@
 
 use crate::crypto::{Share, ThresholdKeys};
 use crate::types::{Bitmap, Certificate, Hash, Kind, ReplicaIndex, SignedMsg, View};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What adding a share did.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,6 +39,9 @@ struct Pending {
 #[derive(Default)]
 pub struct Collector {
     slots: BTreeMap<(Kind, View), Slot>,
+    /// Signers caught with a bad share: theirs are verified on arrival from then on, so one
+    /// liar cannot make every later phase pay a failed combine and a full share check.
+    suspects: BTreeSet<ReplicaIndex>,
 }
 
 #[derive(Default)]
@@ -77,7 +80,9 @@ impl Collector {
             return Added::Ignored;
         }
         let bytes = msg.bytes();
-        if pending.suspicious && !keys.verify_share(signer, &bytes, &share) {
+        if (pending.suspicious || self.suspects.contains(&signer))
+            && !keys.verify_share(signer, &bytes, &share)
+        {
             return Added::Invalid(vec![signer]);
         }
         slot.signed.insert(signer, msg.digest);
@@ -85,14 +90,16 @@ impl Collector {
         if pending.shares.len() < keys.quorum() {
             return Added::Pending;
         }
-        match try_combine(keys, &msg, pending) {
-            (Some(cert), invalid) => {
+        let (cert, bad) = try_combine(keys, &msg, pending);
+        self.suspects.extend(bad.iter().copied());
+        match cert {
+            Some(cert) => {
                 pending.done = true;
                 pending.shares.clear();
-                Added::Formed { cert, invalid }
+                Added::Formed { cert, invalid: bad }
             }
-            (None, bad) if bad.is_empty() => Added::Pending,
-            (None, bad) => Added::Invalid(bad),
+            None if bad.is_empty() => Added::Pending,
+            None => Added::Invalid(bad),
         }
     }
 

@@ -212,7 +212,8 @@ impl Core {
             from
         };
         self.missing.insert(hash, from);
-        self.send(from, Message::BlockRequest(hash));
+        let above = self.tree.committed().1;
+        self.send(from, Message::BlockRequest { hash, above });
         if self.missing.len() == 1 {
             self.sync_round += 1;
             self.set_timer(Timer::Sync(self.sync_round), self.cfg.base_timeout_ms / 2);
@@ -238,7 +239,8 @@ impl Core {
         for (hash, peer) in missing {
             let next = self.next_peer(peer);
             self.missing.insert(hash, next);
-            self.send(next, Message::BlockRequest(hash));
+            let above = self.tree.committed().1;
+            self.send(next, Message::BlockRequest { hash, above });
         }
         self.sync_round += 1;
         self.set_timer(Timer::Sync(self.sync_round), self.cfg.base_timeout_ms / 2);
@@ -246,12 +248,13 @@ impl Core {
 
     /// Answer with the block and as many of its ancestors as fit one response, newest first:
     /// a replica that fell far behind catches up in few round trips.
-    pub fn on_block_request(&mut self, from: ReplicaIndex, hash: Hash) {
+    pub fn on_block_request(&mut self, from: ReplicaIndex, hash: Hash, above: u64) {
         let mut blocks = Vec::new();
         let mut bytes = 0;
         let mut next = hash;
         while let Some(node) = self.tree.get(&next) {
-            if node.block.height == 0 || blocks.len() >= SYNC_BATCH_BLOCKS {
+            let enough = node.block.height <= above || blocks.len() >= SYNC_BATCH_BLOCKS;
+            if !blocks.is_empty() && enough {
                 break;
             }
             bytes += 512

@@ -136,7 +136,7 @@ impl GlobalReplica {
                 }
                 self.on_new_view(from, timeout, high_qc);
             }
-            Message::BlockRequest(h) => self.core.on_block_request(from, h),
+            Message::BlockRequest { hash, above } => self.core.on_block_request(from, hash, above),
             Message::BlockResponse(b) => {
                 if self.core.on_block_response(from, b) {
                     self.retry_waiting();

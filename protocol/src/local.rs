@@ -174,7 +174,7 @@ impl LocalReplica {
             Message::NewTerm { vc, leader, chosen } => self.on_new_term(from, vc, leader, chosen),
             Message::Refuse { term, high_qc } => self.on_refuse(from, term, high_qc),
             Message::TermStart(p) => self.on_term_proof(from, p),
-            Message::BlockRequest(h) => self.core.on_block_request(from, h),
+            Message::BlockRequest { hash, above } => self.core.on_block_request(from, hash, above),
             Message::BlockResponse(b) => {
                 if self.core.on_block_response(from, b) {
                     self.retry_waiting();

@@ -38,7 +38,11 @@ pub enum Message {
     TermStart(TermProof),
     /// A certificate handed on: a QC from an offloading collector to the leader.
     Certificate(Certificate),
-    BlockRequest(Hash),
+    /// Ask for a block and its ancestors above height `above` (the asker's committed height).
+    BlockRequest {
+        hash: Hash,
+        above: u64,
+    },
     /// A requested block followed by its ancestors, newest first.
     BlockResponse(Vec<Block>),
 }

@@ -72,7 +72,10 @@ fn samples() -> Vec<Message> {
         },
         Message::TermStart(proof),
         Message::Certificate(cert(Kind::Vote, 9)),
-        Message::BlockRequest(Hash::of(b"x")),
+        Message::BlockRequest {
+            hash: Hash::of(b"x"),
+            above: 3,
+        },
         Message::BlockResponse(vec![block]),
     ]
 }
