@@ -387,24 +387,33 @@ impl LocalReplica {
 
     // ---- view change: two basic phases (Algorithm 6) ----
 
-    /// Leader of `term` as this replica computes it: the availability ranking (Algorithm 2)
-    /// at the running term's start block, without the running term's leader; later terms
-    /// after a failed one take the next candidate in rank.
+    /// Leader of `term` as this replica computes it, from what every member of the running
+    /// term agrees on: its start block S (the chosen QC's block). S was proposed by the last
+    /// leader that made progress, in term t_S; that leader is the suspected one. The members
+    /// are ranked by availability at S (Algorithm 2) without it, and the terms after t_S walk
+    /// down that list: the first is the highest-ranked other than the suspect, and when terms
+    /// keep failing from the same S, each tries the next candidate instead of returning to
+    /// one already tried (two faulty leaders would otherwise alternate forever).
     fn leader_for(&self, term: u64) -> ReplicaIndex {
         if term == self.term {
             return self.leader;
         }
+        let edge = self.core.cfg.edge;
+        let (since, suspect) = match self.core.tree.get(&self.term_start) {
+            Some(node) if node.block.height > 0 => (term_of(node.block.view), node.block.proposer),
+            _ => (0, self.core.tree.ranking(&self.term_start, edge)[0]),
+        };
         let candidates: Vec<ReplicaIndex> = self
             .core
             .tree
-            .ranking(&self.term_start, self.core.cfg.edge)
+            .ranking(&self.term_start, edge)
             .into_iter()
-            .filter(|&i| i != self.leader)
+            .filter(|&i| i != suspect)
             .collect();
         if candidates.is_empty() {
             return self.leader;
         }
-        let k = (term - self.term - 1) % candidates.len() as u64;
+        let k = term.saturating_sub(since + 1) % candidates.len() as u64;
         candidates[usize::try_from(k).unwrap_or(0)]
     }
 
