@@ -361,14 +361,28 @@ impl Core {
         }
     }
 
-    /// The idle rule: is there anything left to decide? Pending payload not yet in a block,
-    /// or payload on the chain above the last commit that the chain has announced.
-    pub fn has_work(&self) -> bool {
-        if let Some(node) = self.tree.get(&self.safety.high_qc.block())
-            && node.last_payload > node.announced
-        {
-            return true;
-        }
+    /// The idle rule, for a leader: propose only while there is payload not yet in a block,
+    /// or payload on the chain whose commit the chain has not yet announced to every replica
+    /// (the next block's QC does that).
+    pub fn should_propose(&self) -> bool {
+        let unannounced = self
+            .tree
+            .get(&self.safety.high_qc.block())
+            .is_some_and(|node| node.last_payload > node.announced);
+        unannounced || self.has_new_payload()
+    }
+
+    /// The idle rule, for the timers: expect progress only while payload waits for a block or
+    /// for its commit here.
+    pub fn expects_progress(&self) -> bool {
+        let uncommitted = self
+            .tree
+            .get(&self.safety.high_qc.block())
+            .is_some_and(|node| node.last_payload > self.tree.committed().1);
+        uncommitted || self.has_new_payload()
+    }
+
+    fn has_new_payload(&self) -> bool {
         if self.mempool.is_empty() {
             return false;
         }

@@ -473,7 +473,7 @@ impl GlobalReplica {
     /// Idle rule: a view's timer runs only while something is left to decide, so an idle
     /// domain neither proposes empty blocks nor burns views.
     fn arm_timer(&mut self) {
-        if self.timer_armed || !self.core.has_work() {
+        if self.timer_armed || !self.core.expects_progress() {
             return;
         }
         self.timer_armed = true;
@@ -488,7 +488,7 @@ impl GlobalReplica {
         let Some((qc, tc)) = self.ready.clone() else {
             return;
         };
-        if !self.core.has_work() {
+        if !self.core.should_propose() {
             return;
         }
         let Some(block) = self.core.build_block(self.view, &qc) else {

@@ -364,7 +364,10 @@ impl LocalReplica {
         }
         let view = self.next_view();
         // One block in flight: the next waits for the QC of the last (chained two-chain).
-        if view <= self.proposed || view <= self.core.safety.last_voted || !self.core.has_work() {
+        if view <= self.proposed
+            || view <= self.core.safety.last_voted
+            || !self.core.should_propose()
+        {
             return;
         }
         let qc = self.core.safety.high_qc.clone();
@@ -779,7 +782,7 @@ impl LocalReplica {
     /// The suspicion timer runs while there is work or a view change in progress; progress
     /// (`fresh`) restarts it. An idle domain has no timer and changes no leader.
     fn arm_timer(&mut self, fresh: bool) {
-        let needed = self.target > self.term || self.core.has_work();
+        let needed = self.target > self.term || self.core.expects_progress();
         if !needed {
             self.timer_armed = false;
             return;

@@ -31,12 +31,12 @@ fn assert_clean(layer: Layer, n: usize, byzantine: usize, seeds: std::ops::Range
 
 #[test]
 fn global_n4_one_byzantine_with_faults() {
-    assert_clean(Layer::Global, 4, 1, 0..150);
+    assert_clean(Layer::Global, 4, 1, 0..200);
 }
 
 #[test]
 fn local_n4_one_byzantine_with_faults() {
-    assert_clean(Layer::Local, 4, 1, 0..150);
+    assert_clean(Layer::Local, 4, 1, 0..200);
 }
 
 #[test]
@@ -195,5 +195,33 @@ fn real_threshold_crypto_commits() {
         let r = Sim::new(cfg).run();
         assert!(r.safety_violations.is_empty(), "{:?}", r.safety_violations);
         assert!(r.commits >= 3, "{layer:?} committed only {}", r.commits);
+    }
+}
+
+/// The energy rule: once the payload is committed a domain goes quiet — no empty blocks, no
+/// timers, no view changes — however long it then runs.
+#[test]
+fn an_idle_domain_goes_quiet() {
+    for layer in [Layer::Global, Layer::Local] {
+        let quiet = |duration_ms: u64| {
+            let mut cfg = SimConfig::new(layer, 4, 0, 9);
+            cfg.faults = false;
+            cfg.duration_ms = duration_ms;
+            // One transaction at time 0, nothing after.
+            cfg.tx_every_ms = 10_000_000;
+            Sim::new(cfg).run()
+        };
+        let short = quiet(5_000);
+        let long = quiet(60_000);
+        assert_eq!(short.commits, long.commits, "{layer:?}");
+        assert!(
+            short.commits >= 1,
+            "{layer:?}: the transaction was not committed"
+        );
+        assert_eq!(
+            short.messages, long.messages,
+            "{layer:?}: messages kept flowing when idle"
+        );
+        assert_eq!(long.view_changes, 0, "{layer:?}");
     }
 }
