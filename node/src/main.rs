@@ -1,15 +1,18 @@
-//! The `lcbft` node daemon.
+//! The `lcbft` node daemon and its client subcommands.
+
+mod commands;
 
 use clap::Parser;
+use lcbft_node::cli::Cli;
 
-/// lcbft node: runs one member of the global domain and/or a local domain.
-#[derive(Parser)]
-#[command(version, about, long_about = None)]
-struct Cli {}
-
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!(
-        "the networked node is not built yet: use `lcbft-bench sim` to run the consensus simulator"
-    )
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the chain of contexts, outermost first.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

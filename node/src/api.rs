@@ -1,0 +1,322 @@
+//! The HTTP API (localhost by default): submit and look up traces, node status, blocks, and
+//! Prometheus metrics. Bad input gets a 4xx with a JSON `{"error": ..}` and stores nothing.
+
+use crate::genesis::{domain_name, parse_domain};
+use crate::metrics::Metrics;
+use crate::net::{NetHandle, NetStatus};
+use crate::store::Store;
+use crate::trace::{SignedTrace, SignedTraceJson, TraceError};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use lcbft_protocol::types::{DomainId, Hash, Tx};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests the API makes of the main loop.
+#[derive(Debug)]
+pub enum ApiRequest {
+    /// A verified trace; `Ok(true)` when new, `Ok(false)` when already pending.
+    Submit {
+        domain: DomainId,
+        tx: Tx,
+        reply: oneshot::Sender<Result<bool, SubmitError>>,
+    },
+    Pending {
+        id: Hash,
+        reply: oneshot::Sender<Option<(DomainId, Tx)>>,
+    },
+    Status {
+        reply: oneshot::Sender<Vec<DomainStatus>>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("this node is not a member of domain {0}: submit to one of its members")]
+    NotMember(String),
+    #[error("the pending pool is full: retry later")]
+    Full,
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DomainStatus {
+    pub domain: String,
+    pub index: u16,
+    /// This node's role in the domain: cloud, edge or device.
+    pub role: String,
+    pub committed_height: u64,
+    pub committed_hash: String,
+    pub state: String,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct StatusJson {
+    pub domains: Vec<DomainStatus>,
+    pub peer_id: String,
+    pub listen: Vec<String>,
+    pub connected: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub requests: mpsc::Sender<ApiRequest>,
+    pub net: NetHandle,
+    pub registry: Arc<Registry>,
+    pub metrics: Metrics,
+    pub max_trace_bytes: usize,
+}
+
+pub fn router(state: ApiState) -> Router {
+    // JSON hex doubles the body; leave room for the other fields.
+    let limit = state.max_trace_bytes * 2 + 8 * 1024;
+    Router::new()
+        .route("/v1/traces", post(submit_trace))
+        .route("/v1/traces/{id}", get(get_trace))
+        .route("/v1/status", get(status))
+        .route("/v1/domains/{domain}/blocks/{height}", get(block))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
+    if let Err(e) = axum::serve(listener, router(state)).await {
+        tracing::error!("HTTP API stopped: {e}");
+    }
+}
+
+fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (status, axum::Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+fn unavailable() -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down")
+}
+
+async fn read<T: Send + 'static>(
+    store: &Store,
+    f: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
+}
+
+async fn submit_trace(State(s): State<ApiState>, body: Bytes) -> Response {
+    let refuse = |reason: &str, status: StatusCode, msg: String| {
+        s.metrics
+            .traces_refused
+            .get_or_create(&Metrics::reason(reason))
+            .inc();
+        error(status, msg)
+    };
+    let json: SignedTraceJson = match serde_json::from_slice(&body) {
+        Ok(j) => j,
+        Err(e) => {
+            return refuse(
+                "bad_json",
+                StatusCode::BAD_REQUEST,
+                format!("bad JSON: {e}"),
+            );
+        }
+    };
+    let signed = match SignedTrace::from_json(&json, s.max_trace_bytes) {
+        Ok(t) => t,
+        Err(e @ TraceError::TooLarge { .. }) => {
+            return refuse("too_large", StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
+        }
+        Err(e @ TraceError::BadSignature) => {
+            return refuse("bad_signature", StatusCode::BAD_REQUEST, e.to_string());
+        }
+        Err(e) => return refuse("bad_field", StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let domain = signed.trace.domain;
+    let tx = signed.to_tx();
+    let id = tx.id();
+    let committed = match read(&s.store, move |st| st.tx_location(&id)).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if committed.is_some() {
+        return (
+            StatusCode::OK,
+            axum::Json(json!({ "id": id.to_hex(), "status": "committed", "duplicate": true })),
+        )
+            .into_response();
+    }
+    let (reply, rx) = oneshot::channel();
+    if s.requests
+        .send(ApiRequest::Submit { domain, tx, reply })
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
+    match rx.await {
+        Ok(Ok(new)) => {
+            if new {
+                s.metrics.traces_admitted.inc();
+            }
+            let code = if new {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            (
+                code,
+                axum::Json(json!({ "id": id.to_hex(), "status": "pending", "duplicate": !new })),
+            )
+                .into_response()
+        }
+        Ok(Err(e @ SubmitError::NotMember(_))) => refuse(
+            "not_member",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.to_string(),
+        ),
+        Ok(Err(e @ SubmitError::Full)) => {
+            refuse("full", StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        Err(_) => unavailable(),
+    }
+}
+
+fn parse_id(s: &str) -> Option<Hash> {
+    let bytes: [u8; 32] = hex::decode(s).ok()?.try_into().ok()?;
+    Some(Hash(bytes))
+}
+
+async fn get_trace(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return error(StatusCode::BAD_REQUEST, "a trace id is 32 bytes of hex");
+    };
+    let found = read(&s.store, move |st| {
+        let Some(loc) = st.tx_location(&id)? else {
+            return Ok(None);
+        };
+        let block = st.block_at(loc.domain, loc.height)?;
+        let tx = block.and_then(|b| b.payload.into_iter().find(|t| t.id() == id));
+        Ok(Some((loc, tx)))
+    })
+    .await;
+    let found = match found {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let trace_json = |tx: &Tx| SignedTrace::from_tx(tx).ok().map(|t| t.to_json());
+    if let Some((loc, tx)) = found {
+        return axum::Json(json!({
+            "id": id.to_hex(),
+            "status": "committed",
+            "domain": domain_name(loc.domain),
+            "height": loc.height,
+            "trace": tx.as_ref().and_then(trace_json),
+        }))
+        .into_response();
+    }
+    let (reply, rx) = oneshot::channel();
+    if s.requests
+        .send(ApiRequest::Pending { id, reply })
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
+    match rx.await {
+        Ok(Some((domain, tx))) => axum::Json(json!({
+            "id": id.to_hex(),
+            "status": "pending",
+            "domain": domain_name(domain),
+            "trace": trace_json(&tx),
+        }))
+        .into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such trace"),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn status(State(s): State<ApiState>) -> Response {
+    let (reply, rx) = oneshot::channel();
+    if s.requests.send(ApiRequest::Status { reply }).await.is_err() {
+        return unavailable();
+    }
+    let Ok(domains) = rx.await else {
+        return unavailable();
+    };
+    let NetStatus {
+        peer_id,
+        listen,
+        connected,
+    } = s.net.status().await;
+    axum::Json(StatusJson {
+        domains,
+        peer_id,
+        listen,
+        connected,
+    })
+    .into_response()
+}
+
+/// `global` or `local-<id>` (also `local:<id>`).
+fn parse_domain_segment(s: &str) -> Option<DomainId> {
+    parse_domain(s).or_else(|| {
+        s.strip_prefix("local-")
+            .or_else(|| s.strip_prefix("local:"))
+            .and_then(|n| n.parse().ok())
+            .map(DomainId::Local)
+    })
+}
+
+async fn block(State(s): State<ApiState>, Path((domain, height)): Path<(String, u64)>) -> Response {
+    let Some(domain) = parse_domain_segment(&domain) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "domain is `global` or `local-<id>`",
+        );
+    };
+    let found = match read(&s.store, move |st| st.block_at(domain, height)).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match found {
+        Some(b) => axum::Json(json!({
+            "domain": domain_name(b.domain),
+            "height": b.height,
+            "hash": b.hash().to_hex(),
+            "parent": b.parent.to_hex(),
+            "view": b.view,
+            "proposer": b.proposer,
+            "txs": b.payload.iter().map(|t| t.id().to_hex()).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        None => error(StatusCode::NOT_FOUND, "no committed block at that height"),
+    }
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &s.registry) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! The libp2p behaviour: gossipsub (one topic per domain, validation on), request-response for
+//! point-to-point messages, identify, ping (the liveness heartbeat) and optional mDNS.
+
+use super::wire::{Ack, DIRECT_PROTOCOL, Direct, IDENTIFY_PROTOCOL, MAX_WIRE_BYTES};
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::request_response::{self, ProtocolSupport, cbor};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, gossipsub, identify, mdns, ping};
+use std::time::Duration;
+
+#[derive(NetworkBehaviour)]
+#[behaviour(to_swarm = "BehaviourEvent")]
+pub struct Behaviour {
+    pub gossipsub: gossipsub::Behaviour,
+    pub direct: cbor::Behaviour<Direct, Ack>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Finds global members' addresses from a few bootstrap peers.
+    pub kad: kad::Behaviour<MemoryStore>,
+}
+
+/// Our own Kademlia network, apart from any public DHT.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/lcbft/kad/1");
+
+#[derive(Debug)]
+pub enum BehaviourEvent {
+    Gossipsub(gossipsub::Event),
+    Direct(request_response::Event<Direct, Ack>),
+    Identify(Box<identify::Event>),
+    Ping(ping::Event),
+    Mdns(mdns::Event),
+    Kad(kad::Event),
+}
+
+impl From<kad::Event> for BehaviourEvent {
+    fn from(e: kad::Event) -> Self {
+        BehaviourEvent::Kad(e)
+    }
+}
+
+impl From<gossipsub::Event> for BehaviourEvent {
+    fn from(e: gossipsub::Event) -> Self {
+        BehaviourEvent::Gossipsub(e)
+    }
+}
+impl From<request_response::Event<Direct, Ack>> for BehaviourEvent {
+    fn from(e: request_response::Event<Direct, Ack>) -> Self {
+        BehaviourEvent::Direct(e)
+    }
+}
+impl From<identify::Event> for BehaviourEvent {
+    fn from(e: identify::Event) -> Self {
+        BehaviourEvent::Identify(Box::new(e))
+    }
+}
+impl From<ping::Event> for BehaviourEvent {
+    fn from(e: ping::Event) -> Self {
+        BehaviourEvent::Ping(e)
+    }
+}
+impl From<mdns::Event> for BehaviourEvent {
+    fn from(e: mdns::Event) -> Self {
+        BehaviourEvent::Mdns(e)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BehaviourError {
+    #[error("gossipsub config: {0}")]
+    Gossipsub(String),
+    #[error("mdns: {0}")]
+    Mdns(#[from] std::io::Error),
+}
+
+pub struct Params {
+    pub liveness_timeout: Duration,
+    pub mdns: bool,
+}
+
+impl Behaviour {
+    pub fn new(key: &Keypair, p: &Params) -> Result<Behaviour, BehaviourError> {
+        // Small meshes (4-10 peers): defaults hold every member in the mesh. Messages are
+        // signed by their author, so membership is checked on the author, not the relayer.
+        let gossip_cfg = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(Duration::from_millis(500))
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .validate_messages()
+            .max_transmit_size(MAX_WIRE_BYTES)
+            .build()
+            .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_cfg,
+        )
+        .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+        let codec = cbor::codec::Codec::default()
+            .set_request_size_maximum(MAX_WIRE_BYTES as u64)
+            .set_response_size_maximum(1024);
+        let direct = request_response::Behaviour::with_codec(
+            codec,
+            [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+        );
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                .with_agent_version(format!("lcbft/{}", env!("CARGO_PKG_VERSION"))),
+        );
+        // The ping is the liveness heartbeat: three per liveness window.
+        let ping = ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(p.liveness_timeout / 3)
+                .with_timeout(p.liveness_timeout),
+        );
+        let mdns = if p.mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                key.public().to_peer_id(),
+            )?)
+        } else {
+            None
+        };
+        let me = key.public().to_peer_id();
+        let mut kad =
+            kad::Behaviour::with_config(me, MemoryStore::new(me), kad::Config::new(KAD_PROTOCOL));
+        // Every node serves lookups: there are no light clients in a domain.
+        kad.set_mode(Some(kad::Mode::Server));
+        Ok(Behaviour {
+            gossipsub,
+            direct,
+            identify,
+            ping,
+            mdns: mdns.into(),
+            kad,
+        })
+    }
+}

@@ -1,0 +1,142 @@
+//! Networking (DESIGN §1, §7). The network task alone owns the libp2p swarm; the rest of the
+//! node talks to it through a cloneable [`NetHandle`] sending [`Command`]s and receives
+//! [`NetEvent`]s: consensus messages and payload already checked for membership and bounds.
+
+mod behaviour;
+mod task;
+pub mod wire;
+
+use crate::genesis::Genesis;
+use lcbft_protocol::message::Message;
+use lcbft_protocol::types::{DomainId, ReplicaIndex, Tx};
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+pub use task::spawn;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("behaviour: {0}")]
+    Behaviour(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("cannot subscribe to {topic}: {reason}")]
+    Subscribe { topic: String, reason: String },
+}
+
+/// What the network task needs to know.
+pub struct NetConfig {
+    pub keypair: Keypair,
+    pub genesis: Arc<Genesis>,
+    /// Domains this node is a member of (one topic each).
+    pub domains: Vec<DomainId>,
+    pub listen: Vec<Multiaddr>,
+    /// Configured peer addresses, each ending in `/p2p/<peer-id>`.
+    pub peers: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub liveness_timeout: Duration,
+    pub redial_interval: Duration,
+    pub idle_connection_timeout: Duration,
+}
+
+/// Delivered to the node's main loop. `from` is the sender's index in `domain`, taken from
+/// the authenticated PeerId, never from the message.
+#[derive(Debug)]
+pub enum NetEvent {
+    Consensus {
+        domain: DomainId,
+        from: ReplicaIndex,
+        msg: Box<Message>,
+    },
+    Payload {
+        domain: DomainId,
+        from: ReplicaIndex,
+        txs: Vec<Tx>,
+    },
+    /// The listening addresses are known (the first one bound).
+    Listening(Multiaddr),
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct NetStatus {
+    pub peer_id: String,
+    pub listen: Vec<String>,
+    pub connected: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    /// Publish on `domain`'s topic.
+    Broadcast {
+        domain: DomainId,
+        gossip: Vec<u8>,
+    },
+    /// Point-to-point to `to`.
+    Send {
+        domain: DomainId,
+        to: PeerId,
+        msg: Box<Message>,
+    },
+    Status(oneshot::Sender<NetStatus>),
+    /// Close connections and stop.
+    Shutdown,
+}
+
+/// Cloneable handle to the network task. Sending never blocks: commands queue unbounded so
+/// the main loop never waits on the network while the network waits on it.
+#[derive(Clone)]
+pub struct NetHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl NetHandle {
+    /// A handle to no network: commands are dropped and status is empty (tests, offline
+    /// tools).
+    pub fn detached() -> NetHandle {
+        let (tx, _) = mpsc::unbounded_channel();
+        NetHandle { tx }
+    }
+
+    pub fn broadcast(&self, domain: DomainId, gossip: &wire::Gossip) {
+        self.command(Command::Broadcast {
+            domain,
+            gossip: gossip.encode(),
+        });
+    }
+
+    /// Publish bytes exactly as given (tools and tests that probe peers' validation).
+    pub fn broadcast_raw(&self, domain: DomainId, bytes: Vec<u8>) {
+        self.command(Command::Broadcast {
+            domain,
+            gossip: bytes,
+        });
+    }
+
+    pub fn send(&self, domain: DomainId, to: PeerId, msg: Message) {
+        self.command(Command::Send {
+            domain,
+            to,
+            msg: Box::new(msg),
+        });
+    }
+
+    pub async fn status(&self) -> NetStatus {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Status(tx));
+        rx.await.unwrap_or_default()
+    }
+
+    pub fn shutdown(&self) {
+        self.command(Command::Shutdown);
+    }
+
+    fn command(&self, c: Command) {
+        // The task only stops at shutdown; commands after that have nowhere to go.
+        let _ = self.tx.send(c);
+    }
+}

@@ -1,0 +1,99 @@
+//! What travels between nodes: one gossipsub topic per domain carrying [`Gossip`], and a
+//! request-response protocol carrying [`Direct`] point-to-point messages (votes, view-change
+//! shares, block sync). Both carry protocol messages in the protocol's bounded CBOR codec.
+
+use lcbft_protocol::codec::{self, CodecError};
+use lcbft_protocol::message::Message;
+use lcbft_protocol::types::{DomainId, Tx};
+use libp2p::StreamProtocol;
+use libp2p::gossipsub::IdentTopic;
+use serde::{Deserialize, Serialize};
+
+/// The request-response protocol for point-to-point consensus messages.
+pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/lcbft/direct/1");
+/// identify's protocol version string.
+pub const IDENTIFY_PROTOCOL: &str = "/lcbft/1";
+/// Largest wire message: a protocol message plus framing.
+pub const MAX_WIRE_BYTES: usize = codec::MAX_MESSAGE_BYTES + 1024;
+
+/// `lcbft/global/1`, `lcbft/local/<id>/1`.
+pub fn topic(domain: DomainId) -> IdentTopic {
+    match domain {
+        DomainId::Global => IdentTopic::new("lcbft/global/1"),
+        DomainId::Local(id) => IdentTopic::new(format!("lcbft/local/{id}/1")),
+    }
+}
+
+/// A message published on a domain's topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Gossip {
+    /// A consensus message for every member (proposals, certificates).
+    Consensus(Box<Message>),
+    /// Payload submitted at the author: every member's replica takes it as `Input::Payload`.
+    Payload(Vec<Tx>),
+}
+
+impl Gossip {
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Gossip, CodecError> {
+        codec::decode(bytes, codec::MAX_MESSAGE_BYTES)
+    }
+}
+
+/// A point-to-point request: one consensus message for the receiver's replica in `domain`.
+/// The message stays encoded so the receiver decodes it with the protocol's bound.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Direct {
+    pub domain: DomainId,
+    #[serde(with = "serde_bytes")]
+    pub msg: Vec<u8>,
+}
+
+/// The answer to a [`Direct`]: whether the receiver took it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack(pub bool);
+
+impl Direct {
+    pub fn new(domain: DomainId, msg: &Message) -> Direct {
+        Direct {
+            domain,
+            msg: codec::encode(msg),
+        }
+    }
+
+    pub fn message(&self) -> Result<Message, CodecError> {
+        codec::decode(&self.msg, codec::MAX_MESSAGE_BYTES)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lcbft_protocol::types::Certificate;
+
+    #[test]
+    fn topics_follow_the_design() {
+        assert_eq!(topic(DomainId::Global).to_string(), "lcbft/global/1");
+        assert_eq!(topic(DomainId::Local(7)).to_string(), "lcbft/local/7/1");
+    }
+
+    #[test]
+    fn gossip_round_trips_and_garbage_is_an_error() {
+        let g = Gossip::Consensus(Box::new(Message::Certificate(Certificate::genesis(
+            DomainId::Global,
+        ))));
+        assert_eq!(Gossip::decode(&g.encode()).expect("decode"), g);
+        assert!(Gossip::decode(b"\xff\x00garbage").is_err());
+        let huge = vec![0u8; codec::MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            Gossip::decode(&huge),
+            Err(CodecError::TooLarge { .. })
+        ));
+        let msg = Message::Certificate(Certificate::genesis(DomainId::Local(2)));
+        let d = Direct::new(DomainId::Local(2), &msg);
+        assert_eq!(d.message().expect("msg"), msg);
+    }
+}

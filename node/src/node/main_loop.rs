@@ -1,0 +1,288 @@
+//! The node's main loop: one `tokio::select!` over network events, storage completions, API
+//! requests and timers, feeding the replicas and carrying out their effects in order.
+
+use super::NodeError;
+use super::driver::{Driver, Effect};
+use super::storage::{Done, Job, Worker};
+use crate::api::{ApiRequest, DomainStatus, SubmitError};
+use crate::genesis::{Genesis, domain_name};
+use crate::metrics::{DomainLabels, EventLabels, Metrics};
+use crate::net::wire::Gossip;
+use crate::net::{NetEvent, NetHandle};
+use crate::store::Store;
+use lcbft_protocol::io::{Event, Input};
+use lcbft_protocol::types::{DomainId, Hash, Tx};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Traces known but not yet committed, kept for `GET /v1/traces/{id}` and dedup: bounded by
+/// count and by bytes.
+const MAX_PENDING: usize = 100_000;
+const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
+
+pub struct MainLoop {
+    drivers: BTreeMap<DomainId, Driver>,
+    genesis: Arc<Genesis>,
+    net: NetHandle,
+    storage: Worker,
+    metrics: Metrics,
+    pending: HashMap<Hash, (DomainId, Tx)>,
+    pending_bytes: usize,
+    /// Last committed (height, hash) per domain.
+    head: BTreeMap<DomainId, (u64, Hash)>,
+}
+
+impl MainLoop {
+    pub fn new(
+        drivers: BTreeMap<DomainId, Driver>,
+        genesis: Arc<Genesis>,
+        store: Store,
+        net: NetHandle,
+        storage: Worker,
+        metrics: Metrics,
+    ) -> MainLoop {
+        let mut head = BTreeMap::new();
+        for &d in drivers.keys() {
+            if let Ok(h) = store.committed_height(d)
+                && let Ok(Some(b)) = store.block_at(d, h)
+            {
+                head.insert(d, (h, b.hash()));
+            }
+        }
+        MainLoop {
+            drivers,
+            genesis,
+            net,
+            storage,
+            metrics,
+            pending: HashMap::new(),
+            pending_bytes: 0,
+            head,
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        mut net_events: mpsc::Receiver<NetEvent>,
+        mut storage_done: mpsc::UnboundedReceiver<Done>,
+        mut api: mpsc::Receiver<ApiRequest>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), NodeError> {
+        tokio::pin!(shutdown);
+        let result = loop {
+            let deadline = self
+                .drivers
+                .values()
+                .filter_map(Driver::next_deadline)
+                .min();
+            let timer = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => {
+                    info!("shutting down: no more votes");
+                    break Ok(());
+                }
+                Some(done) = storage_done.recv() => {
+                    if let Err(e) = self.on_storage(done) {
+                        break Err(e);
+                    }
+                }
+                Some(ev) = net_events.recv() => self.on_net(ev),
+                Some(req) = api.recv() => self.on_api(req),
+                _ = timer => {
+                    let now = Instant::now();
+                    let domains: Vec<DomainId> = self.drivers.keys().copied().collect();
+                    for d in domains {
+                        if let Some(driver) = self.drivers.get_mut(&d) {
+                            let effects = driver.fire_due(now);
+                            self.carry_out(d, effects);
+                        }
+                    }
+                }
+            }
+        };
+        // Every write queued so far becomes durable before we return.
+        let storage = self.storage;
+        let _ = tokio::task::spawn_blocking(move || storage.flush_and_stop()).await;
+        result
+    }
+
+    fn feed(&mut self, domain: DomainId, input: Input) {
+        let Some(driver) = self.drivers.get_mut(&domain) else {
+            return;
+        };
+        let effects = driver.handle(input, Instant::now());
+        self.carry_out(domain, effects);
+    }
+
+    /// Carry out a replica's effects, in order.
+    fn carry_out(&mut self, domain: DomainId, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Send { to, msg } => {
+                    match self.genesis.domain(domain).and_then(|d| d.peer(to)) {
+                        Some(peer) => self.net.send(domain, peer, msg),
+                        None => warn!(%domain, to, "send to an unknown member"),
+                    }
+                }
+                Effect::Broadcast(msg) => self
+                    .net
+                    .broadcast(domain, &Gossip::Consensus(Box::new(msg))),
+                Effect::Persist { seq, state } => {
+                    self.storage.submit(Job::Persist { domain, seq, state })
+                }
+                Effect::Commit { block, proof } => {
+                    self.storage.submit(Job::Commit { block, proof })
+                }
+                Effect::Event(ev) => self.on_event(domain, ev),
+            }
+        }
+    }
+
+    fn on_event(&mut self, domain: DomainId, ev: Event) {
+        let name = match &ev {
+            Event::CertificateFormed { .. } => "certificate_formed".to_owned(),
+            Event::Proposed { view, txs } => {
+                debug!(%domain, view, txs, "proposed");
+                "proposed".to_owned()
+            }
+            Event::ViewChange { from, to } => {
+                info!(%domain, from, to, "view change");
+                "view_change".to_owned()
+            }
+            Event::NewLeader { term, leader } => {
+                info!(%domain, term, leader, "new leader");
+                "new_leader".to_owned()
+            }
+            Event::Rejected { from, reason } => {
+                let peer = self.genesis.domain(domain).and_then(|d| d.peer(*from));
+                warn!(%domain, from, ?peer, ?reason, "replica rejected a message");
+                format!("rejected_{reason:?}").to_lowercase()
+            }
+        };
+        self.metrics
+            .protocol_events
+            .get_or_create(&EventLabels {
+                domain: domain_name(domain),
+                event: name,
+            })
+            .inc();
+    }
+
+    fn on_storage(&mut self, done: Done) -> Result<(), NodeError> {
+        match done {
+            Done::Persisted { domain, seq } => self.feed(domain, Input::Persisted(seq)),
+            Done::Committed { block, hash } => {
+                let domain = block.domain;
+                info!(%domain, height = block.height, %hash, txs = block.payload.len(), "committed");
+                for tx in &block.payload {
+                    if let Some((_, tx)) = self.pending.remove(&tx.id()) {
+                        self.pending_bytes -= tx.0.len();
+                    }
+                }
+                self.head.insert(domain, (block.height, hash));
+                let labels = DomainLabels {
+                    domain: domain_name(domain),
+                };
+                self.metrics.commits.get_or_create(&labels).inc();
+                self.metrics
+                    .committed_height
+                    .get_or_create(&labels)
+                    .set(block.height as i64);
+            }
+            Done::Failed(e) => return Err(NodeError::StorageFailed(e)),
+        }
+        Ok(())
+    }
+
+    fn on_net(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::Consensus { domain, from, msg } => {
+                self.feed(domain, Input::Message { from, msg: *msg })
+            }
+            NetEvent::Payload { domain, txs, .. } => {
+                for tx in &txs {
+                    self.remember(domain, tx);
+                }
+                self.feed(domain, Input::Payload(txs));
+            }
+            NetEvent::Listening(_) => {}
+        }
+    }
+
+    /// Keep `tx` as pending unless the pool is full; true if it is (now) pending.
+    fn remember(&mut self, domain: DomainId, tx: &Tx) -> bool {
+        let id = tx.id();
+        if self.pending.contains_key(&id) {
+            return true;
+        }
+        if self.pending.len() >= MAX_PENDING || self.pending_bytes + tx.0.len() > MAX_PENDING_BYTES
+        {
+            return false;
+        }
+        self.pending_bytes += tx.0.len();
+        self.pending.insert(id, (domain, tx.clone()));
+        true
+    }
+
+    fn on_api(&mut self, req: ApiRequest) {
+        match req {
+            ApiRequest::Submit { domain, tx, reply } => {
+                let result = self.submit(domain, tx);
+                let _ = reply.send(result);
+            }
+            ApiRequest::Pending { id, reply } => {
+                let _ = reply.send(self.pending.get(&id).cloned());
+            }
+            ApiRequest::Status { reply } => {
+                let status = self
+                    .drivers
+                    .values()
+                    .map(|d| {
+                        let (height, hash) = self.head.get(&d.domain).copied().unwrap_or_default();
+                        let role = self
+                            .genesis
+                            .domain(d.domain)
+                            .and_then(|g| g.members.get(usize::from(d.me)))
+                            .map(|m| format!("{:?}", m.role).to_lowercase())
+                            .unwrap_or_default();
+                        DomainStatus {
+                            domain: domain_name(d.domain),
+                            index: d.me,
+                            role,
+                            committed_height: height,
+                            committed_hash: hash.to_hex(),
+                            state: d.replica().describe(),
+                        }
+                    })
+                    .collect();
+                let _ = reply.send(status);
+            }
+        }
+    }
+
+    /// A verified trace from the API: gossip it to the domain and give it to our replica.
+    fn submit(&mut self, domain: DomainId, tx: Tx) -> Result<bool, SubmitError> {
+        if !self.drivers.contains_key(&domain) {
+            return Err(SubmitError::NotMember(domain_name(domain)));
+        }
+        if self.pending.contains_key(&tx.id()) {
+            return Ok(false);
+        }
+        if !self.remember(domain, &tx) {
+            return Err(SubmitError::Full);
+        }
+        self.net
+            .broadcast(domain, &Gossip::Payload(vec![tx.clone()]));
+        self.feed(domain, Input::Payload(vec![tx]));
+        Ok(true)
+    }
+}

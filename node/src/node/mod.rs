@@ -1,0 +1,176 @@
+//! `lcbft run`: wire identity, genesis, key shares, store, network, storage worker and API
+//! together, then hand over to the main loop (`main_loop.rs`).
+
+mod driver;
+mod main_loop;
+mod storage;
+
+use crate::api::{self, ApiRequest, ApiState};
+use crate::config::Config;
+use crate::genesis::{self, Genesis, GenesisError, domain_tag};
+use crate::identity::{self, IdentityError};
+use crate::metrics::Metrics;
+use crate::net::{self, NetConfig, NetError};
+use crate::store::{Store, StoreError};
+use driver::Driver;
+use lcbft_protocol::replica::Replica;
+use lcbft_protocol::types::DomainId;
+use main_loop::MainLoop;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tracing::info;
+
+pub use driver::Effect;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    #[error(
+        "this node ({peer}) is in no domain of {genesis}: check `identity` in the config, or regenerate the genesis with this PeerId"
+    )]
+    NotAMember { peer: String, genesis: PathBuf },
+    #[error("store {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("network: {0}")]
+    Net(#[from] NetError),
+    #[error("HTTP API on {addr}: {source}")]
+    Api {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("storage worker: {0}")]
+    Storage(String),
+    #[error("storage failed, stopping to stay safe: {0}")]
+    StorageFailed(StoreError),
+}
+
+/// Run the node until `shutdown` resolves (or storage fails).
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let keypair = identity::load(&cfg.identity)?;
+    let me = identity::peer_id(&keypair);
+    let genesis = Arc::new(genesis::load(&cfg.genesis)?);
+    let memberships = genesis.memberships(&me);
+    if memberships.is_empty() {
+        return Err(NodeError::NotAMember {
+            peer: me.to_string(),
+            genesis: cfg.genesis.clone(),
+        });
+    }
+    let shares_dir = if cfg.shares.as_os_str().is_empty() {
+        cfg.genesis
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("keys")
+            .join(me.to_string())
+    } else {
+        cfg.shares.clone()
+    };
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| NodeError::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    let db_path = cfg.data_dir.join("lcbft.redb");
+    let store_err = |source| NodeError::Store {
+        path: db_path.clone(),
+        source,
+    };
+    let store = Store::open(&db_path).map_err(store_err)?;
+
+    let mut drivers = BTreeMap::new();
+    for (domain, index) in &memberships {
+        let share = shares_dir.join(format!("{}.share", domain_tag(*domain)));
+        let (index2, keys) = genesis::load_member_keys(&genesis, *domain, &me, &share)?;
+        debug_assert_eq!(*index, index2);
+        let replica = restore(&cfg, &genesis, &store, *domain, *index, keys).map_err(store_err)?;
+        info!(%domain, index, state = %replica.describe(), "replica restored");
+        drivers.insert(*domain, Driver::new(*domain, *index, replica));
+    }
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let (net, net_events, net_task) = net::spawn(
+        NetConfig {
+            keypair,
+            genesis: genesis.clone(),
+            domains: drivers.keys().copied().collect(),
+            listen: cfg.network.listen.clone(),
+            peers: cfg.network.peers.clone(),
+            mdns: cfg.network.mdns,
+            liveness_timeout: cfg.network.liveness_timeout,
+            redial_interval: cfg.network.redial_interval,
+            idle_connection_timeout: cfg.network.idle_connection_timeout,
+        },
+        &mut registry,
+        metrics.clone(),
+    )?;
+    let registry = Arc::new(registry);
+
+    let (api_tx, api_rx) = mpsc::channel::<ApiRequest>(1024);
+    if cfg.api.enabled {
+        let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+            .await
+            .map_err(|source| NodeError::Api {
+                addr: cfg.api.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().unwrap_or(cfg.api.listen);
+        info!(%addr, "HTTP API listening");
+        let state = ApiState {
+            store: store.clone(),
+            requests: api_tx,
+            net: net.clone(),
+            registry,
+            metrics: metrics.clone(),
+            max_trace_bytes: cfg.api.max_trace_bytes,
+        };
+        tokio::spawn(api::serve(listener, state));
+    }
+
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let worker = storage::Worker::spawn(store.clone(), done_tx)
+        .map_err(|e| NodeError::Storage(e.to_string()))?;
+    info!(peer = %me, domains = ?drivers.keys().collect::<Vec<_>>(), "node started");
+
+    let main = MainLoop::new(drivers, genesis, store, net.clone(), worker, metrics);
+    let result = main.run(net_events, done_rx, api_rx, shutdown).await;
+    net.shutdown();
+    let _ = net_task.await;
+    info!("node stopped");
+    result
+}
+
+/// A domain's replica from what is on disk.
+fn restore(
+    cfg: &Config,
+    genesis: &Genesis,
+    store: &Store,
+    domain: DomainId,
+    index: u16,
+    keys: Box<dyn lcbft_protocol::crypto::ThresholdKeys>,
+) -> Result<Replica, StoreError> {
+    let dg = genesis.domain(domain);
+    let n = dg.map(|d| d.n()).unwrap_or(0);
+    let mut pc = lcbft_protocol::Config::new(domain, index, n);
+    pc.base_timeout_ms = cfg.consensus.base_timeout.as_millis() as u64;
+    pc.max_timeout_ms = cfg.consensus.max_timeout.as_millis() as u64;
+    pc.max_block_txs = cfg.consensus.max_block_txs;
+    if matches!(domain, DomainId::Local(_)) {
+        pc.edge = dg.and_then(|d| d.edge());
+        pc.offload = cfg.consensus.offload;
+    }
+    let committed = store.committed_chain(domain)?;
+    let safety = store.safety(domain)?;
+    Ok(Replica::restore(pc, keys, committed, safety))
+}

@@ -1,0 +1,263 @@
+//! The node's database (redb): per domain the safety state and the committed chain
+//! (height -> hash, with each block's commit proof); blocks by hash; and the trace index (tx id
+//! -> where it was committed). Synchronous: async code calls it from a dedicated thread or
+//! `spawn_blocking`. Every write is one redb transaction committed with fsync, so what a
+//! method returned `Ok` for survives `kill -9`.
+
+use lcbft_protocol::codec;
+use lcbft_protocol::io::SafetyState;
+use lcbft_protocol::types::{Block, Certificate, DomainId, Hash};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Domain key -> CBOR `SafetyState`.
+const SAFETY: TableDefinition<u64, &[u8]> = TableDefinition::new("safety");
+/// Block hash -> CBOR `Block`.
+const BLOCKS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blocks");
+/// (domain key, height) -> block hash of the committed chain.
+const CHAIN: TableDefinition<(u64, u64), [u8; 32]> = TableDefinition::new("chain");
+/// (domain key, height) -> CBOR `Vec<Certificate>`: the certificates that committed it.
+const PROOFS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("proofs");
+/// Tx id -> (domain key, height) of the committed block holding it.
+const TX_INDEX: TableDefinition<[u8; 32], (u64, u64)> = TableDefinition::new("tx_index");
+
+/// Stored values are bounded like wire messages (a block plus slack for its proof).
+const MAX_STORED: usize = 2 * codec::MAX_MESSAGE_BYTES;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(Box<redb::Error>),
+    #[error("corrupt {what} in the database: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    #[error(
+        "conflicting commit in {domain} at height {height}: stored {stored}, new {new} (safety violation)"
+    )]
+    Conflict {
+        domain: DomainId,
+        height: u64,
+        stored: Hash,
+        new: Hash,
+    },
+    #[error("commit in {domain} at height {height} leaves a gap after height {last}")]
+    Gap {
+        domain: DomainId,
+        height: u64,
+        last: u64,
+    },
+}
+
+fn db<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Db(Box::new(e.into()))
+}
+
+/// Typed domain key: global is 0, local domain `id` is `2^32 + id`.
+pub fn domain_key(d: DomainId) -> u64 {
+    match d {
+        DomainId::Global => 0,
+        DomainId::Local(id) => (1 << 32) | u64::from(id),
+    }
+}
+
+fn domain_of(key: u64) -> DomainId {
+    if key == 0 {
+        DomainId::Global
+    } else {
+        DomainId::Local(key as u32)
+    }
+}
+
+/// Where a committed tx is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxLocation {
+    pub domain: DomainId,
+    pub height: u64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl Store {
+    /// Open (or create) the database at `path`, creating every table.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let database = Database::create(path).map_err(db)?;
+        let txn = database.begin_write().map_err(db)?;
+        {
+            txn.open_table(SAFETY).map_err(db)?;
+            txn.open_table(BLOCKS).map_err(db)?;
+            txn.open_table(CHAIN).map_err(db)?;
+            txn.open_table(PROOFS).map_err(db)?;
+            txn.open_table(TX_INDEX).map_err(db)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(Store {
+            db: Arc::new(database),
+        })
+    }
+
+    /// Durably record `domain`'s safety state.
+    pub fn save_safety(&self, domain: DomainId, state: &SafetyState) -> Result<(), StoreError> {
+        let bytes = codec::encode(state);
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut t = txn.open_table(SAFETY).map_err(db)?;
+            t.insert(domain_key(domain), bytes.as_slice()).map_err(db)?;
+        }
+        txn.commit().map_err(db)
+    }
+
+    pub fn safety(&self, domain: DomainId) -> Result<Option<SafetyState>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let t = txn.open_table(SAFETY).map_err(db)?;
+        let Some(v) = t.get(domain_key(domain)).map_err(db)? else {
+            return Ok(None);
+        };
+        decode(v.value(), "safety state").map(Some)
+    }
+
+    /// Durably append a committed block (with the certificates that committed it) to its
+    /// domain's chain and index its payload. Re-committing a stored block is a no-op; a
+    /// different block at a stored height, or a gap, is refused.
+    pub fn commit_block(&self, block: &Block, proof: &[Certificate]) -> Result<(), StoreError> {
+        let domain = block.domain;
+        let key = domain_key(domain);
+        let hash = block.hash();
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut chain = txn.open_table(CHAIN).map_err(db)?;
+            if let Some(stored) = chain.get((key, block.height)).map_err(db)? {
+                let stored = Hash(stored.value());
+                if stored == hash {
+                    return Ok(());
+                }
+                return Err(StoreError::Conflict {
+                    domain,
+                    height: block.height,
+                    stored,
+                    new: hash,
+                });
+            }
+            let last = last_height(&chain, key)?;
+            if block.height != last + 1 {
+                return Err(StoreError::Gap {
+                    domain,
+                    height: block.height,
+                    last,
+                });
+            }
+            chain.insert((key, block.height), hash.0).map_err(db)?;
+            let mut blocks = txn.open_table(BLOCKS).map_err(db)?;
+            blocks
+                .insert(hash.0, codec::encode(block).as_slice())
+                .map_err(db)?;
+            let mut proofs = txn.open_table(PROOFS).map_err(db)?;
+            proofs
+                .insert((key, block.height), codec::encode(&proof).as_slice())
+                .map_err(db)?;
+            let mut index = txn.open_table(TX_INDEX).map_err(db)?;
+            for tx in &block.payload {
+                index.insert(tx.id().0, (key, block.height)).map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)
+    }
+
+    /// Highest committed height of `domain` (0: only genesis).
+    pub fn committed_height(&self, domain: DomainId) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let chain = txn.open_table(CHAIN).map_err(db)?;
+        last_height(&chain, domain_key(domain))
+    }
+
+    /// The committed chain of `domain` from height 1 up, as `Replica::restore` takes it.
+    pub fn committed_chain(&self, domain: DomainId) -> Result<Vec<Block>, StoreError> {
+        let key = domain_key(domain);
+        let txn = self.db.begin_read().map_err(db)?;
+        let chain = txn.open_table(CHAIN).map_err(db)?;
+        let blocks = txn.open_table(BLOCKS).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in chain.range((key, 1)..=(key, u64::MAX)).map_err(db)? {
+            let (_, hash) = entry.map_err(db)?;
+            let bytes =
+                blocks
+                    .get(hash.value())
+                    .map_err(db)?
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: "chain",
+                        reason: format!("block {} is missing", Hash(hash.value())),
+                    })?;
+            out.push(decode(bytes.value(), "block")?);
+        }
+        Ok(out)
+    }
+
+    pub fn block_at(&self, domain: DomainId, height: u64) -> Result<Option<Block>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let chain = txn.open_table(CHAIN).map_err(db)?;
+        let Some(hash) = chain.get((domain_key(domain), height)).map_err(db)? else {
+            return Ok(None);
+        };
+        let blocks = txn.open_table(BLOCKS).map_err(db)?;
+        let found = blocks.get(hash.value()).map_err(db)?;
+        found.map(|b| decode(b.value(), "block")).transpose()
+    }
+
+    pub fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let blocks = txn.open_table(BLOCKS).map_err(db)?;
+        let found = blocks.get(hash.0).map_err(db)?;
+        found.map(|b| decode(b.value(), "block")).transpose()
+    }
+
+    pub fn proof_at(
+        &self,
+        domain: DomainId,
+        height: u64,
+    ) -> Result<Option<Vec<Certificate>>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let proofs = txn.open_table(PROOFS).map_err(db)?;
+        let found = proofs.get((domain_key(domain), height)).map_err(db)?;
+        found.map(|b| decode(b.value(), "proof")).transpose()
+    }
+
+    /// Where the tx with this id was committed, if it was.
+    pub fn tx_location(&self, id: &Hash) -> Result<Option<TxLocation>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let index = txn.open_table(TX_INDEX).map_err(db)?;
+        let found = index.get(id.0).map_err(db)?;
+        Ok(found.map(|v| {
+            let (key, height) = v.value();
+            TxLocation {
+                domain: domain_of(key),
+                height,
+            }
+        }))
+    }
+}
+
+fn last_height(
+    chain: &impl ReadableTable<(u64, u64), [u8; 32]>,
+    key: u64,
+) -> Result<u64, StoreError> {
+    let last = chain
+        .range((key, 0)..=(key, u64::MAX))
+        .map_err(db)?
+        .next_back()
+        .transpose()
+        .map_err(db)?;
+    Ok(last.map(|(k, _)| k.value().1).unwrap_or(0))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StoreError> {
+    codec::decode(bytes, MAX_STORED).map_err(|e| StoreError::Corrupt {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+use super::*;
+use crate::testkit::{Cluster, deal, keys};
+use lcbft_protocol::Config;
+use lcbft_protocol::replica::Replica;
+use lcbft_protocol::types::Tx;
+
+fn open_all(dir: &Path, n: usize) -> Vec<Store> {
+    (0..n)
+        .map(|i| Store::open(&dir.join(format!("node{i}.redb"))).expect("open"))
+        .collect()
+}
+
+#[test]
+fn committed_chain_and_safety_survive_a_crash_and_restore_a_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dealt = deal(4);
+    let mut cluster = Cluster::new(&dealt, open_all(dir.path(), 4));
+    for i in 0..6 {
+        cluster.submit(Tx(format!("trace-{i}").into_bytes()));
+        cluster.run(10_000);
+    }
+    let height = cluster.stores[1]
+        .committed_height(DomainId::Global)
+        .expect("height");
+    assert!(height >= 3, "the cluster committed only {height} blocks");
+    let safety = cluster.persisted[1].clone().expect("persisted");
+    let last_voted = cluster.replicas[1].safety().last_voted;
+    let chain0 = cluster.stores[0]
+        .committed_chain(DomainId::Global)
+        .expect("chain0");
+    // Drop without any clean shutdown.
+    drop(cluster);
+
+    let store = Store::open(&dir.path().join("node1.redb")).expect("reopen");
+    let chain = store.committed_chain(DomainId::Global).expect("chain");
+    assert_eq!(chain.len() as u64, height);
+    let common = chain.len().min(chain0.len());
+    assert!(common >= 3);
+    assert_eq!(chain[..common], chain0[..common]);
+    for (i, b) in chain.iter().enumerate() {
+        assert_eq!(b.height, i as u64 + 1);
+        let proof = store.proof_at(DomainId::Global, b.height).expect("proof");
+        assert!(proof.is_some_and(|p| !p.is_empty()));
+    }
+    let stored = store
+        .safety(DomainId::Global)
+        .expect("safety")
+        .expect("some");
+    assert_eq!(stored, safety);
+    // Voting state is never ahead of what is on disk.
+    assert_eq!(stored.last_voted, last_voted);
+    let first_tx = Tx(b"trace-0".to_vec());
+    let loc = store.tx_location(&first_tx.id()).expect("index");
+    assert!(loc.is_some_and(|l| l.domain == DomainId::Global && l.height >= 1));
+
+    let replica = Replica::restore(
+        Config::new(DomainId::Global, 1, 4),
+        keys(&dealt, 4, 1),
+        chain,
+        Some(stored.clone()),
+    );
+    assert_eq!(replica.committed_height(), height);
+    assert_eq!(replica.safety(), &stored);
+}
+
+#[test]
+fn conflicting_or_gapped_commits_are_refused_and_recommits_are_noops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dealt = deal(4);
+    let mut cluster = Cluster::new(&dealt, open_all(dir.path(), 4));
+    for i in 0..4 {
+        cluster.submit(Tx(format!("t{i}").into_bytes()));
+        cluster.run(10_000);
+    }
+    let store = cluster.stores[0].clone();
+    let chain = store.committed_chain(DomainId::Global).expect("chain");
+    assert!(chain.len() >= 2);
+    store
+        .commit_block(&chain[0], &[])
+        .expect("recommit is a no-op");
+
+    let mut forged = chain[0].clone();
+    forged.payload.push(Tx(b"forged".to_vec()));
+    let err = store.commit_block(&forged, &[]).expect_err("conflict");
+    assert!(
+        matches!(err, StoreError::Conflict { height: 1, .. }),
+        "{err}"
+    );
+
+    let mut gap = chain[0].clone();
+    gap.height = chain.len() as u64 + 5;
+    let err = store.commit_block(&gap, &[]).expect_err("gap");
+    assert!(matches!(err, StoreError::Gap { .. }), "{err}");
+    assert_eq!(
+        store.committed_height(DomainId::Global).expect("h"),
+        chain.len() as u64
+    );
+}
+
+#[test]
+fn an_empty_store_has_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    assert_eq!(store.committed_height(DomainId::Local(3)).expect("h"), 0);
+    assert!(store.safety(DomainId::Global).expect("s").is_none());
+    assert!(
+        store
+            .committed_chain(DomainId::Global)
+            .expect("c")
+            .is_empty()
+    );
+    assert!(store.block(&Hash::ZERO).expect("b").is_none());
+}

@@ -1,0 +1,330 @@
+//! A small builder for multi-process tests: keys, genesis and configs in a temp dir, real
+//! `lcbft run` processes on loopback with their own ports, and API helpers.
+
+#![allow(dead_code)]
+
+use lcbft_node::http_client;
+use serde_json::Value;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_lcbft");
+
+/// Run `lcbft ARGS`, returning (success, stdout, stderr).
+pub fn lcbft(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run lcbft");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct Node {
+    pub dir: PathBuf,
+    pub peer: String,
+    pub p2p: String,
+    pub api: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.dir.join("node.log")).expect("log file");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(self.dir.join("node.toml"))
+            .env("RUST_LOG", "info,lcbft_node=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lcbft run");
+        self.child = Some(child);
+    }
+
+    /// SIGTERM, then wait for the exit (at most 10 s).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
+    /// Send a signal by name (`STOP`, `CONT`, ...) to the running process.
+    pub fn signal(&self, name: &str) {
+        if let Some(c) = &self.child {
+            let status = Command::new("kill")
+                .args([&format!("-{name}"), &c.id().to_string()])
+                .status()
+                .expect("kill(1) is needed by this test");
+            assert!(status.success(), "kill -{name} failed");
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Testnet {
+    pub root: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+}
+
+impl Testnet {
+    /// Keys, genesis and configs for `n` global validators.
+    pub fn global(n: usize) -> Testnet {
+        Testnet::layered(n, 0)
+    }
+
+    /// `n` global validators; with `devices > 0`, node 0 is also the edge of local domain 1
+    /// whose other members are nodes `n..n + devices`.
+    pub fn layered(n: usize, devices: usize) -> Testnet {
+        let total = n + devices;
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut nodes = Vec::new();
+        for i in 0..total {
+            let dir = root.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&dir).expect("node dir");
+            let key = dir.join("node.key");
+            let (ok, peer, err) = lcbft(&["keygen", "--out", key.to_str().expect("utf8")]);
+            assert!(ok, "keygen: {err}");
+            let port = free_port();
+            nodes.push(Node {
+                dir,
+                p2p: format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"),
+                peer,
+                api: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                child: None,
+            });
+        }
+        let net = root.path().join("net");
+        let mut args = vec!["genesis".to_owned(), "--global".to_owned()];
+        args.extend(nodes[..n].iter().map(|n| n.peer.clone()));
+        if devices > 0 {
+            let local: Vec<String> = std::iter::once(0)
+                .chain(n..total)
+                .map(|i| nodes[i].peer.clone())
+                .collect();
+            args.extend(["--domain".to_owned(), format!("1={}", local.join(","))]);
+        }
+        args.extend(["--out".to_owned(), net.display().to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, err) = lcbft(&args);
+        assert!(ok, "genesis: {err}");
+        for (i, node) in nodes.iter().enumerate() {
+            let listen = node
+                .p2p
+                .rsplit_once("/p2p/")
+                .map(|(a, _)| a)
+                .unwrap_or_default();
+            let peers: Vec<String> = nodes
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, n)| format!("\"{}\"", n.p2p))
+                .collect();
+            let config = format!(
+                r#"identity = "node.key"
+genesis = "{genesis}"
+shares = "{shares}"
+data_dir = "data"
+
+[network]
+listen = ["{listen}"]
+peers = [{peers}]
+mdns = false
+liveness_timeout = "2s"
+redial_interval = "300ms"
+
+[consensus]
+base_timeout = "500ms"
+max_timeout = "4s"
+
+[api]
+listen = "{api}"
+"#,
+                genesis = net.join("genesis.toml").display(),
+                shares = net.join("keys").join(&node.peer).display(),
+                peers = peers.join(", "),
+                api = node.api,
+            );
+            std::fs::write(node.dir.join("node.toml"), config).expect("config");
+        }
+        Testnet { root, nodes }
+    }
+
+    pub fn start_all(&mut self) {
+        for n in &mut self.nodes {
+            n.start();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let log = n.log();
+                let tail: Vec<&str> = log.lines().rev().take(25).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- node{i} ---\n{}\n", tail.join("\n"))
+            })
+            .collect()
+    }
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// GET a JSON document; `None` if the node is not answering (yet).
+pub fn get(api: SocketAddr, path: &str) -> Option<(u16, Value)> {
+    rt().block_on(async {
+        let r = http_client::request(api, "GET", path, None).await.ok()?;
+        Some((r.status, serde_json::from_str(&r.body).ok()?))
+    })
+}
+
+pub fn post(api: SocketAddr, path: &str, body: &str) -> Option<(u16, Value)> {
+    rt().block_on(async {
+        let r = http_client::request(api, "POST", path, Some(body))
+            .await
+            .ok()?;
+        Some((
+            r.status,
+            serde_json::from_str(&r.body).unwrap_or(Value::Null),
+        ))
+    })
+}
+
+/// Poll `check` every 100 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Sign and submit a global trace with `lcbft trace submit`; returns its id.
+pub fn submit(net: &Testnet, node: usize, data: &str) -> String {
+    submit_to(net, node, "global", data)
+}
+
+/// Sign and submit a trace for `domain` (`global`, `local/1`).
+pub fn submit_to(net: &Testnet, node: usize, domain: &str, data: &str) -> String {
+    let producer = net.root.path().join("producer.key");
+    if !producer.exists() {
+        let (ok, _, err) = lcbft(&["keygen", "--out", path_str(&producer)]);
+        assert!(ok, "{err}");
+    }
+    let api = net.nodes[node].api.to_string();
+    let (ok, id, err) = lcbft(&[
+        "trace",
+        "submit",
+        "--api",
+        &api,
+        "--key",
+        path_str(&producer),
+        "--domain",
+        domain,
+        "--data",
+        data,
+    ]);
+    assert!(ok, "trace submit: {err}\n{}", net.logs());
+    assert_eq!(id.len(), 64, "trace id: {id}");
+    id
+}
+
+pub fn trace_committed(api: SocketAddr, id: &str) -> bool {
+    get(api, &format!("/v1/traces/{id}")).is_some_and(|(_, v)| v["status"] == "committed")
+}
+
+pub fn block_hash(api: SocketAddr, height: u64) -> Option<String> {
+    domain_block_hash(api, "global", height)
+}
+
+/// `segment`: `global` or `local-<id>`.
+pub fn domain_block_hash(api: SocketAddr, segment: &str, height: u64) -> Option<String> {
+    let (status, v) = get(api, &format!("/v1/domains/{segment}/blocks/{height}"))?;
+    (status == 200).then(|| v["hash"].as_str().unwrap_or_default().to_owned())
+}
+
+/// No two nodes hold different blocks at one height (up to each one's committed height).
+pub fn assert_no_fork(net: &Testnet, nodes: &[usize]) -> u64 {
+    let heights: Vec<u64> = nodes
+        .iter()
+        .map(|&i| committed_height(net.nodes[i].api).unwrap_or(0))
+        .collect();
+    let top = heights.iter().copied().max().unwrap_or(0);
+    for h in 1..=top {
+        let hashes: Vec<String> = nodes
+            .iter()
+            .filter_map(|&i| block_hash(net.nodes[i].api, h))
+            .collect();
+        assert!(
+            hashes.iter().all(|x| *x == hashes[0]),
+            "fork at height {h}: {hashes:?}"
+        );
+    }
+    heights.iter().copied().min().unwrap_or(0)
+}
+
+pub fn committed_height(api: SocketAddr) -> Option<u64> {
+    domain_height(api, "global")
+}
+
+/// Committed height of `domain` (`global`, `local/1`) at a node.
+pub fn domain_height(api: SocketAddr, domain: &str) -> Option<u64> {
+    let (_, v) = get(api, "/v1/status")?;
+    v["domains"]
+        .as_array()?
+        .iter()
+        .find(|d| d["domain"] == domain)?["committed_height"]
+        .as_u64()
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}

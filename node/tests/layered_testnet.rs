@@ -1,0 +1,74 @@
+//! The layered network: 4 global validators, node 0 also the edge of local domain 1 with 3
+//! devices. Device traces commit in the local chain on every member of the domain while the
+//! global chain keeps committing.
+
+mod common;
+
+use common::{
+    Testnet, domain_block_hash, domain_height, get, submit, submit_to, trace_committed, wait_until,
+};
+use std::time::Duration;
+
+#[test]
+fn device_traces_commit_locally_while_the_global_chain_commits() {
+    let mut net = Testnet::layered(4, 3);
+    net.start_all();
+    // Global validators see the other 3 (the edge also its devices); devices see edge + 2.
+    let connected = wait_until(Duration::from_secs(30), || {
+        net.nodes.iter().all(|n| {
+            get(n.api, "/v1/status")
+                .is_some_and(|(_, v)| v["connected"].as_array().is_some_and(|c| c.len() >= 3))
+        })
+    });
+    assert!(connected, "not connected:\n{}", net.logs());
+    let (_, edge) = get(net.nodes[0].api, "/v1/status").expect("status");
+    assert_eq!(edge["domains"].as_array().map(Vec::len), Some(2), "{edge}");
+    assert_eq!(edge["domains"][0]["role"], "edge", "{edge}");
+    let (_, device) = get(net.nodes[4].api, "/v1/status").expect("status");
+    assert_eq!(device["domains"][0]["role"], "device", "{device}");
+
+    let local: Vec<String> = (0..4)
+        .map(|i| submit_to(&net, 4 + i % 3, "local/1", &format!("sensor-{i}")))
+        .collect();
+    let global = submit(&net, 1, "cloud-report");
+    let members = [0, 4, 5, 6];
+    let ok = wait_until(Duration::from_secs(60), || {
+        members
+            .iter()
+            .all(|&i| local.iter().all(|id| trace_committed(net.nodes[i].api, id)))
+            && (0..4).all(|i| trace_committed(net.nodes[i].api, &global))
+    });
+    assert!(ok, "not committed:\n{}", net.logs());
+
+    // One local chain: the same block at every height on every member.
+    let top = members
+        .iter()
+        .filter_map(|&i| domain_height(net.nodes[i].api, "local/1"))
+        .max()
+        .unwrap_or(0);
+    assert!(top >= 1);
+    for h in 1..=top {
+        let hashes: Vec<String> = members
+            .iter()
+            .filter_map(|&i| domain_block_hash(net.nodes[i].api, "local-1", h))
+            .collect();
+        assert!(
+            hashes.iter().all(|x| *x == hashes[0]),
+            "local fork at {h}: {hashes:?}"
+        );
+    }
+    // A device is not a global member: it refuses global traces with a clear 4xx.
+    let api = net.nodes[5].api.to_string();
+    let key = net.root.path().join("producer.key");
+    let (ok, _, err) = common::lcbft(&[
+        "trace",
+        "submit",
+        "--api",
+        &api,
+        "--key",
+        common::path_str(&key),
+        "--data",
+        "x",
+    ]);
+    assert!(!ok && err.contains("not a member"), "{err}");
+}
