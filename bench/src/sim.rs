@@ -50,6 +50,9 @@ pub struct Args {
     /// Print every replica input and output (use with one seed).
     #[arg(long)]
     trace: bool,
+    /// Honest replicas crashed from the start for good (with --byzantine, at most f).
+    #[arg(long, default_value_t = 0)]
+    down: usize,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -77,6 +80,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let mut cfg = SimConfig::new(layer, args.n, args.byzantine, seed);
         cfg.faults = !args.no_faults;
         cfg.trace = args.trace;
+        cfg.down = args.down;
         cfg.duration_ms = args.duration_ms;
         cfg.scheme = match args.scheme {
             SchemeArg::Sim => SchemeId::Sim,

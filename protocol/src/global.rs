@@ -27,6 +27,8 @@ pub struct GlobalReplica {
     /// The view we gave up on and our Timeout share for it (re-sent until the view ends).
     timed_out: Option<(View, Vote)>,
     high_tc: Option<Certificate>,
+    /// Our last vote, repeated with a timeout in its view.
+    last_vote: Option<Vote>,
 }
 
 /// Leader of a view: round-robin over the member list (Algorithm 3).
@@ -51,6 +53,7 @@ impl GlobalReplica {
             committed_seen: 0,
             timed_out: None,
             high_tc: None,
+            last_vote: None,
         }
         .started()
     }
@@ -130,9 +133,15 @@ impl GlobalReplica {
                 timeout,
                 high_qc,
                 high_tc,
+                vote,
             } => {
                 if let Some(tc) = high_tc {
                     self.on_tc(from, tc);
+                }
+                if let Some(v) = vote
+                    && v.msg.view == timeout.msg.view
+                {
+                    self.collect_vote(from, v);
                 }
                 self.on_new_view(from, timeout, high_qc);
             }
@@ -242,6 +251,7 @@ impl GlobalReplica {
         self.core.safety.last_voted = view;
         let to = leader(view + 1, self.n());
         let vote = Vote { msg, share };
+        self.last_vote = Some(vote.clone());
         if to == self.core.me() {
             self.core.persist_then(Vec::new());
             self.on_vote(to, vote);
@@ -258,11 +268,20 @@ impl GlobalReplica {
 
     /// Votes go to the next view's leader, which combines them into the QC it proposes with.
     fn on_vote(&mut self, from: ReplicaIndex, v: Vote) {
+        if leader(v.msg.view + 1, self.n()) != self.core.me() {
+            return;
+        }
+        self.collect_vote(from, v);
+    }
+
+    /// One path for every vote share, whether it came to us as the next leader or repeated
+    /// in a timeout.
+    fn collect_vote(&mut self, from: ReplicaIndex, v: Vote) {
         let m = v.msg;
         if m.domain != self.core.cfg.domain || m.kind != Kind::Vote {
             return self.core.reject(from, Reject::Malformed);
         }
-        if leader(m.view + 1, self.n()) != self.core.me() || m.view + 1 < self.view {
+        if m.view + 1 < self.view {
             return;
         }
         match self
@@ -404,10 +423,12 @@ impl GlobalReplica {
         {
             let high_qc = self.core.safety.high_qc.clone();
             let high_tc = self.high_tc.clone();
+            let vote = self.vote_in(view);
             self.core.broadcast(Message::NewView {
                 timeout,
                 high_qc,
                 high_tc,
+                vote,
             });
             self.failures += 1;
             self.arm_timer_anyway();
@@ -435,11 +456,20 @@ impl GlobalReplica {
                 timeout: timeout.clone(),
                 high_qc: high_qc.clone(),
                 high_tc: self.high_tc.clone(),
+                vote: self.vote_in(view),
             })]);
         self.failures += 1;
         self.arm_timer_anyway();
         let me = self.core.me();
+        if let Some(v) = self.vote_in(view) {
+            self.collect_vote(me, v);
+        }
         self.on_new_view(me, timeout, high_qc);
+    }
+
+    /// Our vote in `view`, if we cast one there.
+    fn vote_in(&self, view: View) -> Option<Vote> {
+        self.last_vote.clone().filter(|v| v.msg.view == view)
     }
 
     fn arm_timer_anyway(&mut self) {

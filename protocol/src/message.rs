@@ -11,10 +11,14 @@ pub enum Message {
     Vote(Vote),
     /// Global pacemaker: a Timeout share for the view given up, with the sender's highest QC
     /// and highest timeout certificate, so a replica that fell behind can catch up.
+    /// `vote` repeats the sender's vote in the view it gives up on: when that view's next
+    /// leader is down, every replica can still form the QC from the timeouts, so one crashed
+    /// member cannot break every three-chain (round-robin puts it after every third leader).
     NewView {
         timeout: Vote,
         high_qc: Certificate,
         high_tc: Option<Certificate>,
+        vote: Option<Vote>,
     },
     /// Local view change, phase 1: a ViewChange share for the new term, naming its leader.
     ViewChange {

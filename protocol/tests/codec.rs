@@ -54,6 +54,7 @@ fn samples() -> Vec<Message> {
             timeout: vote.clone(),
             high_qc: cert(Kind::Vote, 3),
             high_tc: None,
+            vote: None,
         },
         Message::ViewChange {
             share: vote,

@@ -232,7 +232,7 @@ impl Byzantine {
                 Strategy::ForgedViewChange,
                 Output::Send {
                     to,
-                    msg: Message::NewView { timeout, .. },
+                    msg: Message::NewView { timeout, vote, .. },
                 },
             ) => {
                 let high_qc = self.forged(Kind::Vote, timeout.msg.view + 1000);
@@ -243,6 +243,7 @@ impl Byzantine {
                         timeout,
                         high_qc,
                         high_tc,
+                        vote,
                     },
                 }]
             }
@@ -306,10 +307,12 @@ impl Byzantine {
                 timeout,
                 high_qc,
                 high_tc,
+                vote,
             } => Message::NewView {
                 timeout: wrong(timeout),
                 high_qc,
                 high_tc,
+                vote: vote.map(wrong),
             },
             Message::ViewChange {
                 share,

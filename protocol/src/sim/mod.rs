@@ -58,6 +58,9 @@ pub struct SimConfig {
     pub strategy: Option<Strategy>,
     /// Print every input and output to stderr (debugging one seed).
     pub trace: bool,
+    /// Honest replicas that crash at the start and never come back (with the Byzantine ones,
+    /// at most f for liveness to be owed).
+    pub down: usize,
 }
 
 impl SimConfig {
@@ -74,6 +77,7 @@ impl SimConfig {
             offload: seed.is_multiple_of(2),
             strategy: None,
             trace: false,
+            down: 0,
         }
     }
 }
@@ -157,6 +161,8 @@ pub struct Sim {
     dealt: DealtKeys,
     counters: Vec<Arc<CryptoCounters>>,
     byzantine: HashSet<ReplicaIndex>,
+    /// Nodes crashed for good.
+    down: HashSet<usize>,
     /// Partition: node -> side; messages cross only within a side.
     side: Option<Vec<u8>>,
     drop_rate: f64,
@@ -205,7 +211,13 @@ impl Sim {
             .filter_map(|i| ReplicaIndex::try_from(i).ok())
             .collect();
         order.shuffle(&mut rng);
-        let byzantine: HashSet<ReplicaIndex> = order.into_iter().take(cfg.byzantine).collect();
+        let byzantine: HashSet<ReplicaIndex> = order.iter().copied().take(cfg.byzantine).collect();
+        let down: HashSet<ReplicaIndex> = order
+            .iter()
+            .copied()
+            .skip(cfg.byzantine)
+            .take(cfg.down)
+            .collect();
         let mut strategies = Vec::new();
         let mut sim = Sim {
             rng,
@@ -221,6 +233,7 @@ impl Sim {
             dealt,
             counters: Vec::new(),
             byzantine: byzantine.clone(),
+            down: HashSet::new(),
             side: None,
             drop_rate: 0.0,
             checker: Checker::new(domain_of(cfg.layer)),
@@ -254,6 +267,12 @@ impl Sim {
             }
         }
         sim.report.strategies = strategies;
+        for node in 0..sim.nodes.len() {
+            if down.contains(&sim.index[node]) {
+                sim.crash(node);
+                sim.down.insert(node);
+            }
+        }
         sim
     }
 
@@ -471,7 +490,7 @@ impl Sim {
     }
 
     fn restart(&mut self, node: usize) {
-        if self.nodes[node].is_some() {
+        if self.nodes[node].is_some() || self.down.contains(&node) {
             return;
         }
         let idx = self.index[node];
@@ -612,7 +631,9 @@ impl Sim {
     }
 
     fn finish(mut self) -> SimReport {
-        let honest: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.honest(i)).collect();
+        let honest: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.honest(i) && !self.down.contains(&i))
+            .collect();
         let verdict = self.checker.verdict(&honest);
         self.report.safety_violations = verdict.safety;
         self.report.liveness_failure = verdict.liveness.map(|l| {
