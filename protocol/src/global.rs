@@ -94,6 +94,10 @@ impl GlobalReplica {
         self.view
     }
 
+    pub fn members(&self) -> usize {
+        self.core.cfg.n
+    }
+
     pub fn committed_height(&self) -> u64 {
         self.core.tree.committed().1
     }

@@ -5,7 +5,7 @@ use crate::crypto::ThresholdKeys;
 use crate::global::GlobalReplica;
 use crate::io::{Input, Output, SafetyState};
 use crate::local::LocalReplica;
-use crate::types::{Block, DomainId};
+use crate::types::{Block, DomainId, ReplicaIndex};
 
 // One per node and domain, never moved around in bulk.
 #[allow(clippy::large_enum_variant)]
@@ -62,7 +62,42 @@ impl Replica {
     }
 }
 
+/// What an operator asks a replica: where it is and who leads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Global view, or the local view (term and round packed, see [`crate::local`]).
+    pub view: u64,
+    /// Local term (0 in the global layer).
+    pub term: u64,
+    /// Leader of the current view or term.
+    pub leader: ReplicaIndex,
+    pub committed_height: u64,
+    pub high_qc_view: u64,
+    pub last_voted: u64,
+}
+
 impl Replica {
+    pub fn status(&self) -> Status {
+        match self {
+            Replica::Global(r) => Status {
+                view: r.view(),
+                term: 0,
+                leader: crate::global::leader(r.view(), r.members()),
+                committed_height: r.committed_height(),
+                high_qc_view: r.safety().high_qc.view(),
+                last_voted: r.safety().last_voted,
+            },
+            Replica::Local(r) => Status {
+                view: r.safety().high_qc.view().max(crate::local::view_at(r.term(), 0)),
+                term: r.term(),
+                leader: r.leader(),
+                committed_height: r.committed_height(),
+                high_qc_view: r.safety().high_qc.view(),
+                last_voted: r.safety().last_voted,
+            },
+        }
+    }
+
     /// One line of state for logs and the simulator's failure reports.
     pub fn describe(&self) -> String {
         match self {
