@@ -13,6 +13,7 @@ pub mod io;
 pub mod local;
 pub mod merkle;
 pub mod message;
+mod precheck;
 pub mod replica;
 pub mod sim;
 pub mod tree;

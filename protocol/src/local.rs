@@ -103,6 +103,14 @@ impl LocalReplica {
         r
     }
 
+    pub fn domain(&self) -> crate::types::DomainId {
+        self.core.cfg.domain
+    }
+
+    pub fn members(&self) -> usize {
+        self.core.cfg.n
+    }
+
     pub fn term(&self) -> u64 {
         self.term
     }

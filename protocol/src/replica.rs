@@ -88,7 +88,11 @@ impl Replica {
                 last_voted: r.safety().last_voted,
             },
             Replica::Local(r) => Status {
-                view: r.safety().high_qc.view().max(crate::local::view_at(r.term(), 0)),
+                view: r
+                    .safety()
+                    .high_qc
+                    .view()
+                    .max(crate::local::view_at(r.term(), 0)),
                 term: r.term(),
                 leader: r.leader(),
                 committed_height: r.committed_height(),
