@@ -45,23 +45,50 @@ pub enum SubmitError {
     Full,
 }
 
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+/// One domain as this node's replica sees it (`GET /v1/status`).
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct DomainStatus {
     pub domain: String,
     pub index: u16,
     /// This node's role in the domain: cloud, edge or device.
     pub role: String,
+    /// Global view, or the local view (term and round packed).
+    pub view: u64,
+    /// Local term (0 in the global domain).
+    pub term: u64,
+    /// Leader of the current view or term: its index and PeerId.
+    pub leader: u16,
+    pub leader_peer: String,
     pub committed_height: u64,
     pub committed_hash: String,
-    pub state: String,
+    pub high_qc_view: u64,
+    pub last_voted: u64,
+    /// Members of this domain this node is connected to.
+    pub peers: Vec<String>,
+    /// The other members of the domain; `peers` is the connected part of it, filled in by the
+    /// API from the network's view (the main loop does not know connections).
+    #[serde(skip)]
+    pub members: Vec<String>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct StatusJson {
+    /// The node's role: `edge` if it is the edge of a local domain, else its role in its
+    /// domains (`cloud` or `device`).
+    pub role: String,
     pub domains: Vec<DomainStatus>,
     pub peer_id: String,
     pub listen: Vec<String>,
     pub connected: Vec<String>,
+}
+
+/// `edge` beats `cloud` beats `device`: an edge is also a global validator.
+fn node_role(domains: &[DomainStatus]) -> String {
+    ["edge", "cloud", "device"]
+        .into_iter()
+        .find(|r| domains.iter().any(|d| d.role == *r))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[derive(Clone)]
@@ -250,7 +277,7 @@ async fn status(State(s): State<ApiState>) -> Response {
     if s.requests.send(ApiRequest::Status { reply }).await.is_err() {
         return unavailable();
     }
-    let Ok(domains) = rx.await else {
+    let Ok(mut domains) = rx.await else {
         return unavailable();
     };
     let NetStatus {
@@ -258,7 +285,16 @@ async fn status(State(s): State<ApiState>) -> Response {
         listen,
         connected,
     } = s.net.status().await;
+    for d in &mut domains {
+        d.peers = d
+            .members
+            .iter()
+            .filter(|m| connected.contains(m))
+            .cloned()
+            .collect();
+    }
     axum::Json(StatusJson {
+        role: node_role(&domains),
         domains,
         peer_id,
         listen,

@@ -31,7 +31,7 @@ fn members_find_each_other_from_one_bootstrap_address() {
         std::fs::write(&path, text.join("\n")).expect("write config");
     }
     net.start_all();
-    let meshed = wait_until(Duration::from_secs(30), || {
+    let meshed = wait_until(Duration::from_secs(60), || {
         net.nodes.iter().all(|n| {
             get(n.api, "/v1/status")
                 .is_some_and(|(_, v)| v["connected"].as_array().is_some_and(|c| c.len() >= 3))

@@ -1,6 +1,6 @@
 //! Real `lcbft run` processes on loopback form the global domain, take traces through the
-//! HTTP API, and commit the same blocks; a node killed with SIGKILL restarts from disk and
-//! catches up; SIGTERM stops a node cleanly.
+//! HTTP API, and commit the same blocks; while one is down after SIGKILL the other three keep
+//! committing, and it restarts from disk and catches up; SIGTERM stops a node cleanly.
 
 mod common;
 
@@ -8,7 +8,7 @@ use common::{Testnet, assert_no_fork, get, submit, trace_committed, wait_until};
 use std::time::Duration;
 
 fn all_connected(net: &Testnet, nodes: &[usize], peers: usize) -> bool {
-    wait_until(Duration::from_secs(30), || {
+    wait_until(Duration::from_secs(60), || {
         nodes.iter().all(|&i| {
             get(net.nodes[i].api, "/v1/status")
                 .is_some_and(|(_, v)| v["connected"].as_array().is_some_and(|c| c.len() >= peers))
@@ -48,33 +48,41 @@ fn four_global_validators_commit_the_same_blocks_and_survive_a_crash() {
     assert_eq!(status, 200);
     assert_eq!(v["trace"]["trace"]["body"], hex_of("reading-0"));
 
-    // SIGKILL node 3 and submit while it is down. (With n = 4 and round-robin leaders, every
-    // three-chain needs the dead node's turn to aggregate, so the rest cannot commit until it
-    // is back: see the report on the protocol; this test checks durability and catch-up.)
+    // SIGKILL node 3: the other three hold a quorum (3 of 4) and keep committing; traces
+    // submitted during the outage are committed on all three.
     net.nodes[3].kill();
-    let more: Vec<String> = (0..3)
+    let before = common::committed_height(net.nodes[0].api).unwrap_or(0);
+    let down: Vec<String> = (0..3)
         .map(|i| submit(&net, i, &format!("while-down-{i}")))
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        committed_everywhere(&net, &[0, 1, 2], &down),
+        "the three live validators stalled:\n{}",
+        net.logs()
+    );
+    let during = assert_no_fork(&net, &[0, 1, 2]);
+    assert!(during > before, "no new block while node 3 was down");
 
-    // Node 3 restarts from its database and catches up by block sync.
+    // Node 3 restarts from its database, catches up by block sync to where the others were
+    // during the outage, and then commits new traces with them.
     net.nodes[3].start();
     assert!(
         all_connected(&net, &[3], 3),
         "node 3 did not reconnect:\n{}",
         net.logs()
     );
-    let after: Vec<String> = (0..2)
+    let after: Vec<String> = (0..4)
         .map(|i| submit(&net, i, &format!("after-restart-{i}")))
         .collect();
-    let mut all = more.clone();
+    let mut all = down;
     all.extend(after);
     assert!(
         committed_everywhere(&net, &[0, 1, 2, 3], &all),
         "node 3 did not catch up:\n{}",
         net.logs()
     );
-    assert_no_fork(&net, &[0, 1, 2, 3]);
+    // Every node holds every height up to its own committed height, the same block each.
+    assert!(assert_no_fork(&net, &[0, 1, 2, 3]) > during);
 
     // SIGTERM: a clean stop, exit status 0.
     let status = net.nodes[2].terminate().expect("node 2 exits on SIGTERM");
@@ -84,45 +92,4 @@ fn four_global_validators_commit_the_same_blocks_and_survive_a_crash() {
 
 fn hex_of(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-/// With n = 5 (f = 1) the four live validators hold a quorum and every window of three
-/// consecutive round-robin leaders plus the aggregating next one can be live: the chain keeps
-/// committing while one validator is down, and the validator catches up after its restart.
-#[test]
-fn five_validators_keep_committing_with_one_down() {
-    let mut net = Testnet::global(5);
-    net.start_all();
-    assert!(
-        all_connected(&net, &[0, 1, 2, 3, 4], 4),
-        "not connected:\n{}",
-        net.logs()
-    );
-    let first = submit(&net, 0, "first");
-    assert!(
-        committed_everywhere(&net, &[0, 1, 2, 3, 4], &[first]),
-        "{}",
-        net.logs()
-    );
-
-    net.nodes[4].kill();
-    let down: Vec<String> = (0..3)
-        .map(|i| submit(&net, i, &format!("while-down-{i}")))
-        .collect();
-    assert!(
-        committed_everywhere(&net, &[0, 1, 2, 3], &down),
-        "the four live validators stalled:\n{}",
-        net.logs()
-    );
-
-    net.nodes[4].start();
-    let after = submit(&net, 1, "after-restart");
-    let mut all = down;
-    all.push(after);
-    assert!(
-        committed_everywhere(&net, &[0, 1, 2, 3, 4], &all),
-        "node 4 did not catch up:\n{}",
-        net.logs()
-    );
-    assert_no_fork(&net, &[0, 1, 2, 3, 4]);
 }

@@ -14,7 +14,7 @@ fn device_traces_commit_locally_while_the_global_chain_commits() {
     let mut net = Testnet::layered(4, 3);
     net.start_all();
     // Global validators see the other 3 (the edge also its devices); devices see edge + 2.
-    let connected = wait_until(Duration::from_secs(30), || {
+    let connected = wait_until(Duration::from_secs(60), || {
         net.nodes.iter().all(|n| {
             get(n.api, "/v1/status")
                 .is_some_and(|(_, v)| v["connected"].as_array().is_some_and(|c| c.len() >= 3))
@@ -22,10 +22,14 @@ fn device_traces_commit_locally_while_the_global_chain_commits() {
     });
     assert!(connected, "not connected:\n{}", net.logs());
     let (_, edge) = get(net.nodes[0].api, "/v1/status").expect("status");
+    assert_eq!(edge["role"], "edge", "{edge}");
     assert_eq!(edge["domains"].as_array().map(Vec::len), Some(2), "{edge}");
     assert_eq!(edge["domains"][0]["role"], "edge", "{edge}");
     let (_, device) = get(net.nodes[4].api, "/v1/status").expect("status");
+    assert_eq!(device["role"], "device", "{device}");
     assert_eq!(device["domains"][0]["role"], "device", "{device}");
+    let (_, cloud) = get(net.nodes[1].api, "/v1/status").expect("status");
+    assert_eq!(cloud["role"], "cloud", "{cloud}");
 
     let local: Vec<String> = (0..4)
         .map(|i| submit_to(&net, 4 + i % 3, "local/1", &format!("sensor-{i}")))
@@ -57,6 +61,37 @@ fn device_traces_commit_locally_while_the_global_chain_commits() {
             "local fork at {h}: {hashes:?}"
         );
     }
+    // Status names, per domain, the replica's view, term and leader, and the connected
+    // members: the edge sees 3 validators and 3 devices, a device its edge and 2 devices.
+    let local_peers: Vec<String> = members.iter().map(|&i| net.nodes[i].peer.clone()).collect();
+    let global_peers: Vec<String> = (0..4).map(|i| net.nodes[i].peer.clone()).collect();
+    for &i in &members {
+        let (_, v) = get(net.nodes[i].api, "/v1/status").expect("status");
+        for d in v["domains"].as_array().expect("domains") {
+            let (n, peers) = if d["domain"] == "global" {
+                (4, &global_peers)
+            } else {
+                assert_eq!(d["domain"], "local/1", "{v}");
+                (4, &local_peers)
+            };
+            let leader = d["leader"].as_u64().expect("leader index");
+            assert!(leader < n, "{v}");
+            assert_eq!(d["leader_peer"], peers[leader as usize].as_str(), "{v}");
+            assert!(d["view"].as_u64().is_some_and(|x| x >= 1), "{v}");
+            assert!(d["term"].is_u64(), "{v}");
+            assert!(
+                d["committed_height"].as_u64().is_some_and(|h| h >= 1),
+                "{v}"
+            );
+            let connected = d["peers"].as_array().expect("peers");
+            assert_eq!(connected.len(), 3, "{v}");
+            assert!(connected.iter().all(|p| {
+                p.as_str()
+                    .is_some_and(|p| peers.iter().any(|m| m == p) && p != net.nodes[i].peer)
+            }));
+        }
+    }
+
     // A device is not a global member: it refuses global traces with a clear 4xx.
     let api = net.nodes[5].api.to_string();
     let key = net.root.path().join("producer.key");

@@ -24,7 +24,7 @@ fn a_silent_member_is_dropped_and_redialled() {
     let mut net = Testnet::global(4);
     net.start_all();
     assert!(
-        wait_until(Duration::from_secs(30), || (0..4).all(|i| connected(
+        wait_until(Duration::from_secs(60), || (0..4).all(|i| connected(
             &net, i
         )
         .len()
@@ -36,7 +36,7 @@ fn a_silent_member_is_dropped_and_redialled() {
     net.nodes[3].signal("STOP");
     let start = Instant::now();
     // The test config's liveness timeout is 2 s, checked every 300 ms.
-    let dropped = wait_until(Duration::from_secs(8), || {
+    let dropped = wait_until(Duration::from_secs(20), || {
         !connected(&net, 0).contains(&frozen)
     });
     let took = start.elapsed();
@@ -51,7 +51,7 @@ fn a_silent_member_is_dropped_and_redialled() {
         "dropped too early: {took:?}"
     );
 
-    let back = wait_until(Duration::from_secs(10), || {
+    let back = wait_until(Duration::from_secs(60), || {
         connected(&net, 0).contains(&frozen)
     });
     assert!(back, "the member was not redialled:\n{}", net.logs());

@@ -1,21 +1,23 @@
 //! Peers that must not be listened to: a valid libp2p key outside the genesis, and a member
-//! sending malformed or unrequested messages. Both are dropped and counted; the network keeps
-//! committing afterwards.
+//! sending malformed, oversized, unrequested or wrongly signed messages. All are dropped and
+//! counted; the network keeps committing meanwhile and afterwards, and no node panics.
 
 mod common;
 
 use common::{Testnet, get, submit, trace_committed, wait_until};
 use lcbft_node::genesis;
 use lcbft_node::metrics::Metrics;
-use lcbft_node::net::wire::Gossip;
+use lcbft_node::net::wire::{Gossip, MAX_WIRE_BYTES};
 use lcbft_node::net::{self, NetConfig, NetHandle};
+use lcbft_protocol::codec::MAX_MESSAGE_BYTES;
+use lcbft_protocol::crypto::Share;
 use lcbft_protocol::message::Message;
-use lcbft_protocol::types::{Block, Certificate, DomainId, Tx};
+use lcbft_protocol::types::{Block, Certificate, DomainId, Hash, Kind, SignedMsg, Tx, Vote};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn metrics_text(net: &Testnet, node: usize) -> String {
     common::rt().block_on(async {
@@ -78,7 +80,7 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
 
     // 1. A valid key that is not in the genesis publishes well-formed payload.
     let outsider = probe(&net, Keypair::generate_ed25519(), usize::MAX);
-    let rejected = wait_until(Duration::from_secs(20), || {
+    let rejected = wait_until(Duration::from_secs(60), || {
         outsider.broadcast(
             DomainId::Global,
             &Gossip::Payload(vec![Tx(b"spam".to_vec())]),
@@ -95,7 +97,7 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
     );
     // Its point-to-point messages are refused too.
     let node1: PeerId = net.nodes[1].peer.parse().expect("peer");
-    let refused = wait_until(Duration::from_secs(10), || {
+    let refused = wait_until(Duration::from_secs(30), || {
         outsider.send(
             DomainId::Global,
             node1,
@@ -109,10 +111,16 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
     assert!(refused, "outsider request not counted");
     outsider.shutdown();
 
-    // 2. Node 0's own key (a member) sends garbage and an unrequested block.
+    // 2. Node 0's own key (a member) sends garbage, an unrequested block, oversized messages
+    //    (over the protocol's bound but within the wire's, and over the wire's) and a
+    //    consensus message the replica refuses.
     let key = lcbft_node::identity::load(&net.nodes[0].dir.join("node.key")).expect("key");
     let member = probe(&net, key, 0);
-    let counted = wait_until(Duration::from_secs(20), || {
+    let over_protocol = vec![0u8; MAX_MESSAGE_BYTES + 1];
+    let over_wire = vec![0u8; MAX_WIRE_BYTES + 1];
+    // Megabytes: once a second, not at every poll.
+    let mut last_big: Option<Instant> = None;
+    let counted = wait_until(Duration::from_secs(60), || {
         member.broadcast_raw(DomainId::Global, b"\xff\xfe not cbor".to_vec());
         member.broadcast(
             DomainId::Global,
@@ -123,19 +131,96 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
             node1,
             Message::BlockResponse(vec![Block::genesis(DomainId::Global)]),
         );
+        // A timeout share must be of kind Timeout: the replica calls this malformed, and the
+        // node reports its verdict to gossipsub.
+        member.broadcast(
+            DomainId::Global,
+            &Gossip::Consensus(Box::new(new_view(Kind::Vote, 1, Share(vec![1; 96])))),
+        );
         let text = metrics_text(&net, 1);
-        counter(&text, "lcbft_gossip_rejected_total{reason=\"malformed\"}") >= 1.0
-            && counter(&text, "lcbft_gossip_rejected_total{reason=\"bad_trace\"}") >= 1.0
-            && counter(
-                &text,
-                "lcbft_protocol_events_total{domain=\"global\",event=\"rejected_unrequested\"}",
-            ) >= 1.0
+        // After the small gossip arrives: we are in node 1's view then.
+        let gossip_works =
+            counter(&text, "lcbft_gossip_rejected_total{reason=\"malformed\"}") >= 1.0;
+        if gossip_works && last_big.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            last_big = Some(Instant::now());
+            member.broadcast_raw(DomainId::Global, over_protocol.clone());
+            member.send_raw(DomainId::Global, node1, over_protocol.clone());
+            member.send_raw(DomainId::Global, node1, over_wire.clone());
+        }
+        let want = [
+            "lcbft_gossip_rejected_total{reason=\"malformed\"}",
+            "lcbft_gossip_rejected_total{reason=\"bad_trace\"}",
+            "lcbft_gossip_rejected_total{reason=\"oversized\"}",
+            "lcbft_gossip_rejected_total{reason=\"replica\"}",
+            "lcbft_direct_rejected_total{reason=\"oversized\"}",
+            "lcbft_direct_rejected_total{reason=\"unreadable\"}",
+            "lcbft_protocol_events_total{domain=\"global\",event=\"rejected_unrequested\"}",
+            "lcbft_protocol_events_total{domain=\"global\",event=\"rejected_malformed\"}",
+        ];
+        want.iter().all(|w| counter(&text, w) >= 1.0)
     });
     assert!(
         counted,
-        "malformed/unrequested not counted:\n{}",
+        "malformed/oversized/unrequested not counted:\n{}",
         metrics_text(&net, 1)
     );
+
+    // A timeout share of the member's real key share, signed over another message, for the
+    // views ahead: nodes 1-3 meet it when they time out the views whose next leader (node 0)
+    // does not answer, and must find it when the certificate does not combine. Meanwhile
+    // they keep committing without node 0.
+    let genesis = genesis::load(&net.root.path().join("net").join("genesis.toml")).expect("g");
+    let peer0: PeerId = net.nodes[0].peer.parse().expect("peer");
+    let share = net
+        .root
+        .path()
+        .join("net/keys")
+        .join(&net.nodes[0].peer)
+        .join("global.share");
+    let (_, keys) = genesis::load_member_keys(&genesis, DomainId::Global, &peer0, &share)
+        .expect("node 0's share");
+    let peers: Vec<PeerId> = (1..4)
+        .map(|i| net.nodes[i].peer.parse().expect("peer"))
+        .collect();
+    let mut ids = Vec::new();
+    let mut last_round: Option<Instant> = None;
+    let found = wait_until(Duration::from_secs(60), || {
+        if last_round.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            last_round = Some(Instant::now());
+            let view = get(net.nodes[1].api, "/v1/status")
+                .and_then(|(_, v)| v["domains"][0]["view"].as_u64())
+                .unwrap_or(0);
+            for v in view..view + 16 {
+                let other = SignedMsg {
+                    domain: DomainId::Global,
+                    kind: Kind::Timeout,
+                    view: v + 1000,
+                    digest: Hash::ZERO,
+                };
+                let wrong = keys.sign_share(&other.bytes()).expect("sign");
+                for p in &peers {
+                    member.send(
+                        DomainId::Global,
+                        *p,
+                        new_view(Kind::Timeout, v, wrong.clone()),
+                    );
+                }
+            }
+            let i = ids.len();
+            ids.push(submit(&net, 1 + i % 3, &format!("with-a-liar-{i}")));
+        }
+        (1..4).any(|i| {
+            counter(
+                &metrics_text(&net, i),
+                "lcbft_protocol_events_total{domain=\"global\",event=\"rejected_badshare\"}",
+            ) >= 1.0
+        })
+    });
+    assert!(found, "the wrong share was not found:\n{}", net.logs());
+    let ok = wait_until(Duration::from_secs(60), || {
+        (1..4).all(|i| ids.iter().all(|id| trace_committed(net.nodes[i].api, id)))
+    });
+    assert!(ok, "stalled with a liar:\n{}", net.logs());
     member.shutdown();
     std::thread::sleep(Duration::from_millis(300));
 
@@ -146,8 +231,31 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
         net.nodes.iter().all(|n| trace_committed(n.api, &id))
     });
     assert!(ok, "network stalled after rejections:\n{}", net.logs());
-    assert!(
-        get(net.nodes[1].api, "/v1/status").is_some(),
-        "node 1 still serving"
-    );
+    // Nobody panicked: every node still answers.
+    for (i, n) in net.nodes.iter().enumerate() {
+        assert!(get(n.api, "/v1/status").is_some(), "node {i} not serving");
+        assert!(
+            !n.log().contains("panicked"),
+            "node {i} panicked:\n{}",
+            n.log()
+        );
+    }
+}
+
+/// A global NewView whose timeout share claims `kind` and `view` with `share`.
+fn new_view(kind: Kind, view: u64, share: Share) -> Message {
+    Message::NewView {
+        timeout: Vote {
+            msg: SignedMsg {
+                domain: DomainId::Global,
+                kind,
+                view,
+                digest: Hash::ZERO,
+            },
+            share,
+        },
+        high_qc: Certificate::genesis(DomainId::Global),
+        high_tc: None,
+        vote: None,
+    }
 }

@@ -1,20 +1,22 @@
 //! The libp2p behaviour: gossipsub (one topic per domain, validation on), request-response for
 //! point-to-point messages, identify, ping (the liveness heartbeat) and optional mDNS.
 
+use super::codec::DirectCodec;
 use super::wire::{Ack, DIRECT_PROTOCOL, Direct, IDENTIFY_PROTOCOL, MAX_WIRE_BYTES};
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
-use libp2p::request_response::{self, ProtocolSupport, cbor};
+use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, gossipsub, identify, mdns, ping};
+use prometheus_client::metrics::counter::Counter;
 use std::time::Duration;
 
 #[derive(NetworkBehaviour)]
 #[behaviour(to_swarm = "BehaviourEvent")]
 pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
-    pub direct: cbor::Behaviour<Direct, Ack>,
+    pub direct: request_response::Behaviour<DirectCodec>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
@@ -78,6 +80,8 @@ pub enum BehaviourError {
 pub struct Params {
     pub liveness_timeout: Duration,
     pub mdns: bool,
+    /// Counts point-to-point requests the codec could not read.
+    pub unreadable: Counter,
 }
 
 impl Behaviour {
@@ -96,9 +100,7 @@ impl Behaviour {
             gossip_cfg,
         )
         .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
-        let codec = cbor::codec::Codec::default()
-            .set_request_size_maximum(MAX_WIRE_BYTES as u64)
-            .set_response_size_maximum(1024);
+        let codec = DirectCodec::new(p.unreadable.clone());
         let direct = request_response::Behaviour::with_codec(
             codec,
             [(DIRECT_PROTOCOL, ProtocolSupport::Full)],

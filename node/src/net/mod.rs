@@ -3,6 +3,7 @@
 //! [`NetEvent`]s: consensus messages and payload already checked for membership and bounds.
 
 mod behaviour;
+mod codec;
 mod task;
 pub mod wire;
 
@@ -52,6 +53,9 @@ pub enum NetEvent {
         domain: DomainId,
         from: ReplicaIndex,
         msg: Box<Message>,
+        /// Set when the message came by gossip: its validation waits for the replica's verdict,
+        /// to be given back with [`NetHandle::validate`].
+        gossip: Option<GossipRef>,
     },
     Payload {
         domain: DomainId,
@@ -60,6 +64,13 @@ pub enum NetEvent {
     },
     /// The listening addresses are known (the first one bound).
     Listening(Multiaddr),
+}
+
+/// A gossip message awaiting its validation result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GossipRef {
+    pub id: libp2p::gossipsub::MessageId,
+    pub source: PeerId,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -76,11 +87,17 @@ pub enum Command {
         domain: DomainId,
         gossip: Vec<u8>,
     },
-    /// Point-to-point to `to`.
+    /// Point-to-point to `to`: a protocol message, already encoded.
     Send {
         domain: DomainId,
         to: PeerId,
-        msg: Box<Message>,
+        msg: Vec<u8>,
+    },
+    /// The replica's verdict on a gossip message: accepted messages are forwarded, rejected
+    /// ones are not and count against their propagator in gossipsub.
+    Validate {
+        gossip: GossipRef,
+        accept: bool,
     },
     Status(oneshot::Sender<NetStatus>),
     /// Close connections and stop.
@@ -118,11 +135,17 @@ impl NetHandle {
     }
 
     pub fn send(&self, domain: DomainId, to: PeerId, msg: Message) {
-        self.command(Command::Send {
-            domain,
-            to,
-            msg: Box::new(msg),
-        });
+        self.send_raw(domain, to, lcbft_protocol::codec::encode(&msg));
+    }
+
+    /// Send bytes as the message of a point-to-point request, exactly as given (tools and
+    /// tests that probe peers' validation).
+    pub fn send_raw(&self, domain: DomainId, to: PeerId, msg: Vec<u8>) {
+        self.command(Command::Send { domain, to, msg });
+    }
+
+    pub fn validate(&self, gossip: GossipRef, accept: bool) {
+        self.command(Command::Validate { gossip, accept });
     }
 
     pub async fn status(&self) -> NetStatus {

@@ -7,7 +7,7 @@
 
 use super::behaviour::{Behaviour, BehaviourEvent, Params};
 use super::wire::{Ack, Direct, Gossip, topic};
-use super::{Command, NetConfig, NetError, NetEvent, NetHandle, NetStatus};
+use super::{Command, GossipRef, NetConfig, NetError, NetEvent, NetHandle, NetStatus};
 use crate::genesis::Genesis;
 use crate::metrics::Metrics;
 use crate::trace::SignedTrace;
@@ -48,6 +48,10 @@ pub fn spawn(
     let params = Params {
         liveness_timeout: cfg.liveness_timeout,
         mdns: cfg.mdns,
+        unreadable: metrics
+            .direct_rejected
+            .get_or_create(&Metrics::reason("unreadable"))
+            .clone(),
     };
     let idle = cfg.idle_connection_timeout;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
@@ -202,7 +206,23 @@ impl Network {
                 self.swarm
                     .behaviour_mut()
                     .direct
-                    .send_request(&to, Direct::new(domain, &msg));
+                    .send_request(&to, Direct::raw(domain, msg));
+            }
+            Command::Validate { gossip, accept } => {
+                let acceptance = if accept {
+                    MessageAcceptance::Accept
+                } else {
+                    self.metrics
+                        .gossip_rejected
+                        .get_or_create(&Metrics::reason("replica"))
+                        .inc();
+                    debug!(source = %gossip.source, "gossip rejected by the replica");
+                    MessageAcceptance::Reject
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&gossip.id, &gossip.source, acceptance);
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -327,7 +347,27 @@ impl Network {
                 } = e
                 {
                     self.touch(propagation_source);
-                    let verdict = self.validate_gossip(&message);
+                    let verdict = match self.validate_gossip(&message) {
+                        // A consensus message is judged by the replica (signatures, shares,
+                        // leader): the main loop reports its verdict with `Command::Validate`.
+                        Ok(NetEvent::Consensus {
+                            domain, from, msg, ..
+                        }) => {
+                            let gossip = Some(GossipRef {
+                                id: message_id,
+                                source: propagation_source,
+                            });
+                            return self
+                                .emit(NetEvent::Consensus {
+                                    domain,
+                                    from,
+                                    msg,
+                                    gossip,
+                                })
+                                .await;
+                        }
+                        v => v,
+                    };
                     let acceptance = match &verdict {
                         Ok(_) => MessageAcceptance::Accept,
                         Err(reason) => {
@@ -409,7 +449,12 @@ impl Network {
         let author = m.source.ok_or("anonymous")?;
         let from = members.index_of(&author).ok_or("not_member")?;
         match Gossip::decode(&m.data).map_err(codec_reason)? {
-            Gossip::Consensus(msg) => Ok(NetEvent::Consensus { domain, from, msg }),
+            Gossip::Consensus(msg) => Ok(NetEvent::Consensus {
+                domain,
+                from,
+                msg,
+                gossip: None,
+            }),
             Gossip::Payload(txs) => {
                 // Payload is signed traces of this domain; a member relaying anything else is
                 // refused like any malformed message.
@@ -481,6 +526,7 @@ impl Network {
             domain: req.domain,
             from,
             msg: Box::new(msg),
+            gossip: None,
         })
     }
 

@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/lcbft/direct/1");
 /// identify's protocol version string.
 pub const IDENTIFY_PROTOCOL: &str = "/lcbft/1";
-/// Largest wire message: a protocol message plus framing.
-pub const MAX_WIRE_BYTES: usize = codec::MAX_MESSAGE_BYTES + 1024;
+/// Largest wire message: a protocol message plus framing. gossipsub applies this bound to a
+/// whole RPC frame, which may carry control messages (GRAFT, IHAVE ids) next to a message; a
+/// frame over it fails to decode and costs the receiver the sender's gossip stream, so the
+/// margin is generous.
+pub const MAX_WIRE_BYTES: usize = codec::MAX_MESSAGE_BYTES + 64 * 1024;
 
 /// `lcbft/global/1`, `lcbft/local/<id>/1`.
 pub fn topic(domain: DomainId) -> IdentTopic {
@@ -62,6 +65,11 @@ impl Direct {
             domain,
             msg: codec::encode(msg),
         }
+    }
+
+    /// A request carrying already encoded (or deliberately bad) message bytes.
+    pub fn raw(domain: DomainId, msg: Vec<u8>) -> Direct {
+        Direct { domain, msg }
     }
 
     pub fn message(&self) -> Result<Message, CodecError> {

@@ -205,8 +205,29 @@ impl MainLoop {
 
     fn on_net(&mut self, ev: NetEvent) {
         match ev {
-            NetEvent::Consensus { domain, from, msg } => {
-                self.feed(domain, Input::Message { from, msg: *msg })
+            NetEvent::Consensus {
+                domain,
+                from,
+                msg,
+                gossip,
+            } => {
+                let Some(driver) = self.drivers.get_mut(&domain) else {
+                    // Not reached: we subscribe only to our domains' topics.
+                    if let Some(g) = gossip {
+                        self.net.validate(g, false);
+                    }
+                    return;
+                };
+                let effects = driver.handle(Input::Message { from, msg: *msg }, Instant::now());
+                // The replica is the judge of a consensus message: if it rejected the sender,
+                // gossipsub must not forward the message and holds it against the sender.
+                let rejected = effects.iter().any(
+                    |e| matches!(e, Effect::Event(Event::Rejected { from: f, .. }) if *f == from),
+                );
+                if let Some(g) = gossip {
+                    self.net.validate(g, !rejected);
+                }
+                self.carry_out(domain, effects);
             }
             NetEvent::Payload { domain, txs, .. } => {
                 for tx in &txs {
@@ -246,26 +267,51 @@ impl MainLoop {
                 let status = self
                     .drivers
                     .values()
-                    .map(|d| {
-                        let (height, hash) = self.head.get(&d.domain).copied().unwrap_or_default();
-                        let role = self
-                            .genesis
-                            .domain(d.domain)
-                            .and_then(|g| g.members.get(usize::from(d.me)))
-                            .map(|m| format!("{:?}", m.role).to_lowercase())
-                            .unwrap_or_default();
-                        DomainStatus {
-                            domain: domain_name(d.domain),
-                            index: d.me,
-                            role,
-                            committed_height: height,
-                            committed_hash: hash.to_hex(),
-                            state: d.replica().describe(),
-                        }
-                    })
+                    .map(|d| self.domain_status(d))
                     .collect();
                 let _ = reply.send(status);
             }
+        }
+    }
+
+    fn domain_status(&self, d: &Driver) -> DomainStatus {
+        let (height, hash) = self.head.get(&d.domain).copied().unwrap_or_default();
+        let genesis = self.genesis.domain(d.domain);
+        let role = genesis
+            .and_then(|g| g.members.get(usize::from(d.me)))
+            .map(|m| format!("{:?}", m.role).to_lowercase())
+            .unwrap_or_default();
+        let s = d.replica().status();
+        let peer = |i: u16| {
+            genesis
+                .and_then(|g| g.peer(i))
+                .map(|p| p.to_string())
+                .unwrap_or_default()
+        };
+        DomainStatus {
+            domain: domain_name(d.domain),
+            index: d.me,
+            role,
+            view: s.view,
+            term: s.term,
+            leader: s.leader,
+            leader_peer: peer(s.leader),
+            // The store's head: what `/v1/domains/../blocks` can serve (the replica's
+            // height may be ahead while the write is queued).
+            committed_height: height,
+            committed_hash: hash.to_hex(),
+            high_qc_view: s.high_qc_view,
+            last_voted: s.last_voted,
+            peers: Vec::new(),
+            members: genesis
+                .map(|g| {
+                    g.members
+                        .iter()
+                        .filter(|m| m.index != d.me)
+                        .map(|m| m.peer_id.to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 

@@ -5,9 +5,11 @@
 
 use lcbft_node::http_client;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lcbft");
@@ -22,11 +24,33 @@ pub fn lcbft(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// A free loopback port below the kernel's ephemeral range, never handed out twice in this
+/// process. Below the range, because a port from `bind(0)` is released before the node binds
+/// it and can meanwhile become the source port of any outbound connection (our own nodes dial
+/// all the time), which would break a node's start or restart.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    if low > 12_000 {
+        for _ in 0..1000 {
+            let port = 10_000 + rand::random::<u16>() % (low - 10_000);
+            if !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                taken.insert(port);
+                return port;
+            }
+        }
+    }
+    // An unusual range: let the kernel choose.
+    let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("free port")
+        .expect("free port");
+    taken.insert(port);
+    port
 }
 
 pub struct Node {
@@ -83,6 +107,10 @@ impl Node {
                 .expect("kill(1) is needed by this test");
             assert!(status.success(), "kill -{name} failed");
         }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no chance to flush anything.
@@ -291,20 +319,27 @@ pub fn domain_block_hash(api: SocketAddr, segment: &str, height: u64) -> Option<
     (status == 200).then(|| v["hash"].as_str().unwrap_or_default().to_owned())
 }
 
-/// No two nodes hold different blocks at one height (up to each one's committed height).
+/// No two nodes hold different blocks at one height, and every node holds a block at every
+/// height up to its committed height. Returns the lowest committed height among `nodes`.
 pub fn assert_no_fork(net: &Testnet, nodes: &[usize]) -> u64 {
     let heights: Vec<u64> = nodes
         .iter()
-        .map(|&i| committed_height(net.nodes[i].api).unwrap_or(0))
+        .map(|&i| committed_height(net.nodes[i].api).expect("status answers"))
         .collect();
     let top = heights.iter().copied().max().unwrap_or(0);
     for h in 1..=top {
-        let hashes: Vec<String> = nodes
-            .iter()
-            .filter_map(|&i| block_hash(net.nodes[i].api, h))
-            .collect();
+        let mut hashes = Vec::new();
+        for (&i, &height) in nodes.iter().zip(&heights) {
+            // Heights only grow, so a node at `height >= h` must answer for `h`.
+            let hash = block_hash(net.nodes[i].api, h);
+            assert!(
+                hash.is_some() || height < h,
+                "node {i} committed {height} but has no block at {h}"
+            );
+            hashes.extend(hash.map(|x| (i, x)));
+        }
         assert!(
-            hashes.iter().all(|x| *x == hashes[0]),
+            hashes.iter().all(|(_, x)| *x == hashes[0].1),
             "fork at height {h}: {hashes:?}"
         );
     }
