@@ -1,11 +1,13 @@
 //! The layered network: 4 global validators, node 0 also the edge of local domain 1 with 3
 //! devices. Device traces commit in the local chain on every member of the domain while the
-//! global chain keeps committing.
+//! global chain keeps committing, also while a global validator is down after SIGKILL; it
+//! restarts, catches up, and no height holds two blocks on any node.
 
 mod common;
 
 use common::{
-    Testnet, domain_block_hash, domain_height, get, submit, submit_to, trace_committed, wait_until,
+    Testnet, assert_no_fork, domain_block_hash, domain_height, get, submit, submit_to,
+    trace_committed, wait_until,
 };
 use std::time::Duration;
 
@@ -91,6 +93,44 @@ fn device_traces_commit_locally_while_the_global_chain_commits() {
             }));
         }
     }
+
+    // SIGKILL a global validator that is not the edge: both chains keep committing without
+    // it; restarted, it catches up from disk and block sync, with no fork at any height.
+    let before = assert_no_fork(&net, &[0, 1, 2, 3]);
+    net.nodes[2].kill();
+    let down = vec![
+        submit(&net, 1, "while-down"),
+        submit(&net, 3, "while-down-2"),
+    ];
+    let device_trace = submit_to(&net, 5, "local/1", "sensor-during-outage");
+    let ok = wait_until(Duration::from_secs(60), || {
+        [0, 1, 3]
+            .iter()
+            .all(|&i| down.iter().all(|id| trace_committed(net.nodes[i].api, id)))
+            && members
+                .iter()
+                .all(|&i| trace_committed(net.nodes[i].api, &device_trace))
+    });
+    assert!(
+        ok,
+        "stalled with a validator down:
+{}",
+        net.logs()
+    );
+    net.nodes[2].start();
+    let after = submit(&net, 0, "after-restart");
+    let ok = wait_until(Duration::from_secs(60), || {
+        (0..4).all(|i| {
+            trace_committed(net.nodes[i].api, &after)
+                && down.iter().all(|id| trace_committed(net.nodes[i].api, id))
+        })
+    });
+    assert!(
+        ok,
+        "the restarted validator did not catch up:\n{}",
+        net.logs()
+    );
+    assert!(assert_no_fork(&net, &[0, 1, 2, 3]) > before);
 
     // A device is not a global member: it refuses global traces with a clear 4xx.
     let api = net.nodes[5].api.to_string();
