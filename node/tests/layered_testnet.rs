@@ -98,7 +98,7 @@ fn device_traces_commit_locally_while_the_global_chain_commits() {
     // it; restarted, it catches up from disk and block sync, with no fork at any height.
     let before = assert_no_fork(&net, &[0, 1, 2, 3]);
     net.nodes[2].kill();
-    let down = vec![
+    let down = [
         submit(&net, 1, "while-down"),
         submit(&net, 3, "while-down-2"),
     ];
