@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Testnet, get, submit, trace_committed, wait_until};
+use common::{Testnet, submit, trace_committed, wait_until};
 use std::time::Duration;
 
 #[test]
@@ -31,12 +31,7 @@ fn members_find_each_other_from_one_bootstrap_address() {
         std::fs::write(&path, text.join("\n")).expect("write config");
     }
     net.start_all();
-    let meshed = wait_until(Duration::from_secs(60), || {
-        net.nodes.iter().all(|n| {
-            get(n.api, "/v1/status")
-                .is_some_and(|(_, v)| v["connected"].as_array().is_some_and(|c| c.len() >= 3))
-        })
-    });
+    let meshed = common::all_connected(&net, &(0..net.nodes.len()).collect::<Vec<_>>(), 3);
     assert!(meshed, "members did not find each other:\n{}", net.logs());
     let id = submit(&net, 3, "found-you");
     let ok = wait_until(Duration::from_secs(60), || {

@@ -4,17 +4,8 @@
 
 mod common;
 
-use common::{Testnet, assert_no_fork, get, submit, trace_committed, wait_until};
+use common::{Testnet, all_connected, assert_no_fork, get, submit, trace_committed, wait_until};
 use std::time::Duration;
-
-fn all_connected(net: &Testnet, nodes: &[usize], peers: usize) -> bool {
-    wait_until(Duration::from_secs(60), || {
-        nodes.iter().all(|&i| {
-            get(net.nodes[i].api, "/v1/status")
-                .is_some_and(|(_, v)| v["connected"].as_array().is_some_and(|c| c.len() >= peers))
-        })
-    })
-}
 
 fn committed_everywhere(net: &Testnet, nodes: &[usize], ids: &[String]) -> bool {
     wait_until(Duration::from_secs(60), || {

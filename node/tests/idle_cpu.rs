@@ -32,12 +32,7 @@ fn clock_ticks_per_second() -> f64 {
 fn idle_device_cpu() {
     let mut net = Testnet::layered(4, 3);
     net.start_all();
-    let connected = wait_until(Duration::from_secs(60), || {
-        net.nodes.iter().all(|n| {
-            get(n.api, "/v1/status")
-                .is_some_and(|(_, v)| v["connected"].as_array().is_some_and(|c| c.len() >= 3))
-        })
-    });
+    let connected = common::all_connected(&net, &(0..net.nodes.len()).collect::<Vec<_>>(), 3);
     assert!(connected, "not connected:\n{}", net.logs());
     // One trace through the local domain, so the measurement starts after real work, then
     // nothing more is submitted.

@@ -16,12 +16,7 @@ fn device_traces_commit_locally_while_the_global_chain_commits() {
     let mut net = Testnet::layered(4, 3);
     net.start_all();
     // Global validators see the other 3 (the edge also its devices); devices see edge + 2.
-    let connected = wait_until(Duration::from_secs(60), || {
-        net.nodes.iter().all(|n| {
-            get(n.api, "/v1/status")
-                .is_some_and(|(_, v)| v["connected"].as_array().is_some_and(|c| c.len() >= 3))
-        })
-    });
+    let connected = common::all_connected(&net, &(0..net.nodes.len()).collect::<Vec<_>>(), 3);
     assert!(connected, "not connected:\n{}", net.logs());
     let (_, edge) = get(net.nodes[0].api, "/v1/status").expect("status");
     assert_eq!(edge["role"], "edge", "{edge}");

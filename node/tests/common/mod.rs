@@ -264,6 +264,16 @@ pub fn post(api: SocketAddr, path: &str, body: &str) -> Option<(u16, Value)> {
 }
 
 /// Poll `check` every 100 ms until it holds or `limit` passes.
+/// Wait until each of `nodes` reports at least `peers` connected peers.
+pub fn all_connected(net: &Testnet, nodes: &[usize], peers: usize) -> bool {
+    wait_until(Duration::from_secs(60), || {
+        nodes.iter().all(|&i| {
+            get(net.nodes[i].api, "/v1/status")
+                .is_some_and(|(_, v)| v["connected"].as_array().is_some_and(|c| c.len() >= peers))
+        })
+    })
+}
+
 pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
