@@ -2,12 +2,13 @@
 //! sync, the mempool, the commit and lock updates, and holding shares until their safety
 //! state is durable. The layers (`global`, `local`) hold the rules; this holds the state.
 
-use crate::collector::Collector;
+use crate::collector::{Added, Collector};
+use crate::crypto::Share;
 use crate::crypto::ThresholdKeys;
 use crate::io::{Event, Output, Reject, SafetyState, Timer};
 use crate::message::Message;
 use crate::tree::BlockTree;
-use crate::types::{Block, Certificate, DomainId, Hash, Kind, ReplicaIndex, Tx};
+use crate::types::{Block, Certificate, DomainId, Hash, Kind, ReplicaIndex, SignedMsg, Tx};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 /// Static parameters of one replica in one domain.
@@ -144,6 +145,31 @@ impl Core {
         self.out.extend(ready.into_iter().map(|(_, o)| o));
     }
 
+    /// Every phase's share goes through here: the one `Collector`, the penalty for bad
+    /// shares, the cache entry for the certificate formed, and the phase count.
+    pub fn collect(
+        &mut self,
+        from: ReplicaIndex,
+        msg: SignedMsg,
+        share: Share,
+    ) -> Option<Certificate> {
+        let (cert, bad) = match self.collector.add(self.keys.as_ref(), msg, from, share) {
+            Added::Formed { cert, invalid } => (Some(cert), invalid),
+            Added::Invalid(bad) => (None, bad),
+            Added::Pending | Added::Ignored => (None, Vec::new()),
+        };
+        for b in bad {
+            self.reject(b, Reject::BadShare);
+        }
+        let cert = cert?;
+        self.remember(cert.id());
+        self.event(Event::CertificateFormed {
+            kind: msg.kind,
+            view: msg.view,
+        });
+        Some(cert)
+    }
+
     /// Check a certificate once: domain, quorum size, signature; verified ones are cached by
     /// id so no certificate costs two verifications here.
     pub fn check_cert(&mut self, cert: &Certificate) -> bool {
@@ -165,11 +191,6 @@ impl Core {
         }
         self.remember(id);
         true
-    }
-
-    /// Record a certificate formed here as verified (the collector verified it).
-    pub fn remember_cert(&mut self, cert: &Certificate) {
-        self.remember(cert.id());
     }
 
     fn remember(&mut self, id: Hash) {

@@ -1,7 +1,6 @@
 //! The global domain: three-chain chained HotStuff with a round-robin leader per view
 //! (paper Algorithm 3, DESIGN §3) and a pacemaker whose timeouts form certificates.
 
-use crate::collector::Added;
 use crate::core::{Config, Core};
 use crate::crypto::ThresholdKeys;
 use crate::io::{Event, Input, Output, Reject, SafetyState, Timer};
@@ -288,22 +287,8 @@ impl GlobalReplica {
         if m.view + 1 < self.view {
             return;
         }
-        match self
-            .core
-            .collector
-            .add(self.core.keys.as_ref(), m, from, v.share)
-        {
-            Added::Formed { cert, invalid } => {
-                self.penalise(invalid);
-                self.core.remember_cert(&cert);
-                self.core.event(Event::CertificateFormed {
-                    kind: Kind::Vote,
-                    view: m.view,
-                });
-                self.on_qc(from, cert);
-            }
-            Added::Invalid(bad) => self.penalise(bad),
-            Added::Pending | Added::Ignored => {}
+        if let Some(cert) = self.core.collect(from, m, v.share) {
+            self.on_qc(from, cert);
         }
     }
 
@@ -361,30 +346,16 @@ impl GlobalReplica {
             // The sender holds a QC for a view we have not finished: a quorum moved past it.
             self.on_qc(from, high_qc);
         }
-        let added = self
-            .core
-            .collector
-            .add(self.core.keys.as_ref(), m, from, timeout.share);
-        match added {
-            Added::Formed { cert, invalid } => {
-                self.penalise(invalid);
-                self.core.remember_cert(&cert);
-                self.core.event(Event::CertificateFormed {
-                    kind: Kind::Timeout,
-                    view: m.view,
-                });
-                self.enter_by_tc(cert);
-            }
-            Added::Invalid(bad) => self.penalise(bad),
-            Added::Pending | Added::Ignored => {
-                // f+1 replicas gave up on a view we are still in: one is honest, join them.
-                if m.view == self.view
-                    && self.core.collector.signers(Kind::Timeout, m.view) > self.core.cfg.f()
-                    && self.timed_out.as_ref().is_none_or(|(v, _)| *v != m.view)
-                {
-                    self.timer_armed = true;
-                    self.on_timeout(m.view);
-                }
+        if let Some(cert) = self.core.collect(from, m, timeout.share) {
+            self.enter_by_tc(cert);
+        } else {
+            // f+1 replicas gave up on a view we are still in: one is honest, join them.
+            if m.view == self.view
+                && self.core.collector.signers(Kind::Timeout, m.view) > self.core.cfg.f()
+                && self.timed_out.as_ref().is_none_or(|(v, _)| *v != m.view)
+            {
+                self.timer_armed = true;
+                self.on_timeout(m.view);
             }
         }
     }
@@ -563,12 +534,6 @@ impl GlobalReplica {
         if height > self.committed_seen {
             self.failures = 0;
             self.committed_seen = height;
-        }
-    }
-
-    fn penalise(&mut self, bad: Vec<ReplicaIndex>) {
-        for b in bad {
-            self.core.reject(b, Reject::BadShare);
         }
     }
 }

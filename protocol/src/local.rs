@@ -5,7 +5,6 @@
 //! replaced by two basic phases: ViewChange shares for the new term combined into a
 //! certificate naming its leader, then Confirm shares over (leader, chosen QC).
 
-use crate::collector::Added;
 use crate::core::{Config, Core};
 use crate::crypto::ThresholdKeys;
 use crate::io::{Event, Input, Output, Reject, SafetyState, Timer};
@@ -313,26 +312,12 @@ impl LocalReplica {
         if self.collector != self.me() {
             return;
         }
-        match self
-            .core
-            .collector
-            .add(self.core.keys.as_ref(), m, from, v.share)
-        {
-            Added::Formed { cert, invalid } => {
-                self.penalise(invalid);
-                self.core.remember_cert(&cert);
-                self.core.event(Event::CertificateFormed {
-                    kind: Kind::Vote,
-                    view: m.view,
-                });
-                if self.leader != self.me() {
-                    self.core
-                        .send(self.leader, Message::Certificate(cert.clone()));
-                }
-                self.on_qc(from, cert);
+        if let Some(cert) = self.core.collect(from, m, v.share) {
+            if self.leader != self.me() {
+                self.core
+                    .send(self.leader, Message::Certificate(cert.clone()));
             }
-            Added::Invalid(bad) => self.penalise(bad),
-            Added::Pending | Added::Ignored => {}
+            self.on_qc(from, cert);
         }
     }
 
@@ -556,30 +541,16 @@ impl LocalReplica {
         if high_qc.view() > best.view() {
             *best = high_qc;
         }
-        match self
-            .core
-            .collector
-            .add(self.core.keys.as_ref(), m, from, share.share)
-        {
-            Added::Formed { cert, invalid } => {
-                self.penalise(invalid);
-                self.core.remember_cert(&cert);
-                self.core.event(Event::CertificateFormed {
-                    kind: Kind::ViewChange,
-                    view: term,
-                });
-                let mut chosen = self
-                    .vc_best
-                    .get(&term)
-                    .cloned()
-                    .unwrap_or_else(|| self.core.safety.high_qc.clone());
-                if self.core.safety.high_qc.view() > chosen.view() {
-                    chosen = self.core.safety.high_qc.clone();
-                }
-                self.announce(term, cert, chosen);
+        if let Some(cert) = self.core.collect(from, m, share.share) {
+            let mut chosen = self
+                .vc_best
+                .get(&term)
+                .cloned()
+                .unwrap_or_else(|| self.core.safety.high_qc.clone());
+            if self.core.safety.high_qc.view() > chosen.view() {
+                chosen = self.core.safety.high_qc.clone();
             }
-            Added::Invalid(bad) => self.penalise(bad),
-            Added::Pending | Added::Ignored => {}
+            self.announce(term, cert, chosen);
         }
     }
 
@@ -696,29 +667,15 @@ impl LocalReplica {
         {
             return;
         }
-        match self
-            .core
-            .collector
-            .add(self.core.keys.as_ref(), m, from, v.share)
-        {
-            Added::Formed { cert, invalid } => {
-                self.penalise(invalid);
-                self.core.remember_cert(&cert);
-                self.core.event(Event::CertificateFormed {
-                    kind: Kind::Confirm,
-                    view: term,
-                });
-                let proof = TermProof {
-                    confirm: cert,
-                    leader: self.me(),
-                    chosen,
-                };
-                self.core.broadcast(Message::TermStart(proof.clone()));
-                let me = self.me();
-                self.on_term_proof(me, proof);
-            }
-            Added::Invalid(bad) => self.penalise(bad),
-            Added::Pending | Added::Ignored => {}
+        if let Some(cert) = self.core.collect(from, m, v.share) {
+            let proof = TermProof {
+                confirm: cert,
+                leader: self.me(),
+                chosen,
+            };
+            self.core.broadcast(Message::TermStart(proof.clone()));
+            let me = self.me();
+            self.on_term_proof(me, proof);
         }
     }
 
@@ -827,12 +784,6 @@ impl LocalReplica {
         if height > self.committed_seen {
             self.failures = 0;
             self.committed_seen = height;
-        }
-    }
-
-    fn penalise(&mut self, bad: Vec<ReplicaIndex>) {
-        for b in bad {
-            self.core.reject(b, Reject::BadShare);
         }
     }
 }
