@@ -2,6 +2,9 @@
 //! sync, the mempool, the commit and lock updates, and holding shares until their safety
 //! state is durable. The layers (`global`, `local`) hold the rules; this holds the state.
 
+mod payload;
+
+use crate::anchor::{Anchor, AnchorRules, CommitProof, Tips};
 use crate::collector::{Added, Collector};
 use crate::crypto::Share;
 use crate::crypto::ThresholdKeys;
@@ -21,6 +24,9 @@ pub struct Config {
     pub base_timeout_ms: u64,
     pub max_timeout_ms: u64,
     pub max_block_txs: usize,
+    /// Bound on a block's payload bytes, under the message size limit with room for the
+    /// header and certificates. Global blocks carry whole local blocks in anchors.
+    pub max_block_bytes: usize,
     /// Local domains: the edge member (ranks first at genesis, collects votes).
     pub edge: Option<ReplicaIndex>,
     /// Local domains: send votes to the edge rather than the leader (paper §5).
@@ -38,6 +44,10 @@ impl Config {
             base_timeout_ms: 1000,
             max_timeout_ms: 30_000,
             max_block_txs: 512,
+            max_block_bytes: match domain {
+                DomainId::Global => 3 << 20,
+                DomainId::Local(_) => 1 << 20,
+            },
             edge: None,
             offload: false,
             broken: None,
@@ -78,6 +88,9 @@ pub(crate) struct Core {
     /// Blocks requested and not yet received, with the peer last asked.
     missing: BTreeMap<Hash, ReplicaIndex>,
     sync_round: u64,
+    /// Global validators: anchor rules, and each domain's anchored tip in the committed chain.
+    anchors: Option<AnchorRules>,
+    anchored: Tips,
 }
 
 impl Core {
@@ -101,6 +114,8 @@ impl Core {
             held: Vec::new(),
             missing: BTreeMap::new(),
             sync_round: 0,
+            anchors: None,
+            anchored: Tips::new(),
         }
     }
 
@@ -250,6 +265,16 @@ impl Core {
         ReplicaIndex::try_from(next).unwrap_or(0)
     }
 
+    /// After a restart: ask every peer for its highest QC (a request for the zero hash), so a
+    /// replica whose domain went quiet while it was down still catches up.
+    pub fn ask_for_news(&mut self) {
+        let above = self.tree.committed().1;
+        self.broadcast(Message::BlockRequest {
+            hash: Hash::ZERO,
+            above,
+        });
+    }
+
     /// Sync timer: ask the next peer for whatever is still missing.
     pub fn sync_retry(&mut self, round: u64) {
         if round != self.sync_round || self.missing.is_empty() {
@@ -270,6 +295,14 @@ impl Core {
     /// Answer with the block and as many of its ancestors as fit one response, newest first:
     /// a replica that fell far behind catches up in few round trips.
     pub fn on_block_request(&mut self, from: ReplicaIndex, hash: Hash, above: u64) {
+        if hash == Hash::ZERO {
+            // `ask_for_news`: our highest QC names what to fetch, and proves it.
+            if self.safety.high_qc.view() > 0 && self.tree.committed().1 > above {
+                let qc = self.safety.high_qc.clone();
+                self.send(from, Message::Certificate(qc));
+            }
+            return;
+        }
         let mut blocks = Vec::new();
         let mut bytes = 0;
         let mut next = hash;
@@ -319,6 +352,11 @@ impl Core {
         for block in chain.into_iter().rev() {
             self.insert_block(block, from);
         }
+        // The highest QC may have arrived before its blocks (a catch-up): apply it now.
+        let high = self.safety.high_qc.clone();
+        if self.tree.contains(&high.block()) {
+            self.process_qc(&high);
+        }
         self.tree.contains(&wanted)
     }
 
@@ -348,37 +386,35 @@ impl Core {
             });
             return;
         };
-        let proof = self.commit_proof(qc);
-        for b in blocks {
+        // Headers above the newest committed block up to the certified one (commit_target
+        // walked them): each committed block's proof is the committed blocks after it plus
+        // these.
+        let mut above = Vec::new();
+        let mut hash = qc.block();
+        while hash != target
+            && let Some(node) = self.tree.get(&hash)
+        {
+            above.push(node.block.header());
+            hash = node.block.parent;
+        }
+        above.reverse();
+        let mut proofs = Vec::with_capacity(blocks.len());
+        for b in blocks.iter().rev() {
+            proofs.push(CommitProof {
+                above: above.clone(),
+                qc: qc.clone(),
+            });
+            above.insert(0, b.header());
+        }
+        for (b, proof) in blocks.iter().zip(proofs.into_iter().rev()) {
             for tx in &b.payload {
                 self.mempool.remove(&tx.id());
             }
+            self.note_committed_payload(&b.payload);
             self.out.push(Output::Commit {
-                block: (*b).clone(),
-                proof: proof.clone(),
+                block: (**b).clone(),
+                proof,
             });
-        }
-    }
-
-    /// The certificates of the commit chain ending at `qc`, innermost first.
-    fn commit_proof(&self, qc: &Certificate) -> Vec<Certificate> {
-        let mut certs = vec![qc.clone()];
-        let mut cert = qc;
-        while certs.len() < self.chain_len() {
-            let Some(node) = self.tree.get(&cert.block()) else {
-                break;
-            };
-            cert = &node.block.justify;
-            certs.push(cert.clone());
-        }
-        certs.reverse();
-        certs
-    }
-
-    fn chain_len(&self) -> usize {
-        match self.cfg.domain {
-            DomainId::Global => 3,
-            DomainId::Local(_) => 2,
         }
     }
 
@@ -428,12 +464,30 @@ impl Core {
         let in_chain = self.tree.uncommitted_payload(parent);
         self.mempool_order
             .retain(|id| self.mempool.contains_key(id));
-        self.mempool_order
-            .iter()
-            .filter(|id| !in_chain.contains(*id))
-            .take(self.cfg.max_block_txs)
-            .filter_map(|id| self.mempool.get(id).cloned())
-            .collect()
+        let mut txs = Vec::new();
+        let mut anchors = Vec::new();
+        let mut bytes = 0;
+        let checks_anchors = self.anchors.is_some();
+        for id in &self.mempool_order {
+            if txs.len() + anchors.len() >= self.cfg.max_block_txs {
+                break;
+            }
+            let Some(tx) = self.mempool.get(id) else {
+                continue;
+            };
+            if in_chain.contains(id) || bytes + tx.0.len() > self.cfg.max_block_bytes {
+                continue;
+            }
+            bytes += tx.0.len();
+            if checks_anchors && Anchor::is_anchor(tx) {
+                anchors.push(tx.clone());
+            } else {
+                txs.push(tx.clone());
+            }
+        }
+        let mut payload = self.select_anchors(parent, anchors);
+        payload.extend(txs);
+        payload
     }
 
     /// Build a block extending `justify`'s block. `None` if that block is not known yet.
@@ -455,6 +509,12 @@ impl Core {
 
     /// Restore after a crash: the committed chain from disk and the persisted safety state.
     pub fn restore(&mut self, committed: Vec<Block>, safety: SafetyState) {
+        if let Some(first) = committed.first()
+            && !self.tree.contains(&first.parent)
+        {
+            // The chain below was pruned from disk (local replicas keep a window).
+            self.tree.reroot(first.clone());
+        }
         for block in committed {
             let hash = block.hash();
             if self.tree.insert(block).is_ok() {

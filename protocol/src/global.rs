@@ -1,6 +1,7 @@
 //! The global domain: three-chain chained HotStuff with a round-robin leader per view
 //! (paper Algorithm 3, DESIGN §3) and a pacemaker whose timeouts form certificates.
 
+use crate::anchor::{AnchorRules, Tips};
 use crate::core::{Config, Core};
 use crate::crypto::ThresholdKeys;
 use crate::io::{Event, Input, Output, Reject, SafetyState, Timer};
@@ -105,6 +106,16 @@ impl GlobalReplica {
         &self.core.safety
     }
 
+    /// Check anchors in admitted payload and proposals against these local domains' keys.
+    pub fn set_anchor_rules(&mut self, rules: AnchorRules) {
+        self.core.set_anchor_rules(rules);
+    }
+
+    /// Each local domain's last anchored (height, hash) in the committed chain.
+    pub fn anchored(&self) -> &Tips {
+        self.core.anchored()
+    }
+
     fn n(&self) -> usize {
         self.core.cfg.n
     }
@@ -116,11 +127,12 @@ impl GlobalReplica {
             Input::Timeout(Timer::Sync(round)) => self.core.sync_retry(round),
             Input::Timeout(Timer::Term(_)) => {}
             Input::Payload(txs) => {
-                self.core.add_payload(txs);
+                self.core.admit_payload(txs);
                 self.try_propose();
                 self.arm_timer();
             }
             Input::Persisted(seq) => self.core.persisted(seq),
+            Input::Start => self.core.ask_for_news(),
         }
         std::mem::take(&mut self.core.out)
     }
@@ -223,7 +235,7 @@ impl GlobalReplica {
             // proves a quorum left the previous view.
             self.enter_view(view);
         }
-        if view == self.view {
+        if view == self.view && self.core.payload_valid(&hash, from) {
             self.vote(hash, view);
         }
         self.try_propose();

@@ -2,6 +2,7 @@
 //! carries out [`Output`]s **in order**: a `Persist` must be durable before the driver reports
 //! `Persisted`, and the shares that depend on it are only released after that report.
 
+use crate::anchor::{AnchorError, CommitProof};
 use crate::message::{Message, TermProof};
 use crate::types::{Block, Certificate, DomainId, Kind, ReplicaIndex, Tx, View};
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,9 @@ pub enum Input {
     Payload(Vec<Tx>),
     /// The `Persist` with this sequence number is durable.
     Persisted(u64),
+    /// The driver is up. A replica restored from disk asks its peers for their highest QC,
+    /// so it catches up even when its domain has gone quiet meanwhile.
+    Start,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,11 +52,10 @@ pub enum Output {
         seq: u64,
         state: SafetyState,
     },
-    /// `block` is final. `proof` is the certificate chain that committed it (innermost
-    /// first): the block's own QC and those of its certified descendants in the commit rule.
+    /// `block` is final; `proof` shows it to anyone holding the domain's public key set.
     Commit {
         block: Block,
-        proof: Vec<Certificate>,
+        proof: CommitProof,
     },
     /// Something an operator or the simulator counts.
     Event(Event),
@@ -70,6 +73,8 @@ pub enum Event {
     NewLeader { term: u64, leader: ReplicaIndex },
     /// A message was dropped; the sender should be penalised.
     Rejected { from: ReplicaIndex, reason: Reject },
+    /// An anchor was refused, at admission or inside a proposal.
+    AnchorRejected { error: AnchorError },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,6 +85,8 @@ pub enum Reject {
     BadShare,
     Malformed,
     Unrequested,
+    /// A proposal carrying an anchor that does not continue its domain's anchored chain.
+    BadAnchor,
 }
 
 /// Everything a replica must find again after a crash to stay safe. Written before any share

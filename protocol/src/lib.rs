@@ -4,6 +4,7 @@
 //!
 //! No I/O lives here: a replica consumes [`io::Input`]s and returns [`io::Output`]s.
 
+pub mod anchor;
 pub mod codec;
 pub mod collector;
 mod core;
@@ -14,6 +15,7 @@ pub mod local;
 pub mod merkle;
 pub mod message;
 mod precheck;
+pub mod proof;
 pub mod replica;
 pub mod sim;
 pub mod tree;

@@ -151,6 +151,7 @@ impl LocalReplica {
                 self.arm_timer(false);
             }
             Input::Persisted(seq) => self.core.persisted(seq),
+            Input::Start => self.core.ask_for_news(),
         }
         std::mem::take(&mut self.core.out)
     }

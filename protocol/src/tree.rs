@@ -64,6 +64,30 @@ impl BlockTree {
         }
     }
 
+    /// Restart from `block` as the committed root: the chain below it was pruned from disk.
+    pub fn reroot(&mut self, block: Block) {
+        let hash = block.hash();
+        let height = block.height;
+        self.nodes.clear();
+        self.by_height.clear();
+        self.orphans.clear();
+        self.orphan_hashes.clear();
+        self.orphan_count = 0;
+        self.nodes.insert(
+            hash,
+            Node {
+                block: Arc::new(block),
+                hash,
+                announced: height,
+                last_payload: height,
+                availability: Arc::new(vec![0; self.n]),
+            },
+        );
+        self.by_height.insert(height, hash);
+        self.committed = hash;
+        self.committed_height = height;
+    }
+
     pub fn get(&self, hash: &Hash) -> Option<&Node> {
         self.nodes.get(hash)
     }

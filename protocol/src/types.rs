@@ -262,6 +262,38 @@ impl Block {
 
     /// Header hash: commits to every field, the payload through its Merkle root.
     pub fn hash(&self) -> Hash {
+        self.header().hash()
+    }
+
+    /// The block without its payload: what proofs and anchors chain through.
+    pub fn header(&self) -> Header {
+        Header {
+            domain: self.domain,
+            height: self.height,
+            view: self.view,
+            proposer: self.proposer,
+            parent: self.parent,
+            justify: self.justify.clone(),
+            payload_root: self.payload_root(),
+        }
+    }
+}
+
+/// A block's header: every field but the payload, which it commits to through the Merkle root.
+/// Its hash is the block's hash.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Header {
+    pub domain: DomainId,
+    pub height: u64,
+    pub view: View,
+    pub proposer: ReplicaIndex,
+    pub parent: Hash,
+    pub justify: Certificate,
+    pub payload_root: Hash,
+}
+
+impl Header {
+    pub fn hash(&self) -> Hash {
         let mut h = blake3::Hasher::new();
         h.update(b"lcbft1/block");
         h.update(&self.domain.canonical());
@@ -270,7 +302,7 @@ impl Block {
         h.update(&self.proposer.to_be_bytes());
         h.update(&self.parent.0);
         h.update(&self.justify.id().0);
-        h.update(&self.payload_root().0);
+        h.update(&self.payload_root.0);
         Hash(*h.finalize().as_bytes())
     }
 }

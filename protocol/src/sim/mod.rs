@@ -453,7 +453,7 @@ impl Sim {
                     self.checker.view_change(to);
                 }
             }
-            Event::NewLeader { .. } | Event::Rejected { .. } => {}
+            Event::NewLeader { .. } | Event::Rejected { .. } | Event::AnchorRejected { .. } => {}
         }
     }
 
@@ -499,6 +499,7 @@ impl Sim {
         let slot = self.build(idx, strategy, &disk, self.counters[node].clone());
         self.nodes[node] = Some(slot);
         self.checker.restarted(node, disk.committed.len() as u64);
+        self.deliver(node, Input::Start);
     }
 
     /// Run until `until`, submitting payload on schedule.
