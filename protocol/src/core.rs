@@ -71,6 +71,10 @@ const MAX_MEMPOOL: usize = 100_000;
 const SYNC_BATCH_BLOCKS: usize = 128;
 const SYNC_BATCH_BYTES: usize = 1 << 20;
 const MAX_VERIFIED_CACHE: usize = 4096;
+/// Local replicas keep this many committed blocks in memory (their disk keeps a window of its
+/// own); the global chain stays whole, as validators serve it to peers catching up.
+const LOCAL_TREE_KEEP: u64 = 1024;
+const PRUNE_EVERY: u64 = 256;
 
 pub(crate) struct Core {
     pub cfg: Config,
@@ -91,6 +95,9 @@ pub(crate) struct Core {
     /// Global validators: anchor rules, and each domain's anchored tip in the committed chain.
     anchors: Option<AnchorRules>,
     anchored: Tips,
+    /// A block the layer still reads when pruning the tree (the local term's start).
+    pub pinned: Hash,
+    pruned_at: u64,
 }
 
 impl Core {
@@ -116,6 +123,8 @@ impl Core {
             sync_round: 0,
             anchors: None,
             anchored: Tips::new(),
+            pinned: Hash::ZERO,
+            pruned_at: 0,
         }
     }
 
@@ -406,6 +415,7 @@ impl Core {
             });
             above.insert(0, b.header());
         }
+        self.prune_tree();
         for (b, proof) in blocks.iter().zip(proofs.into_iter().rev()) {
             for tx in &b.payload {
                 self.mempool.remove(&tx.id());
@@ -415,6 +425,18 @@ impl Core {
                 block: (**b).clone(),
                 proof,
             });
+        }
+    }
+
+    fn prune_tree(&mut self) {
+        let height = self.tree.committed().1;
+        if matches!(self.cfg.domain, DomainId::Local(_))
+            && height >= self.pruned_at + PRUNE_EVERY
+            && height > LOCAL_TREE_KEEP
+        {
+            self.tree
+                .prune_below(height - LOCAL_TREE_KEEP, &self.pinned);
+            self.pruned_at = height;
         }
     }
 

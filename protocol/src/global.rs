@@ -102,6 +102,10 @@ impl GlobalReplica {
         self.core.tree.committed().1
     }
 
+    pub fn blocks_in_memory(&self) -> usize {
+        self.core.tree.len()
+    }
+
     pub fn safety(&self) -> &SafetyState {
         &self.core.safety
     }

@@ -58,8 +58,9 @@ pub struct LocalReplica {
 
 impl LocalReplica {
     pub fn new(cfg: Config, keys: Box<dyn ThresholdKeys>) -> LocalReplica {
-        let core = Core::new(cfg, keys, 2);
+        let mut core = Core::new(cfg, keys, 2);
         let genesis = core.safety.high_qc.clone();
+        core.pinned = genesis.block();
         let leader = core.tree.ranking(&genesis.block(), core.cfg.edge)[0];
         let mut r = LocalReplica {
             term: 0,
@@ -120,6 +121,10 @@ impl LocalReplica {
 
     pub fn committed_height(&self) -> u64 {
         self.core.tree.committed().1
+    }
+
+    pub fn blocks_in_memory(&self) -> usize {
+        self.core.tree.len()
     }
 
     pub fn safety(&self) -> &SafetyState {
@@ -717,6 +722,7 @@ impl LocalReplica {
         self.term = term;
         self.collector = self.collector_for(term, &proof.chosen);
         self.term_start = proof.chosen.block();
+        self.core.pinned = self.term_start;
         self.target = self.target.max(term);
         self.core.safety.vc_target = self.target;
         self.core.safety.term = Some(proof);

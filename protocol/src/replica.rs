@@ -60,6 +60,14 @@ impl Replica {
             Replica::Local(r) => r.committed_height(),
         }
     }
+
+    /// Blocks held in memory (local replicas forget old committed ones).
+    pub fn blocks_in_memory(&self) -> usize {
+        match self {
+            Replica::Global(r) => r.blocks_in_memory(),
+            Replica::Local(r) => r.blocks_in_memory(),
+        }
+    }
 }
 
 /// What an operator asks a replica: where it is and who leads.

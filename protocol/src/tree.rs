@@ -64,6 +64,16 @@ impl BlockTree {
         }
     }
 
+    /// Forget blocks below `height` except `pinned` and the committed block: a long-running
+    /// replica must not hold its whole chain in memory. Blocks below can no longer be served
+    /// to a peer that far behind.
+    pub fn prune_below(&mut self, height: u64, pinned: &Hash) {
+        let committed = self.committed;
+        self.nodes
+            .retain(|h, n| n.block.height >= height || h == pinned || *h == committed);
+        self.by_height.retain(|&k, _| k >= height);
+    }
+
     /// Restart from `block` as the committed root: the chain below it was pruned from disk.
     pub fn reroot(&mut self, block: Block) {
         let hash = block.hash();

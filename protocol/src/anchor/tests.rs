@@ -354,3 +354,25 @@ fn a_global_trace_proof_verifies_with_real_bls() {
     bad.trace.tx = trace(8);
     assert_eq!(bad.verify(&keys), Err(ProofError::NotIncluded));
 }
+
+#[test]
+fn a_long_running_local_replica_holds_a_bounded_tree() {
+    let dealt = deal(1);
+    let mut local = Cluster::new(LOCAL, &dealt);
+    for i in 0..1500 {
+        local.submit_to(&[0, 1, 2, 3], vec![trace(i)]);
+        local.run();
+    }
+    for r in &local.replicas {
+        assert!(r.committed_height() >= 1500, "{}", r.committed_height());
+        assert!(
+            r.blocks_in_memory() <= 1024 + 256 + 8,
+            "{} blocks held",
+            r.blocks_in_memory()
+        );
+    }
+    // It still commits after pruning.
+    local.submit_to(&[0, 1, 2, 3], vec![trace(9999)]);
+    local.run();
+    assert!(local.committed_txs(0).contains(&trace(9999)));
+}

@@ -12,14 +12,16 @@ impl Core {
     /// starting tips; they were verified before they were committed.
     pub fn set_anchor_rules(&mut self, rules: AnchorRules) {
         let mut tips = Tips::new();
-        let mut height = 1;
-        while let Some(hash) = self.tree.committed_at(height) {
-            if let Some(node) = self.tree.get(&hash) {
+        for height in 1..=self.tree.committed().1 {
+            if let Some(node) = self
+                .tree
+                .committed_at(height)
+                .and_then(|h| self.tree.get(&h))
+            {
                 for tx in &node.block.payload {
                     record_committed(&mut tips, tx);
                 }
             }
-            height += 1;
         }
         self.anchored = tips;
         self.anchors = Some(rules);
