@@ -35,6 +35,11 @@ pub enum ApiRequest {
     Status {
         reply: oneshot::Sender<Vec<DomainStatus>>,
     },
+    /// An anchor for the global replica; `Err` names why it was refused.
+    SubmitAnchor {
+        tx: Tx,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +74,25 @@ pub struct DomainStatus {
     /// API from the network's view (the main loop does not know connections).
     #[serde(skip)]
     pub members: Vec<String>,
+    /// Local domains: the last height anchored in the committed global chain, as this node
+    /// knows it (its own global chain, or its edge's proofs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchored_height: Option<u64>,
+    /// Local domains: the lowest height still stored here (older ones were pruned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_from: Option<u64>,
+    /// Edges: local commit to global commit of its anchor, over recent blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor_lag_p50_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor_lag_p99_ms: Option<u64>,
+    /// Local domains: the members who lead next if the running term fails, in the order the
+    /// view change walks them (PeerIds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranking: Vec<String>,
+    /// Global domain: each local domain's last anchored height in the committed chain.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub anchored: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -109,6 +133,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/traces/{id}", get(get_trace))
         .route("/v1/status", get(status))
         .route("/v1/domains/{domain}/blocks/{height}", get(block))
+        .route("/v1/traces/{id}/proof", get(anchoring::proof))
+        .route("/v1/traces/{id}/lineage", get(anchoring::lineage))
+        .route("/v1/domains/{domain}/anchors", get(anchoring::anchors))
+        .route("/v1/anchors", post(anchoring::submit_anchor))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -120,15 +148,15 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
     }
 }
 
-fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+pub(crate) fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
     (status, axum::Json(json!({ "error": msg.to_string() }))).into_response()
 }
 
-fn unavailable() -> Response {
+pub(crate) fn unavailable() -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down")
 }
 
-async fn read<T: Send + 'static>(
+pub(crate) async fn read<T: Send + 'static>(
     store: &Store,
     f: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, Response> {
@@ -218,7 +246,7 @@ async fn submit_trace(State(s): State<ApiState>, body: Bytes) -> Response {
     }
 }
 
-fn parse_id(s: &str) -> Option<Hash> {
+pub(crate) fn parse_id(s: &str) -> Option<Hash> {
     let bytes: [u8; 32] = hex::decode(s).ok()?.try_into().ok()?;
     Some(Hash(bytes))
 }
@@ -231,7 +259,7 @@ async fn get_trace(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
         let Some(loc) = st.tx_location(&id)? else {
             return Ok(None);
         };
-        let block = st.block_at(loc.domain, loc.height)?;
+        let block = st.committed_block(loc.domain, loc.height)?;
         let tx = block.and_then(|b| b.payload.into_iter().find(|t| t.id() == id));
         Ok(Some((loc, tx)))
     })
@@ -304,7 +332,7 @@ async fn status(State(s): State<ApiState>) -> Response {
 }
 
 /// `global` or `local-<id>` (also `local:<id>`).
-fn parse_domain_segment(s: &str) -> Option<DomainId> {
+pub(crate) fn parse_domain_segment(s: &str) -> Option<DomainId> {
     parse_domain(s).or_else(|| {
         s.strip_prefix("local-")
             .or_else(|| s.strip_prefix("local:"))
@@ -320,7 +348,7 @@ async fn block(State(s): State<ApiState>, Path((domain, height)): Path<(String, 
             "domain is `global` or `local-<id>`",
         );
     };
-    let found = match read(&s.store, move |st| st.block_at(domain, height)).await {
+    let found = match read(&s.store, move |st| st.committed_block(domain, height)).await {
         Ok(f) => f,
         Err(r) => return r,
     };
@@ -333,26 +361,25 @@ async fn block(State(s): State<ApiState>, Path((domain, height)): Path<(String, 
             "view": b.view,
             "proposer": b.proposer,
             "txs": b.payload.iter().map(|t| t.id().to_hex()).collect::<Vec<_>>(),
+            "anchors": anchoring::anchors_in(&b),
         }))
         .into_response(),
         None => error(StatusCode::NOT_FOUND, "no committed block at that height"),
     }
 }
 
-async fn metrics(State(s): State<ApiState>) -> Response {
-    let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &s.registry) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+/// OpenMetrics for Prometheus (which asks for it), the classic text format for anyone else.
+async fn metrics(State(s): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match crate::metrics::encode_text(&s.registry, accept) {
+        Ok((content_type, text)) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
 }
 
+mod anchoring;
 #[cfg(test)]
 mod tests;

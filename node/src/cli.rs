@@ -72,6 +72,31 @@ pub enum Command {
         #[command(subcommand)]
         command: TraceCommand,
     },
+    /// Fetch the standalone proof of a committed trace from a global or edge node.
+    ///
+    /// The proof (CBOR) holds the Merkle path from the trace to its block, the block's commit
+    /// certificates and, for a local block, its anchor in a committed global block with the
+    /// global commit certificates. Check it with `lcbft verify-proof`.
+    Proof {
+        /// The node's HTTP API address.
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        api: SocketAddr,
+        /// The trace id (hex).
+        id: String,
+        /// Where to write the proof.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check a trace proof offline, with nothing but the network's genesis file.
+    ///
+    /// Exits 0 and prints what the proof establishes, or exits 1 saying what failed.
+    VerifyProof {
+        /// The proof file (`lcbft proof` or `GET /v1/traces/{id}/proof`).
+        file: PathBuf,
+        /// The network's genesis.toml.
+        #[arg(long, value_name = "FILE")]
+        genesis: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

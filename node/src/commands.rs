@@ -7,6 +7,7 @@ use lcbft_node::http_client;
 use lcbft_node::trace::{Action, Trace, TraceJson};
 use lcbft_node::{genesis, identity};
 use lcbft_protocol::crypto::SchemeId;
+use lcbft_protocol::proof::TraceProof;
 use libp2p::PeerId;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -57,7 +58,41 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 runtime()?.block_on(get_print(api, &format!("/v1/traces/{id}")))
             }
         },
+        Command::Proof { api, id, out } => runtime()?.block_on(fetch_proof(api, &id, &out)),
+        Command::VerifyProof { file, genesis } => verify_proof(&file, &genesis),
     }
+}
+
+async fn fetch_proof(api: SocketAddr, id: &str, out: &Path) -> anyhow::Result<()> {
+    let r = http_client::request(api, "GET", &format!("/v1/traces/{id}/proof"), None).await?;
+    if r.status != 200 {
+        bail!("the node answered {}: {}", r.status, r.body.trim());
+    }
+    std::fs::write(out, &r.bytes)
+        .with_context(|| format!("cannot write the proof to {}", out.display()))?;
+    println!("{} ({} bytes)", out.display(), r.bytes.len());
+    Ok(())
+}
+
+fn verify_proof(file: &Path, genesis_path: &Path) -> anyhow::Result<()> {
+    let genesis = genesis::load(genesis_path)?;
+    let keys = genesis
+        .key_ring()
+        .with_context(|| format!("{}: a public key set does not load", genesis_path.display()))?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let proof = TraceProof::decode(&bytes)
+        .with_context(|| format!("{} is not a readable trace proof", file.display()))?;
+    let proven = proof
+        .verify(&keys)
+        .with_context(|| format!("{}: the proof does not verify", file.display()))?;
+    println!(
+        "valid: trace {} is committed in {} at height {} (global height {})",
+        proven.trace.to_hex(),
+        genesis::domain_name(proven.domain),
+        proven.height,
+        proven.global_height
+    );
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -79,6 +79,9 @@ pub struct ConsensusConfig {
     pub max_block_txs: usize,
     /// Local domains: send votes to the edge, which combines them, instead of the leader.
     pub offload: bool,
+    /// Local domains: committed blocks kept on disk. Older ones are deleted once anchored in
+    /// a committed global block (never before); global nodes keep them all.
+    pub local_window: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -130,6 +133,7 @@ impl Default for ConsensusConfig {
             max_timeout: Duration::from_secs(30),
             max_block_txs: 512,
             offload: true,
+            local_window: 256,
         }
     }
 }
@@ -183,6 +187,9 @@ max_timeout = "30s"
 max_block_txs = 512
 # Local domains: votes go to the edge, which combines them, instead of the leader.
 offload = true
+# Local domains: committed blocks kept on disk; older ones are deleted once anchored in a
+# committed global block, never before. Global nodes keep every block.
+local_window = 256
 
 [api]
 # Serve the HTTP API (traces, status, metrics).
@@ -268,6 +275,9 @@ impl Config {
         }
         if c.max_block_txs == 0 {
             return Err(field("consensus.max_block_txs", "must be at least 1"));
+        }
+        if c.local_window < 2 {
+            return Err(field("consensus.local_window", "must be at least 2"));
         }
         if self.api.max_trace_bytes < 256 {
             return Err(field("api.max_trace_bytes", "must be at least 256"));

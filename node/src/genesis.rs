@@ -6,8 +6,10 @@
 //! in hex. Loading it validates everything once, so the rest of the node can trust it.
 
 use crate::files::{self, FileError};
+use lcbft_protocol::anchor::KeyRing;
 use lcbft_protocol::crypto::{
-    Dealer, DealtKeys, SchemeId, SecretBytes, ThresholdCryptoScheme, ThresholdKeys, load_keys,
+    CryptoError, Dealer, DealtKeys, SchemeId, SecretBytes, ThresholdCryptoScheme, ThresholdKeys,
+    load_keys,
 };
 use lcbft_protocol::types::{DomainId, ReplicaIndex};
 use libp2p::PeerId;
@@ -95,6 +97,19 @@ pub struct Genesis {
 impl Genesis {
     pub fn domain(&self, id: DomainId) -> Option<&DomainGenesis> {
         self.domains.iter().find(|d| d.id == id)
+    }
+
+    /// Every domain's public key set: what verifies anchors and proofs offline.
+    pub fn key_ring(&self) -> Result<KeyRing, CryptoError> {
+        self.domains
+            .iter()
+            .map(|d| {
+                Ok((
+                    d.id,
+                    load_keys(self.scheme, d.n(), &d.public_key_set, None)?,
+                ))
+            })
+            .collect()
     }
 
     /// Domains `peer` is a member of, with its index in each.

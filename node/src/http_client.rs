@@ -18,7 +18,9 @@ pub enum HttpError {
 
 pub struct HttpResponse {
     pub status: u16,
+    /// The body as text (lossy for binary bodies: use `bytes` for those).
     pub body: String,
+    pub bytes: Vec<u8>,
 }
 
 /// One request with `Connection: close`; the whole response is read.
@@ -28,14 +30,25 @@ pub async fn request(
     path: &str,
     body: Option<&str>,
 ) -> Result<HttpResponse, HttpError> {
+    let body = body.unwrap_or("");
+    request_bytes(addr, method, path, "application/json", body.as_bytes()).await
+}
+
+/// A request with a body of any type.
+pub async fn request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<HttpResponse, HttpError> {
     let connect = |reason: String| HttpError::Connect { addr, reason };
     let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
         .await
         .map_err(|_| connect("timed out".into()))?
         .map_err(|e| connect(e.to_string()))?;
-    let body = body.unwrap_or("");
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream
@@ -43,7 +56,7 @@ pub async fn request(
         .await
         .map_err(|e| connect(e.to_string()))?;
     stream
-        .write_all(body.as_bytes())
+        .write_all(body)
         .await
         .map_err(|e| connect(e.to_string()))?;
     let mut raw = Vec::new();
@@ -59,10 +72,12 @@ fn parse(addr: SocketAddr, raw: &[u8]) -> Result<HttpResponse, HttpError> {
         addr,
         reason: reason.to_owned(),
     };
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| bad("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let body = &raw[end + 4..];
     let status = head
         .split_whitespace()
         .nth(1)
@@ -72,23 +87,29 @@ fn parse(addr: SocketAddr, raw: &[u8]) -> Result<HttpResponse, HttpError> {
         l.to_ascii_lowercase()
             .starts_with("transfer-encoding: chunked")
     });
-    let body = if chunked {
+    let bytes = if chunked {
         dechunk(body).ok_or_else(|| bad("bad chunked body"))?
     } else {
-        body.to_owned()
+        body.to_vec()
     };
-    Ok(HttpResponse { status, body })
+    Ok(HttpResponse {
+        status,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
+    })
 }
 
-fn dechunk(mut s: &str) -> Option<String> {
-    let mut out = String::new();
+fn dechunk(mut s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
     loop {
-        let (size, rest) = s.split_once("\r\n")?;
+        let line = s.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&s[..line]).ok()?;
         let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        let rest = &s[line + 2..];
         if size == 0 {
             return Some(out);
         }
-        out.push_str(rest.get(..size)?);
+        out.extend_from_slice(rest.get(..size)?);
         s = rest.get(size + 2..)?;
     }
 }

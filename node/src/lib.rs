@@ -11,6 +11,7 @@ pub mod identity;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod proofs;
 pub mod store;
 #[cfg(test)]
 mod testkit;

@@ -1,85 +1,483 @@
-//! The node's own metrics, in the one registry libp2p's metrics also use (`/metrics`).
+//! The node's own metrics, in the one registry libp2p's metrics also use (`GET /metrics`).
+//!
+//! Names follow Prometheus conventions: an `lcbft_` prefix per subsystem (`consensus`,
+//! `crypto`, `net`, `sync`, `mempool`, `traces`, `anchors`, `storage`), base units (seconds,
+//! bytes), `_total` on counters (prometheus-client appends it) and histograms for durations.
+//! `layer` (`global`/`local`) and `domain` (`global`, `local/1`) label what belongs to a domain.
+//! Recording sites call one method of [`Metrics`] each; the per-domain bookkeeping that needs
+//! state (when a block was first seen, when a certificate's first share arrived) lives in
+//! [`DomainObserver`], owned by the domain's driver.
+//!
+//! Label sets a dashboard queries are created at startup ([`Metrics::init_domain`],
+//! [`Metrics::init_anchoring`]) so their series exist, at zero, before the first event.
 
+mod crypto;
+mod observer;
+mod process;
+mod text;
+
+pub use crypto::TimedKeys;
+pub use observer::DomainObserver;
+pub use process::{ProcessCollector, StorageCollector};
+pub use text::{OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode as encode_text};
+
+use crate::genesis::{Genesis, Role, domain_name};
+use crate::net::wire::Gossip;
+use lcbft_protocol::io::Reject;
+use lcbft_protocol::message::Message;
+use lcbft_protocol::types::{DomainId, Kind};
+use libp2p::PeerId;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::path::PathBuf;
+
+/// A histogram family whose histograms all get the same buckets.
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// A domain: `layer` is `global` or `local`, `domain` is `global` or `local/<id>`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DomainLabels {
+    pub layer: &'static str,
     pub domain: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EventLabels {
+pub struct CauseLabels {
+    pub layer: &'static str,
     pub domain: String,
-    pub event: String,
+    /// `timeout`: this replica's own timer fired; `peers`: it followed other members (f+1
+    /// asking for a later term, or a certificate for it).
+    pub cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub layer: &'static str,
+    pub domain: String,
+    /// Certificate kind: `vote`, `timeout`, `view_change`, `confirm`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DomainReasonLabels {
+    pub layer: &'static str,
+    pub domain: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub layer: &'static str,
+    pub domain: String,
+    /// `sign_share`, `verify_share`, `combine`, `verify`.
+    pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    pub layer: &'static str,
+    pub domain: String,
+    /// `sent` or `received`.
+    pub direction: &'static str,
+    /// The message: `propose`, `vote`, `new_view`, ..., or `payload` for gossiped traces.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    pub layer: &'static str,
+    pub domain: String,
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportReasonLabels {
+    /// `gossip` or `direct`.
+    pub transport: &'static str,
+    pub reason: String,
+}
+
+/// The anchored local domain.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnchorLabels {
+    pub domain: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StorageOpLabels {
+    /// `persist` (safety state) or `commit` (a block).
+    pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InfoLabels {
+    pub peer_id: String,
+    /// `edge` if this node is the edge of a local domain, else `cloud` or `device`.
+    pub role: String,
+    pub version: &'static str,
+}
+
+/// Why the global chain refuses an anchor (`AnchorError::reason` in the protocol): created at
+/// startup so the dashboard's rejection panel has series before the first refusal.
+pub const ANCHOR_REJECT_REASONS: [&str; 6] = [
+    "undecodable",
+    "unknown_domain",
+    "gap",
+    "fork",
+    "stale",
+    "bad_certificate",
+];
+
+/// Why the network layer refuses a message (`net/task.rs`), per transport.
+const NET_REJECT_REASONS: [(&str, &[&str]); 2] = [
+    (
+        "gossip",
+        &[
+            "unknown_topic",
+            "anonymous",
+            "not_member",
+            "malformed",
+            "oversized",
+            "bad_trace",
+            "bad_anchor_notice",
+            "replica",
+        ],
+    ),
+    (
+        "direct",
+        &[
+            "unknown_domain",
+            "not_member",
+            "malformed",
+            "oversized",
+            "unreadable",
+        ],
+    ),
+];
+
+/// Why a replica refuses a message (`Reject` in the protocol, snake_case).
+const CONSENSUS_REJECT_REASONS: [&str; 7] = [
+    "wrong_domain",
+    "not_leader",
+    "bad_certificate",
+    "bad_share",
+    "malformed",
+    "unrequested",
+    "bad_anchor",
+];
+
+fn commit_latency_histogram() -> Histogram {
+    // 5 ms .. 41 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+fn certificate_histogram() -> Histogram {
+    // 0.5 ms .. 16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+fn crypto_histogram() -> Histogram {
+    // 10 us .. 1.3 s: a simulated share costs microseconds, a BLS pairing milliseconds.
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 18))
+}
+
+fn anchor_lag_histogram() -> Histogram {
+    // 50 ms .. 14 min
+    Histogram::new(exponential_buckets(0.05, 2.0, 15))
+}
+
+fn storage_histogram() -> Histogram {
+    // 0.1 ms .. 3.3 s: dominated by fsync.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
 /// Cheap to clone: every metric is a shared handle.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Metrics {
-    /// Gossip messages refused at validation (non-member author, undecodable, oversized).
-    pub gossip_rejected: Family<ReasonLabels, Counter>,
-    /// Point-to-point messages refused (non-member sender, undecodable, unknown domain).
-    pub direct_rejected: Family<ReasonLabels, Counter>,
-    /// Consensus events the replicas reported (certificates, proposals, view changes,
-    /// rejections).
-    pub protocol_events: Family<EventLabels, Counter>,
-    /// Blocks committed, per domain.
-    pub commits: Family<DomainLabels, Counter>,
+    // Consensus, per domain.
+    pub view: Family<DomainLabels, Gauge>,
+    pub term: Family<DomainLabels, Gauge>,
+    pub leader: Family<DomainLabels, Gauge>,
     pub committed_height: Family<DomainLabels, Gauge>,
-    /// Connected peers.
+    pub commits: Family<DomainLabels, Counter>,
+    pub commit_latency: HistogramFamily<DomainLabels>,
+    pub proposals: Family<DomainLabels, Counter>,
+    pub view_changes: Family<CauseLabels, Counter>,
+    pub leader_changes: Family<DomainLabels, Counter>,
+    pub certificates: Family<KindLabels, Counter>,
+    pub certificate_seconds: HistogramFamily<KindLabels>,
+    pub consensus_rejected: Family<DomainReasonLabels, Counter>,
+    // Threshold crypto.
+    pub crypto_ops: Family<OpLabels, Counter>,
+    pub crypto_seconds: HistogramFamily<OpLabels>,
+    // Network.
+    pub messages: Family<MessageLabels, Counter>,
+    pub message_bytes: Family<MessageLabels, Counter>,
+    pub net_rejected: Family<TransportReasonLabels, Counter>,
     pub peers: Gauge,
-    /// Traces admitted through the API.
+    pub sync_requests: Family<DirectionLabels, Counter>,
+    // Traces and the pending pool.
+    pub mempool_traces: Family<DomainLabels, Gauge>,
+    pub mempool_bytes: Family<DomainLabels, Gauge>,
     pub traces_admitted: Counter,
-    /// Traces refused by the API (bad JSON, signature, size, duplicates).
     pub traces_refused: Family<ReasonLabels, Counter>,
+    pub traces_committed: Family<DomainLabels, Counter>,
+    // Anchoring local blocks into the global chain.
+    pub anchors_submitted: Family<AnchorLabels, Counter>,
+    pub anchors_accepted: Family<AnchorLabels, Counter>,
+    pub anchors_rejected: Family<ReasonLabels, Counter>,
+    pub anchored_height: Family<AnchorLabels, Gauge>,
+    pub anchor_lag: HistogramFamily<AnchorLabels>,
+    // Storage.
+    pub pruned_blocks: Family<DomainLabels, Counter>,
+    pub storage_write_seconds: HistogramFamily<StorageOpLabels>,
+    pub node_info: Family<InfoLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
 impl Metrics {
+    /// Metrics in no registry (tests, tools): recording works, nothing is served.
+    pub fn new() -> Metrics {
+        Metrics {
+            view: Family::default(),
+            term: Family::default(),
+            leader: Family::default(),
+            committed_height: Family::default(),
+            commits: Family::default(),
+            commit_latency: Family::new_with_constructor(commit_latency_histogram),
+            proposals: Family::default(),
+            view_changes: Family::default(),
+            leader_changes: Family::default(),
+            certificates: Family::default(),
+            certificate_seconds: Family::new_with_constructor(certificate_histogram),
+            consensus_rejected: Family::default(),
+            crypto_ops: Family::default(),
+            crypto_seconds: Family::new_with_constructor(crypto_histogram),
+            messages: Family::default(),
+            message_bytes: Family::default(),
+            net_rejected: Family::default(),
+            peers: Gauge::default(),
+            sync_requests: Family::default(),
+            mempool_traces: Family::default(),
+            mempool_bytes: Family::default(),
+            traces_admitted: Counter::default(),
+            traces_refused: Family::default(),
+            traces_committed: Family::default(),
+            anchors_submitted: Family::default(),
+            anchors_accepted: Family::default(),
+            anchors_rejected: Family::default(),
+            anchored_height: Family::default(),
+            anchor_lag: Family::new_with_constructor(anchor_lag_histogram),
+            pruned_blocks: Family::default(),
+            storage_write_seconds: Family::new_with_constructor(storage_histogram),
+            node_info: Family::default(),
+        }
+    }
+
     pub fn register(registry: &mut Registry) -> Metrics {
-        let m = Metrics::default();
+        let m = Metrics::new();
         let r = registry.sub_registry_with_prefix("lcbft");
+        {
+            let c = r.sub_registry_with_prefix("consensus");
+            c.register(
+                "view",
+                "Current view: the global view, or the round within the local term",
+                m.view.clone(),
+            );
+            c.register(
+                "term",
+                "Current local term (0 in the global layer)",
+                m.term.clone(),
+            );
+            c.register(
+                "leader",
+                "Index of the leader of the current view or term",
+                m.leader.clone(),
+            );
+            c.register(
+                "committed_height",
+                "Highest committed block height",
+                m.committed_height.clone(),
+            );
+            c.register("commits", "Blocks committed", m.commits.clone());
+            c.register(
+                "commit_latency_seconds",
+                "Time from a block's proposal (made or first seen here) to its commit here",
+                m.commit_latency.clone(),
+            );
+            c.register(
+                "proposals",
+                "Blocks proposed by this node",
+                m.proposals.clone(),
+            );
+            c.register(
+                "view_changes",
+                "Global views given up or local term changes started, by cause",
+                m.view_changes.clone(),
+            );
+            c.register(
+                "leader_changes",
+                "Local terms started with a new leader",
+                m.leader_changes.clone(),
+            );
+            c.register(
+                "certificates_formed",
+                "Certificates formed here by kind: each one is a basic phase run",
+                m.certificates.clone(),
+            );
+            c.register(
+                "certificate_formation_seconds",
+                "Time from the first share of a certificate seen here to the certificate",
+                m.certificate_seconds.clone(),
+            );
+            c.register(
+                "rejected_messages",
+                "Consensus messages the replica refused, by reason",
+                m.consensus_rejected.clone(),
+            );
+        }
+        {
+            let c = r.sub_registry_with_prefix("crypto");
+            c.register(
+                "operations",
+                "Threshold-signature operations by kind",
+                m.crypto_ops.clone(),
+            );
+            c.register(
+                "operation_seconds",
+                "Time spent in threshold-signature operations by kind",
+                m.crypto_seconds.clone(),
+            );
+        }
+        {
+            let c = r.sub_registry_with_prefix("net");
+            c.register(
+                "messages",
+                "Consensus and payload messages sent and received, by kind",
+                m.messages.clone(),
+            );
+            c.register(
+                "message_bytes",
+                "Encoded bytes of consensus and payload messages sent and received",
+                m.message_bytes.clone(),
+            );
+            c.register(
+                "rejected_messages",
+                "Messages refused by the network layer (non-member, undecodable, oversized, refused by the replica)",
+                m.net_rejected.clone(),
+            );
+            c.register("peers", "Connected peers", m.peers.clone());
+        }
         r.register(
-            "gossip_rejected",
-            "Gossip messages refused at validation",
-            m.gossip_rejected.clone(),
+            "sync_requests",
+            "Block sync requests sent and received",
+            m.sync_requests.clone(),
+        );
+        {
+            let c = r.sub_registry_with_prefix("mempool");
+            c.register(
+                "traces",
+                "Traces known but not yet committed",
+                m.mempool_traces.clone(),
+            );
+            c.register(
+                "bytes",
+                "Bytes of traces known but not yet committed",
+                m.mempool_bytes.clone(),
+            );
+        }
+        {
+            let c = r.sub_registry_with_prefix("traces");
+            c.register(
+                "admitted",
+                "Traces admitted through the API",
+                m.traces_admitted.clone(),
+            );
+            c.register(
+                "refused",
+                "Traces refused by the API",
+                m.traces_refused.clone(),
+            );
+            c.register(
+                "committed",
+                "Traces and anchors in committed blocks",
+                m.traces_committed.clone(),
+            );
+        }
+        {
+            let c = r.sub_registry_with_prefix("anchors");
+            c.register(
+                "submitted",
+                "Anchors of committed local blocks submitted to the global chain",
+                m.anchors_submitted.clone(),
+            );
+            c.register(
+                "accepted",
+                "Anchors committed in the global chain",
+                m.anchors_accepted.clone(),
+            );
+            c.register(
+                "rejected",
+                "Anchors refused, by reason",
+                m.anchors_rejected.clone(),
+            );
+        }
+        r.register(
+            "anchored_height",
+            "Highest local block height anchored in a committed global block",
+            m.anchored_height.clone(),
         );
         r.register(
-            "direct_rejected",
-            "Point-to-point messages refused",
-            m.direct_rejected.clone(),
+            "anchor_lag_seconds",
+            "Time from a local block's commit to its anchor's commit in the global chain",
+            m.anchor_lag.clone(),
         );
+        {
+            let c = r.sub_registry_with_prefix("storage");
+            c.register(
+                "pruned_blocks",
+                "Local blocks pruned after their anchoring",
+                m.pruned_blocks.clone(),
+            );
+            c.register(
+                "write_seconds",
+                "Time of durable writes (fsync included), by kind",
+                m.storage_write_seconds.clone(),
+            );
+        }
         r.register(
-            "protocol_events",
-            "Events reported by the consensus replicas",
-            m.protocol_events.clone(),
+            "node_info",
+            "This node: PeerId, role and version (always 1)",
+            m.node_info.clone(),
         );
-        r.register("commits", "Blocks committed", m.commits.clone());
-        r.register(
-            "committed_height",
-            "Highest committed height",
-            m.committed_height.clone(),
-        );
-        r.register("peers", "Connected peers", m.peers.clone());
-        r.register(
-            "traces_admitted",
-            "Traces admitted through the API",
-            m.traces_admitted.clone(),
-        );
-        r.register(
-            "traces_refused",
-            "Traces refused by the API",
-            m.traces_refused.clone(),
-        );
+        for (transport, reasons) in NET_REJECT_REASONS {
+            for reason in reasons {
+                m.net_rejected_counter(transport, reason);
+            }
+        }
         m
+    }
+
+    /// Scrape-time process metrics (`process_cpu_seconds_total`, ...) and the store's size.
+    pub fn register_collectors(registry: &mut Registry, db: PathBuf) {
+        registry.register_collector(Box::new(ProcessCollector::new()));
+        registry
+            .sub_registry_with_prefix("lcbft")
+            .register_collector(Box::new(StorageCollector::new(db)));
     }
 
     pub fn reason(reason: &str) -> ReasonLabels {
@@ -87,4 +485,343 @@ impl Metrics {
             reason: reason.to_owned(),
         }
     }
+
+    pub fn domain(domain: DomainId) -> DomainLabels {
+        DomainLabels {
+            layer: layer(domain),
+            domain: domain_name(domain),
+        }
+    }
+
+    /// `lcbft_node_info{peer_id, role, version} 1`.
+    pub fn set_info(&self, peer_id: &str, role: &str) {
+        self.node_info
+            .get_or_create(&InfoLabels {
+                peer_id: peer_id.to_owned(),
+                role: role.to_owned(),
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+    }
+
+    /// Create the label sets of a domain this node is a member of, so each series exists
+    /// (at zero) from the start.
+    pub fn init_domain(&self, domain: DomainId) {
+        let d = Metrics::domain(domain);
+        for f in [&self.view, &self.term, &self.leader, &self.committed_height] {
+            let _ = f.get_or_create(&d);
+        }
+        for f in [&self.mempool_traces, &self.mempool_bytes] {
+            let _ = f.get_or_create(&d);
+        }
+        for f in [
+            &self.commits,
+            &self.proposals,
+            &self.leader_changes,
+            &self.traces_committed,
+            &self.pruned_blocks,
+        ] {
+            let _ = f.get_or_create(&d);
+        }
+        let _ = self.commit_latency.get_or_create(&d);
+        for cause in ["timeout", "peers"] {
+            let _ = self.view_changes.get_or_create(&CauseLabels {
+                layer: d.layer,
+                domain: d.domain.clone(),
+                cause,
+            });
+        }
+        let kinds: &[Kind] = match domain {
+            DomainId::Global => &[Kind::Vote, Kind::Timeout],
+            DomainId::Local(_) => &[Kind::Vote, Kind::ViewChange, Kind::Confirm],
+        };
+        for &k in kinds {
+            let l = KindLabels {
+                layer: d.layer,
+                domain: d.domain.clone(),
+                kind: kind_name(k),
+            };
+            let _ = self.certificates.get_or_create(&l);
+            let _ = self.certificate_seconds.get_or_create(&l);
+        }
+        for reason in CONSENSUS_REJECT_REASONS {
+            let _ = self.consensus_rejected.get_or_create(&DomainReasonLabels {
+                layer: d.layer,
+                domain: d.domain.clone(),
+                reason: reason.to_owned(),
+            });
+        }
+        for direction in ["sent", "received"] {
+            let _ = self.sync_requests.get_or_create(&DirectionLabels {
+                layer: d.layer,
+                domain: d.domain.clone(),
+                direction,
+            });
+        }
+    }
+
+    /// Create the anchoring series of every local domain of the genesis.
+    pub fn init_anchoring(&self, local_domains: impl IntoIterator<Item = DomainId>) {
+        for domain in local_domains {
+            let a = anchor_labels(domain);
+            let _ = self.anchors_submitted.get_or_create(&a);
+            let _ = self.anchors_accepted.get_or_create(&a);
+            let _ = self.anchored_height.get_or_create(&a);
+            let _ = self.anchor_lag.get_or_create(&a);
+        }
+        for reason in ANCHOR_REJECT_REASONS {
+            let _ = self
+                .anchors_rejected
+                .get_or_create(&Metrics::reason(reason));
+        }
+    }
+
+    /// A domain's observer, for its driver.
+    pub fn observer(&self, domain: DomainId) -> DomainObserver {
+        DomainObserver::new(self.clone(), domain)
+    }
+
+    /// Wrap a domain's key set so each operation is counted and timed.
+    pub fn time_crypto(
+        &self,
+        domain: DomainId,
+        keys: Box<dyn lcbft_protocol::crypto::ThresholdKeys>,
+    ) -> Box<dyn lcbft_protocol::crypto::ThresholdKeys> {
+        Box::new(TimedKeys::new(keys, self, domain))
+    }
+
+    // --- commits and the pending pool (main loop) ---
+
+    /// A block is durably committed here.
+    pub fn on_committed(&self, domain: DomainId, height: u64, txs: usize) {
+        let d = Metrics::domain(domain);
+        self.commits.get_or_create(&d).inc();
+        self.committed_height
+            .get_or_create(&d)
+            .set(i64::try_from(height).unwrap_or(i64::MAX));
+        self.traces_committed.get_or_create(&d).inc_by(txs as u64);
+    }
+
+    /// A trace entered the pending pool.
+    pub fn on_pending_added(&self, domain: DomainId, bytes: usize) {
+        let d = Metrics::domain(domain);
+        self.mempool_traces.get_or_create(&d).inc();
+        self.mempool_bytes.get_or_create(&d).inc_by(bytes as i64);
+    }
+
+    /// A trace left the pending pool (committed).
+    pub fn on_pending_removed(&self, domain: DomainId, bytes: usize) {
+        let d = Metrics::domain(domain);
+        self.mempool_traces.get_or_create(&d).dec();
+        self.mempool_bytes.get_or_create(&d).dec_by(bytes as i64);
+    }
+
+    // --- network ---
+
+    /// A consensus message (or gossip) of `bytes` encoded bytes sent to or received from
+    /// `domain`'s members.
+    pub fn on_message(&self, domain: DomainId, sent: bool, kind: &'static str, bytes: usize) {
+        let direction = if sent { "sent" } else { "received" };
+        let l = MessageLabels {
+            layer: layer(domain),
+            domain: domain_name(domain),
+            direction,
+            kind,
+        };
+        self.messages.get_or_create(&l).inc();
+        self.message_bytes.get_or_create(&l).inc_by(bytes as u64);
+        if kind == "block_request" {
+            self.sync_requests
+                .get_or_create(&DirectionLabels {
+                    layer: l.layer,
+                    domain: l.domain,
+                    direction,
+                })
+                .inc();
+        }
+    }
+
+    /// A gossip message (consensus or payload) of `bytes` bytes published or received.
+    pub fn on_gossip(&self, domain: DomainId, sent: bool, gossip: &Gossip, bytes: usize) {
+        let kind = match gossip {
+            Gossip::Consensus(msg) => message_kind(msg),
+            Gossip::Payload(_) => "payload",
+            Gossip::Anchored(_) => "anchor_notice",
+        };
+        self.on_message(domain, sent, kind, bytes);
+    }
+
+    pub fn on_message_sent(&self, domain: DomainId, msg: &Message, bytes: usize) {
+        self.on_message(domain, true, message_kind(msg), bytes);
+    }
+
+    pub fn on_message_received(&self, domain: DomainId, msg: &Message, bytes: usize) {
+        self.on_message(domain, false, message_kind(msg), bytes);
+    }
+
+    /// A message refused by the network layer; `transport` is `gossip` or `direct`.
+    pub fn on_net_rejected(&self, transport: &'static str, reason: &str) {
+        self.net_rejected
+            .get_or_create(&TransportReasonLabels {
+                transport,
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The counter of one network rejection (handed to code that only counts).
+    pub fn net_rejected_counter(&self, transport: &'static str, reason: &str) -> Counter {
+        self.net_rejected
+            .get_or_create(&TransportReasonLabels {
+                transport,
+                reason: reason.to_owned(),
+            })
+            .clone()
+    }
+
+    pub fn set_peers(&self, n: usize) {
+        self.peers.set(n as i64);
+    }
+
+    // --- anchoring (domain: the anchored local domain) ---
+
+    /// An edge submitted the anchor of a committed local block.
+    pub fn on_anchor_submitted(&self, domain: DomainId) {
+        self.anchors_submitted
+            .get_or_create(&anchor_labels(domain))
+            .inc();
+    }
+
+    /// An anchor of `domain` was committed in the global chain.
+    pub fn on_anchor_accepted(&self, domain: DomainId) {
+        self.anchors_accepted
+            .get_or_create(&anchor_labels(domain))
+            .inc();
+    }
+
+    /// An anchor was refused; `reason` is `AnchorError::reason()`.
+    pub fn on_anchor_rejected(&self, reason: &str) {
+        self.anchors_rejected
+            .get_or_create(&Metrics::reason(reason))
+            .inc();
+    }
+
+    /// `domain` is anchored up to height `h` in committed global blocks.
+    pub fn set_anchored_height(&self, domain: DomainId, h: u64) {
+        self.anchored_height
+            .get_or_create(&anchor_labels(domain))
+            .set(i64::try_from(h).unwrap_or(i64::MAX));
+    }
+
+    /// Seconds from a local block's commit to the commit of the global block anchoring it.
+    pub fn observe_anchor_lag(&self, domain: DomainId, secs: f64) {
+        self.anchor_lag
+            .get_or_create(&anchor_labels(domain))
+            .observe(secs);
+    }
+
+    /// `n` blocks of `domain` were pruned.
+    pub fn on_pruned(&self, domain: DomainId, n: u64) {
+        self.pruned_blocks
+            .get_or_create(&Metrics::domain(domain))
+            .inc_by(n);
+    }
+
+    // --- storage ---
+
+    /// A durable write of kind `op` (`persist`, `commit`) took `secs`.
+    pub fn observe_storage_write(&self, op: &'static str, secs: f64) {
+        self.storage_write_seconds
+            .get_or_create(&StorageOpLabels { op })
+            .observe(secs);
+    }
 }
+
+/// `edge` beats `cloud` beats `device` (an edge is also a global validator), as in
+/// `GET /v1/status`.
+pub fn node_role(genesis: &Genesis, peer: &PeerId) -> &'static str {
+    let roles: Vec<Role> = genesis
+        .domains
+        .iter()
+        .flat_map(|d| d.members.iter())
+        .filter(|m| m.peer_id == *peer)
+        .map(|m| m.role)
+        .collect();
+    [
+        (Role::Edge, "edge"),
+        (Role::Cloud, "cloud"),
+        (Role::Device, "device"),
+    ]
+    .into_iter()
+    .find(|(r, _)| roles.contains(r))
+    .map_or("", |(_, name)| name)
+}
+
+pub fn layer(domain: DomainId) -> &'static str {
+    match domain {
+        DomainId::Global => "global",
+        DomainId::Local(_) => "local",
+    }
+}
+
+fn anchor_labels(domain: DomainId) -> AnchorLabels {
+    AnchorLabels {
+        domain: domain_name(domain),
+    }
+}
+
+pub fn kind_name(kind: Kind) -> &'static str {
+    #[allow(unreachable_patterns)]
+    match kind {
+        Kind::Vote => "vote",
+        Kind::Timeout => "timeout",
+        Kind::ViewChange => "view_change",
+        Kind::Confirm => "confirm",
+        _ => "other",
+    }
+}
+
+pub fn reject_reason(reason: Reject) -> String {
+    snake_case(&format!("{reason:?}"))
+}
+
+/// The message's variant, as a label value.
+pub fn message_kind(msg: &Message) -> &'static str {
+    // New message kinds are counted as `other` until named here.
+    #[allow(unreachable_patterns)]
+    match msg {
+        Message::Propose(_) => "propose",
+        Message::Vote(_) => "vote",
+        Message::NewView { .. } => "new_view",
+        Message::ViewChange { .. } => "view_change",
+        Message::NewTerm { .. } => "new_term",
+        Message::Refuse { .. } => "refuse",
+        Message::TermStart(_) => "term_start",
+        Message::Certificate(_) => "certificate",
+        Message::BlockRequest { .. } => "block_request",
+        Message::BlockResponse(_) => "block_response",
+        _ => "other",
+    }
+}
+
+/// `BadShare` -> `bad_share`.
+fn snake_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    for (i, c) in s.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c);
+        } else {
+            // A variant with fields: keep the name only.
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

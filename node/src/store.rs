@@ -4,9 +4,10 @@
 //! `spawn_blocking`. Every write is one redb transaction committed with fsync, so what a
 //! method returned `Ok` for survives `kill -9`.
 
+use lcbft_protocol::anchor::CommitProof;
 use lcbft_protocol::codec;
 use lcbft_protocol::io::SafetyState;
-use lcbft_protocol::types::{Block, Certificate, DomainId, Hash};
+use lcbft_protocol::types::{Block, DomainId, Hash};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use std::path::Path;
@@ -18,10 +19,14 @@ const SAFETY: TableDefinition<u64, &[u8]> = TableDefinition::new("safety");
 const BLOCKS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blocks");
 /// (domain key, height) -> block hash of the committed chain.
 const CHAIN: TableDefinition<(u64, u64), [u8; 32]> = TableDefinition::new("chain");
-/// (domain key, height) -> CBOR `Vec<Certificate>`: the certificates that committed it.
+/// (domain key, height) -> CBOR `CommitProof`: what shows the block committed.
 const PROOFS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("proofs");
 /// Tx id -> (domain key, height) of the committed block holding it.
 const TX_INDEX: TableDefinition<[u8; 32], (u64, u64)> = TableDefinition::new("tx_index");
+/// (local domain key, height) -> (global height, block hash): the anchored chains.
+const ANCHORS: TableDefinition<(u64, u64), (u64, [u8; 32])> = TableDefinition::new("anchors");
+/// (parent trace id, child trace id): provenance, walked downwards by lineage queries.
+const CHILDREN: TableDefinition<([u8; 32], [u8; 32]), ()> = TableDefinition::new("children");
 
 /// Stored values are bounded like wire messages (a block plus slack for its proof).
 const MAX_STORED: usize = 2 * codec::MAX_MESSAGE_BYTES;
@@ -92,6 +97,8 @@ impl Store {
             txn.open_table(CHAIN).map_err(db)?;
             txn.open_table(PROOFS).map_err(db)?;
             txn.open_table(TX_INDEX).map_err(db)?;
+            txn.open_table(ANCHORS).map_err(db)?;
+            txn.open_table(CHILDREN).map_err(db)?;
         }
         txn.commit().map_err(db)?;
         Ok(Store {
@@ -122,7 +129,7 @@ impl Store {
     /// Durably append a committed block (with the certificates that committed it) to its
     /// domain's chain and index its payload. Re-committing a stored block is a no-op; a
     /// different block at a stored height, or a gap, is refused.
-    pub fn commit_block(&self, block: &Block, proof: &[Certificate]) -> Result<(), StoreError> {
+    pub fn commit_block(&self, block: &Block, proof: &CommitProof) -> Result<(), StoreError> {
         let domain = block.domain;
         let key = domain_key(domain);
         let hash = block.hash();
@@ -163,6 +170,7 @@ impl Store {
                 index.insert(tx.id().0, (key, block.height)).map_err(db)?;
             }
         }
+        anchors::index_payload(&txn, block)?;
         txn.commit().map_err(db)
     }
 
@@ -173,7 +181,8 @@ impl Store {
         last_height(&chain, domain_key(domain))
     }
 
-    /// The committed chain of `domain` from height 1 up, as `Replica::restore` takes it.
+    /// The committed chain of `domain` from its lowest retained height up, as
+    /// `Replica::restore` takes it.
     pub fn committed_chain(&self, domain: DomainId) -> Result<Vec<Block>, StoreError> {
         let key = domain_key(domain);
         let txn = self.db.begin_read().map_err(db)?;
@@ -217,7 +226,7 @@ impl Store {
         &self,
         domain: DomainId,
         height: u64,
-    ) -> Result<Option<Vec<Certificate>>, StoreError> {
+    ) -> Result<Option<CommitProof>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
         let proofs = txn.open_table(PROOFS).map_err(db)?;
         let found = proofs.get((domain_key(domain), height)).map_err(db)?;
@@ -258,6 +267,9 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, St
         reason: e.to_string(),
     })
 }
+
+mod anchors;
+pub use anchors::AnchorEntry;
 
 #[cfg(test)]
 mod tests;

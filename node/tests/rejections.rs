@@ -87,7 +87,7 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
         );
         counter(
             &metrics_text(&net, 1),
-            "lcbft_gossip_rejected_total{reason=\"not_member\"}",
+            "lcbft_net_rejected_messages_total{transport=\"gossip\",reason=\"not_member\"}",
         ) >= 1.0
     });
     assert!(
@@ -105,7 +105,7 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
         );
         counter(
             &metrics_text(&net, 1),
-            "lcbft_direct_rejected_total{reason=\"not_member\"}",
+            "lcbft_net_rejected_messages_total{transport=\"direct\",reason=\"not_member\"}",
         ) >= 1.0
     });
     assert!(refused, "outsider request not counted");
@@ -139,8 +139,10 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
         );
         let text = metrics_text(&net, 1);
         // After the small gossip arrives: we are in node 1's view then.
-        let gossip_works =
-            counter(&text, "lcbft_gossip_rejected_total{reason=\"malformed\"}") >= 1.0;
+        let gossip_works = counter(
+            &text,
+            "lcbft_net_rejected_messages_total{transport=\"gossip\",reason=\"malformed\"}",
+        ) >= 1.0;
         if gossip_works && last_big.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             last_big = Some(Instant::now());
             member.broadcast_raw(DomainId::Global, over_protocol.clone());
@@ -148,14 +150,14 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
             member.send_raw(DomainId::Global, node1, over_wire.clone());
         }
         let want = [
-            "lcbft_gossip_rejected_total{reason=\"malformed\"}",
-            "lcbft_gossip_rejected_total{reason=\"bad_trace\"}",
-            "lcbft_gossip_rejected_total{reason=\"oversized\"}",
-            "lcbft_gossip_rejected_total{reason=\"replica\"}",
-            "lcbft_direct_rejected_total{reason=\"oversized\"}",
-            "lcbft_direct_rejected_total{reason=\"unreadable\"}",
-            "lcbft_protocol_events_total{domain=\"global\",event=\"rejected_unrequested\"}",
-            "lcbft_protocol_events_total{domain=\"global\",event=\"rejected_malformed\"}",
+            "lcbft_net_rejected_messages_total{transport=\"gossip\",reason=\"malformed\"}",
+            "lcbft_net_rejected_messages_total{transport=\"gossip\",reason=\"bad_trace\"}",
+            "lcbft_net_rejected_messages_total{transport=\"gossip\",reason=\"oversized\"}",
+            "lcbft_net_rejected_messages_total{transport=\"gossip\",reason=\"replica\"}",
+            "lcbft_net_rejected_messages_total{transport=\"direct\",reason=\"oversized\"}",
+            "lcbft_net_rejected_messages_total{transport=\"direct\",reason=\"unreadable\"}",
+            "lcbft_consensus_rejected_messages_total{layer=\"global\",domain=\"global\",reason=\"unrequested\"}",
+            "lcbft_consensus_rejected_messages_total{layer=\"global\",domain=\"global\",reason=\"malformed\"}",
         ];
         want.iter().all(|w| counter(&text, w) >= 1.0)
     });
@@ -212,7 +214,7 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
         (1..4).any(|i| {
             counter(
                 &metrics_text(&net, i),
-                "lcbft_protocol_events_total{domain=\"global\",event=\"rejected_badshare\"}",
+                "lcbft_consensus_rejected_messages_total{layer=\"global\",domain=\"global\",reason=\"bad_share\"}",
             ) >= 1.0
         })
     });

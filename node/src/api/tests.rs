@@ -32,6 +32,9 @@ async fn start() -> (SocketAddr, Arc<AtomicUsize>, tempfile::TempDir) {
                 ApiRequest::Status { reply } => {
                     let _ = reply.send(Vec::new());
                 }
+                ApiRequest::SubmitAnchor { reply, .. } => {
+                    let _ = reply.send(Err("not a validator".into()));
+                }
             }
         }
     });

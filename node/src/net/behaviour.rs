@@ -10,6 +10,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, gossipsub, identify, mdns, ping};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use std::time::Duration;
 
 #[derive(NetworkBehaviour)]
@@ -85,7 +86,12 @@ pub struct Params {
 }
 
 impl Behaviour {
-    pub fn new(key: &Keypair, p: &Params) -> Result<Behaviour, BehaviourError> {
+    /// gossipsub's own metrics (mesh sizes, per-topic traffic, scores) go into `registry`.
+    pub fn new(
+        key: &Keypair,
+        p: &Params,
+        registry: &mut Registry,
+    ) -> Result<Behaviour, BehaviourError> {
         // Small meshes (4-10 peers): defaults hold every member in the mesh. Messages are
         // signed by their author, so membership is checked on the author, not the relayer.
         let gossip_cfg = gossipsub::ConfigBuilder::default()
@@ -99,7 +105,11 @@ impl Behaviour {
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossip_cfg,
         )
-        .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+        .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?
+        .with_metrics(
+            registry.sub_registry_with_prefix("libp2p_gossipsub"),
+            gossipsub::MetricsConfig::default(),
+        );
         let codec = DirectCodec::new(p.unreadable.clone());
         let direct = request_response::Behaviour::with_codec(
             codec,

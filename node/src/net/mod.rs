@@ -8,7 +8,9 @@ mod task;
 pub mod wire;
 
 use crate::genesis::Genesis;
+use crate::metrics::Metrics;
 use lcbft_protocol::message::Message;
+use lcbft_protocol::proof::AnchorProof;
 use lcbft_protocol::types::{DomainId, ReplicaIndex, Tx};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
@@ -62,6 +64,12 @@ pub enum NetEvent {
         from: ReplicaIndex,
         txs: Vec<Tx>,
     },
+    /// An edge's proof of how far `domain` is anchored.
+    Anchored {
+        domain: DomainId,
+        from: ReplicaIndex,
+        proof: Box<AnchorProof>,
+    },
     /// The listening addresses are known (the first one bound).
     Listening(Multiaddr),
 }
@@ -109,6 +117,8 @@ pub enum Command {
 #[derive(Clone)]
 pub struct NetHandle {
     tx: mpsc::UnboundedSender<Command>,
+    /// Counts what the node sends (`lcbft_net_messages_total`).
+    metrics: Metrics,
 }
 
 impl NetHandle {
@@ -116,13 +126,18 @@ impl NetHandle {
     /// tools).
     pub fn detached() -> NetHandle {
         let (tx, _) = mpsc::unbounded_channel();
-        NetHandle { tx }
+        NetHandle {
+            tx,
+            metrics: Metrics::new(),
+        }
     }
 
     pub fn broadcast(&self, domain: DomainId, gossip: &wire::Gossip) {
+        let bytes = gossip.encode();
+        self.metrics.on_gossip(domain, true, gossip, bytes.len());
         self.command(Command::Broadcast {
             domain,
-            gossip: gossip.encode(),
+            gossip: bytes,
         });
     }
 
@@ -135,7 +150,9 @@ impl NetHandle {
     }
 
     pub fn send(&self, domain: DomainId, to: PeerId, msg: Message) {
-        self.send_raw(domain, to, lcbft_protocol::codec::encode(&msg));
+        let bytes = lcbft_protocol::codec::encode(&msg);
+        self.metrics.on_message_sent(domain, &msg, bytes.len());
+        self.send_raw(domain, to, bytes);
     }
 
     /// Send bytes as the message of a point-to-point request, exactly as given (tools and

@@ -12,6 +12,7 @@ use crate::genesis::Genesis;
 use crate::metrics::Metrics;
 use crate::trace::SignedTrace;
 use futures::StreamExt;
+use lcbft_protocol::anchor::Anchor;
 use lcbft_protocol::codec::CodecError;
 use lcbft_protocol::types::{DomainId, Tx};
 use libp2p::gossipsub::{self, MessageAcceptance, PublishError, TopicHash};
@@ -48,10 +49,7 @@ pub fn spawn(
     let params = Params {
         liveness_timeout: cfg.liveness_timeout,
         mdns: cfg.mdns,
-        unreadable: metrics
-            .direct_rejected
-            .get_or_create(&Metrics::reason("unreadable"))
-            .clone(),
+        unreadable: metrics.net_rejected_counter("direct", "unreadable"),
     };
     let idle = cfg.idle_connection_timeout;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
@@ -64,7 +62,7 @@ pub fn spawn(
         .map_err(|e| NetError::Transport(e.to_string()))?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key| {
-            Behaviour::new(key, &params)
+            Behaviour::new(key, &params, registry)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| NetError::Behaviour(e.to_string()))?
@@ -117,6 +115,10 @@ pub fn spawn(
     let network_peers = cfg.genesis.all_peers();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    let handle = NetHandle {
+        tx: cmd_tx,
+        metrics: metrics.clone(),
+    };
     let net = Network {
         swarm,
         genesis: cfg.genesis,
@@ -136,7 +138,7 @@ pub fn spawn(
         bootstrapped: false,
     };
     let task = tokio::spawn(net.run(cmd_rx));
-    Ok((NetHandle { tx: cmd_tx }, ev_rx, task))
+    Ok((handle, ev_rx, task))
 }
 
 struct Network {
@@ -212,10 +214,7 @@ impl Network {
                 let acceptance = if accept {
                     MessageAcceptance::Accept
                 } else {
-                    self.metrics
-                        .gossip_rejected
-                        .get_or_create(&Metrics::reason("replica"))
-                        .inc();
+                    self.metrics.on_net_rejected("gossip", "replica");
                     debug!(source = %gossip.source, "gossip rejected by the replica");
                     MessageAcceptance::Reject
                 };
@@ -371,10 +370,7 @@ impl Network {
                     let acceptance = match &verdict {
                         Ok(_) => MessageAcceptance::Accept,
                         Err(reason) => {
-                            self.metrics
-                                .gossip_rejected
-                                .get_or_create(&Metrics::reason(reason))
-                                .inc();
+                            self.metrics.on_net_rejected("gossip", reason);
                             debug!(source = ?message.source, reason, "gossip rejected");
                             MessageAcceptance::Reject
                         }
@@ -448,7 +444,9 @@ impl Network {
         let members = self.genesis.domain(domain).ok_or("unknown_topic")?;
         let author = m.source.ok_or("anonymous")?;
         let from = members.index_of(&author).ok_or("not_member")?;
-        match Gossip::decode(&m.data).map_err(codec_reason)? {
+        let gossip = Gossip::decode(&m.data).map_err(codec_reason)?;
+        self.metrics.on_gossip(domain, false, &gossip, m.data.len());
+        match gossip {
             Gossip::Consensus(msg) => Ok(NetEvent::Consensus {
                 domain,
                 from,
@@ -456,9 +454,13 @@ impl Network {
                 gossip: None,
             }),
             Gossip::Payload(txs) => {
-                // Payload is signed traces of this domain; a member relaying anything else is
-                // refused like any malformed message.
+                // Payload is signed traces of this domain, or in the global domain anchors (the
+                // replica judges those); a member relaying anything else is refused like any
+                // malformed message.
                 let valid = |tx: &Tx| {
+                    if domain == DomainId::Global && Anchor::is_anchor(tx) {
+                        return matches!(Anchor::from_tx(tx), Some(Ok(_)));
+                    }
                     SignedTrace::from_tx(tx)
                         .and_then(|t| t.verify().map(|()| t.trace.domain == domain))
                         .unwrap_or(false)
@@ -468,6 +470,12 @@ impl Network {
                 }
                 Ok(NetEvent::Payload { domain, from, txs })
             }
+            // Checked against the genesis key sets by the main loop.
+            Gossip::Anchored(proof) => Ok(NetEvent::Anchored {
+                domain,
+                from,
+                proof,
+            }),
         }
     }
 
@@ -492,10 +500,7 @@ impl Network {
                 match verdict {
                     Ok(ev) => self.emit(ev).await,
                     Err(reason) => {
-                        self.metrics
-                            .direct_rejected
-                            .get_or_create(&Metrics::reason(reason))
-                            .inc();
+                        self.metrics.on_net_rejected("direct", reason);
                         debug!(%peer, reason, "direct message rejected");
                     }
                 }
@@ -522,6 +527,8 @@ impl Network {
         let members = self.genesis.domain(req.domain).ok_or("unknown_domain")?;
         let from = members.index_of(peer).ok_or("not_member")?;
         let msg = req.message().map_err(codec_reason)?;
+        self.metrics
+            .on_message_received(req.domain, &msg, req.msg.len());
         Ok(NetEvent::Consensus {
             domain: req.domain,
             from,

@@ -4,6 +4,7 @@
 
 use lcbft_protocol::codec::{self, CodecError};
 use lcbft_protocol::message::Message;
+use lcbft_protocol::proof::AnchorProof;
 use lcbft_protocol::types::{DomainId, Tx};
 use libp2p::StreamProtocol;
 use libp2p::gossipsub::IdentTopic;
@@ -34,6 +35,9 @@ pub enum Gossip {
     Consensus(Box<Message>),
     /// Payload submitted at the author: every member's replica takes it as `Input::Payload`.
     Payload(Vec<Tx>),
+    /// From an edge to its local domain: proof that the domain is anchored up to a block, so
+    /// members may prune below it.
+    Anchored(Box<AnchorProof>),
 }
 
 impl Gossip {

@@ -1,10 +1,12 @@
 //! One domain's replica with its timers: turns the replica's outputs into [`Effect`]s for the
 //! main loop to carry out in order, and keeps one pending deadline per timer kind.
 
+use crate::metrics::DomainObserver;
+use lcbft_protocol::anchor::CommitProof;
 use lcbft_protocol::io::{Event, Input, Output, SafetyState, Timer};
 use lcbft_protocol::message::Message;
 use lcbft_protocol::replica::Replica;
-use lcbft_protocol::types::{Block, Certificate, DomainId, ReplicaIndex};
+use lcbft_protocol::types::{Block, DomainId, ReplicaIndex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -21,7 +23,7 @@ pub enum Effect {
     },
     Commit {
         block: Box<Block>,
-        proof: Vec<Certificate>,
+        proof: CommitProof,
     },
     Event(Event),
 }
@@ -32,6 +34,8 @@ pub struct Driver {
     replica: Replica,
     /// Pending timers: a new timer of a kind replaces the pending one of that kind.
     timers: [Option<(Instant, Timer)>; 3],
+    /// Sees every input, output and status, for the domain's metrics.
+    obs: DomainObserver,
 }
 
 fn slot(t: &Timer) -> usize {
@@ -49,7 +53,14 @@ impl Driver {
             me,
             replica,
             timers: [None; 3],
+            obs: DomainObserver::detached(domain),
         }
+    }
+
+    /// Record this domain's metrics with `obs`.
+    pub fn observed(mut self, obs: DomainObserver) -> Driver {
+        self.obs = obs;
+        self
     }
 
     pub fn replica(&self) -> &Replica {
@@ -59,7 +70,9 @@ impl Driver {
     /// Feed one input; the effects must be carried out in the order returned.
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
         let mut effects = Vec::new();
+        self.obs.on_input(&input, now);
         for out in self.replica.handle(input) {
+            self.obs.on_output(&out, now);
             match out {
                 Output::Send { to, msg } => {
                     // The replica handles its own share internally.
@@ -83,6 +96,7 @@ impl Driver {
                 Output::Event(e) => effects.push(Effect::Event(e)),
             }
         }
+        self.obs.on_status(&self.replica.status());
         effects
     }
 

@@ -1,15 +1,19 @@
 //! The node's main loop: one `tokio::select!` over network events, storage completions, API
 //! requests and timers, feeding the replicas and carrying out their effects in order.
 
+mod anchors;
+
 use super::NodeError;
+use super::anchoring::Anchoring;
 use super::driver::{Driver, Effect};
 use super::storage::{Done, Job, Worker};
 use crate::api::{ApiRequest, DomainStatus, SubmitError};
 use crate::genesis::{Genesis, domain_name};
-use crate::metrics::{DomainLabels, EventLabels, Metrics};
+use crate::metrics::Metrics;
 use crate::net::wire::Gossip;
 use crate::net::{NetEvent, NetHandle};
 use crate::store::Store;
+use lcbft_protocol::anchor::Anchor;
 use lcbft_protocol::io::{Event, Input};
 use lcbft_protocol::types::{DomainId, Hash, Tx};
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +38,13 @@ pub struct MainLoop {
     pending_bytes: usize,
     /// Last committed (height, hash) per domain.
     head: BTreeMap<DomainId, (u64, Hash)>,
+    anchoring: Anchoring,
+    store: Store,
+    ticks: u64,
 }
+
+/// How often anchors are re-submitted, notices sent and windows pruned.
+const HOUSEKEEPING: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl MainLoop {
     pub fn new(
@@ -44,6 +54,7 @@ impl MainLoop {
         net: NetHandle,
         storage: Worker,
         metrics: Metrics,
+        anchoring: Anchoring,
     ) -> MainLoop {
         let mut head = BTreeMap::new();
         for &d in drivers.keys() {
@@ -62,6 +73,9 @@ impl MainLoop {
             pending: HashMap::new(),
             pending_bytes: 0,
             head,
+            anchoring,
+            store,
+            ticks: 0,
         }
     }
 
@@ -73,6 +87,8 @@ impl MainLoop {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), NodeError> {
         tokio::pin!(shutdown);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             let deadline = self
                 .drivers
@@ -97,6 +113,7 @@ impl MainLoop {
                 }
                 Some(ev) = net_events.recv() => self.on_net(ev),
                 Some(req) = api.recv() => self.on_api(req),
+                _ = housekeeping.tick() => self.housekeeping(),
                 _ = timer => {
                     let now = Instant::now();
                     let domains: Vec<DomainId> = self.drivers.keys().copied().collect();
@@ -147,34 +164,19 @@ impl MainLoop {
         }
     }
 
+    /// Events are counted by the domain's driver (`DomainObserver`); here they are logged.
     fn on_event(&mut self, domain: DomainId, ev: Event) {
-        let name = match &ev {
-            Event::CertificateFormed { .. } => "certificate_formed".to_owned(),
-            Event::Proposed { view, txs } => {
-                debug!(%domain, view, txs, "proposed");
-                "proposed".to_owned()
-            }
-            Event::ViewChange { from, to } => {
-                info!(%domain, from, to, "view change");
-                "view_change".to_owned()
-            }
-            Event::NewLeader { term, leader } => {
-                info!(%domain, term, leader, "new leader");
-                "new_leader".to_owned()
-            }
+        match &ev {
+            Event::CertificateFormed { .. } => {}
+            Event::Proposed { view, txs } => debug!(%domain, view, txs, "proposed"),
+            Event::ViewChange { from, to } => info!(%domain, from, to, "view change"),
+            Event::NewLeader { term, leader } => info!(%domain, term, leader, "new leader"),
             Event::Rejected { from, reason } => {
                 let peer = self.genesis.domain(domain).and_then(|d| d.peer(*from));
                 warn!(%domain, from, ?peer, ?reason, "replica rejected a message");
-                format!("rejected_{reason:?}").to_lowercase()
             }
-        };
-        self.metrics
-            .protocol_events
-            .get_or_create(&EventLabels {
-                domain: domain_name(domain),
-                event: name,
-            })
-            .inc();
+            Event::AnchorRejected { error } => self.on_anchor_rejected(error),
+        }
     }
 
     fn on_storage(&mut self, done: Done) -> Result<(), NodeError> {
@@ -184,19 +186,15 @@ impl MainLoop {
                 let domain = block.domain;
                 info!(%domain, height = block.height, %hash, txs = block.payload.len(), "committed");
                 for tx in &block.payload {
-                    if let Some((_, tx)) = self.pending.remove(&tx.id()) {
+                    if let Some((d, tx)) = self.pending.remove(&tx.id()) {
                         self.pending_bytes -= tx.0.len();
+                        self.metrics.on_pending_removed(d, tx.0.len());
                     }
                 }
                 self.head.insert(domain, (block.height, hash));
-                let labels = DomainLabels {
-                    domain: domain_name(domain),
-                };
-                self.metrics.commits.get_or_create(&labels).inc();
+                self.on_anchoring_commit(&block);
                 self.metrics
-                    .committed_height
-                    .get_or_create(&labels)
-                    .set(block.height as i64);
+                    .on_committed(domain, block.height, block.payload.len());
             }
             Done::Failed(e) => return Err(NodeError::StorageFailed(e)),
         }
@@ -230,11 +228,17 @@ impl MainLoop {
                 self.carry_out(domain, effects);
             }
             NetEvent::Payload { domain, txs, .. } => {
-                for tx in &txs {
+                // Pending traces answer `GET /v1/traces`; anchors are the replica's business.
+                for tx in txs.iter().filter(|tx| !Anchor::is_anchor(tx)) {
                     self.remember(domain, tx);
                 }
                 self.feed(domain, Input::Payload(txs));
             }
+            NetEvent::Anchored {
+                domain,
+                from,
+                proof,
+            } => self.on_notice(domain, from, &proof),
             NetEvent::Listening(_) => {}
         }
     }
@@ -250,6 +254,7 @@ impl MainLoop {
             return false;
         }
         self.pending_bytes += tx.0.len();
+        self.metrics.on_pending_added(domain, tx.0.len());
         self.pending.insert(id, (domain, tx.clone()));
         true
     }
@@ -262,6 +267,9 @@ impl MainLoop {
             }
             ApiRequest::Pending { id, reply } => {
                 let _ = reply.send(self.pending.get(&id).cloned());
+            }
+            ApiRequest::SubmitAnchor { tx, reply } => {
+                let _ = reply.send(self.submit_anchor_from_api(tx));
             }
             ApiRequest::Status { reply } => {
                 let status = self
@@ -288,7 +296,14 @@ impl MainLoop {
                 .map(|p| p.to_string())
                 .unwrap_or_default()
         };
+        let anchoring = self.anchoring_status(d.domain);
         DomainStatus {
+            anchored_height: anchoring.anchored_height,
+            retained_from: anchoring.retained_from,
+            anchor_lag_p50_ms: anchoring.anchor_lag_p50_ms,
+            anchor_lag_p99_ms: anchoring.anchor_lag_p99_ms,
+            anchored: anchoring.anchored,
+            ranking: s.successors.iter().map(|&i| peer(i)).collect(),
             domain: domain_name(d.domain),
             index: d.me,
             role,

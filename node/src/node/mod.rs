@@ -1,6 +1,7 @@
 //! `lcbft run`: wire identity, genesis, key shares, store, network, storage worker and API
 //! together, then hand over to the main loop (`main_loop.rs`).
 
+mod anchoring;
 mod driver;
 mod main_loop;
 mod storage;
@@ -13,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::net::{self, NetConfig, NetError};
 use crate::store::{Store, StoreError};
 use driver::Driver;
+use lcbft_protocol::anchor::AnchorRules;
 use lcbft_protocol::replica::Replica;
 use lcbft_protocol::types::DomainId;
 use main_loop::MainLoop;
@@ -54,6 +56,8 @@ pub enum NodeError {
     Storage(String),
     #[error("storage failed, stopping to stay safe: {0}")]
     StorageFailed(StoreError),
+    #[error("a public key set in the genesis does not load: {0}")]
+    Keys(lcbft_protocol::crypto::CryptoError),
 }
 
 /// Run the node until `shutdown` resolves (or storage fails).
@@ -88,18 +92,36 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     };
     let store = Store::open(&db_path).map_err(store_err)?;
 
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    Metrics::register_collectors(&mut registry, db_path.clone());
+    metrics.set_info(&me.to_string(), crate::metrics::node_role(&genesis, &me));
+    metrics.init_anchoring(
+        genesis
+            .domains
+            .iter()
+            .map(|d| d.id)
+            .filter(|d| *d != DomainId::Global),
+    );
+
     let mut drivers = BTreeMap::new();
     for (domain, index) in &memberships {
         let share = shares_dir.join(format!("{}.share", domain_tag(*domain)));
         let (index2, keys) = genesis::load_member_keys(&genesis, *domain, &me, &share)?;
         debug_assert_eq!(*index, index2);
-        let replica = restore(&cfg, &genesis, &store, *domain, *index, keys).map_err(store_err)?;
+        let keys = metrics.time_crypto(*domain, keys);
+        let mut replica =
+            restore(&cfg, &genesis, &store, *domain, *index, keys).map_err(store_err)?;
+        if let Replica::Global(g) = &mut replica {
+            let mut ring = genesis.key_ring().map_err(NodeError::Keys)?;
+            ring.remove(&DomainId::Global);
+            g.set_anchor_rules(AnchorRules::new(ring));
+        }
         info!(%domain, index, state = %replica.describe(), "replica restored");
-        drivers.insert(*domain, Driver::new(*domain, *index, replica));
+        metrics.init_domain(*domain);
+        let driver = Driver::new(*domain, *index, replica).observed(metrics.observer(*domain));
+        drivers.insert(*domain, driver);
     }
-
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
     let (net, net_events, net_task) = net::spawn(
         NetConfig {
             keypair,
@@ -139,11 +161,21 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     }
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let worker = storage::Worker::spawn(store.clone(), done_tx)
+    let worker = storage::Worker::spawn(store.clone(), done_tx, metrics.clone())
         .map_err(|e| NodeError::Storage(e.to_string()))?;
     info!(peer = %me, domains = ?drivers.keys().collect::<Vec<_>>(), "node started");
 
-    let main = MainLoop::new(drivers, genesis, store, net.clone(), worker, metrics);
+    let anchoring = anchoring::Anchoring::new(&genesis, &me, cfg.consensus.local_window)
+        .map_err(NodeError::Keys)?;
+    let main = MainLoop::new(
+        drivers,
+        genesis,
+        store,
+        net.clone(),
+        worker,
+        metrics,
+        anchoring,
+    );
     let result = main.run(net_events, done_rx, api_rx, shutdown).await;
     net.shutdown();
     let _ = net_task.await;

@@ -1,9 +1,11 @@
 //! The storage worker: one thread owns all writes, in the order the replicas asked for them,
 //! and reports each durable write back to the main loop (`Persisted` only after fsync).
 
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use lcbft_protocol::anchor::CommitProof;
 use lcbft_protocol::io::SafetyState;
-use lcbft_protocol::types::{Block, Certificate, DomainId, Hash};
+use lcbft_protocol::types::{Block, DomainId, Hash};
 use tokio::sync::mpsc;
 
 #[derive(Debug)]
@@ -15,7 +17,7 @@ pub enum Job {
     },
     Commit {
         block: Box<Block>,
-        proof: Vec<Certificate>,
+        proof: CommitProof,
     },
 }
 
@@ -33,18 +35,36 @@ pub enum Done {
     Failed(StoreError),
 }
 
+impl Job {
+    /// The metric label of the write.
+    fn op(&self) -> &'static str {
+        #[allow(unreachable_patterns)]
+        match self {
+            Job::Persist { .. } => "persist",
+            Job::Commit { .. } => "commit",
+            _ => "other",
+        }
+    }
+}
+
 pub struct Worker {
     jobs: std::sync::mpsc::Sender<Job>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Worker {
-    pub fn spawn(store: Store, done: mpsc::UnboundedSender<Done>) -> std::io::Result<Worker> {
+    pub fn spawn(
+        store: Store,
+        done: mpsc::UnboundedSender<Done>,
+        metrics: Metrics,
+    ) -> std::io::Result<Worker> {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("lcbft-storage".into())
             .spawn(move || {
                 for job in rx {
+                    let start = std::time::Instant::now();
+                    let op = job.op();
                     let result = match job {
                         Job::Persist { domain, seq, state } => store
                             .save_safety(domain, &state)
@@ -56,6 +76,7 @@ impl Worker {
                                 .map(|()| Done::Committed { block, hash })
                         }
                     };
+                    metrics.observe_storage_write(op, start.elapsed().as_secs_f64());
                     let failed = result.is_err();
                     let _ = done.send(result.unwrap_or_else(Done::Failed));
                     if failed {

@@ -40,7 +40,7 @@ fn committed_chain_and_safety_survive_a_crash_and_restore_a_replica() {
     for (i, b) in chain.iter().enumerate() {
         assert_eq!(b.height, i as u64 + 1);
         let proof = store.proof_at(DomainId::Global, b.height).expect("proof");
-        assert!(proof.is_some_and(|p| !p.is_empty()));
+        assert!(proof.is_some_and(|p| p.qc.msg.digest != lcbft_protocol::types::Hash::ZERO));
     }
     let stored = store
         .safety(DomainId::Global)
@@ -75,13 +75,17 @@ fn conflicting_or_gapped_commits_are_refused_and_recommits_are_noops() {
     let store = cluster.stores[0].clone();
     let chain = store.committed_chain(DomainId::Global).expect("chain");
     assert!(chain.len() >= 2);
+    let proof = store
+        .proof_at(DomainId::Global, 1)
+        .expect("read")
+        .expect("proof");
     store
-        .commit_block(&chain[0], &[])
+        .commit_block(&chain[0], &proof)
         .expect("recommit is a no-op");
 
     let mut forged = chain[0].clone();
     forged.payload.push(Tx(b"forged".to_vec()));
-    let err = store.commit_block(&forged, &[]).expect_err("conflict");
+    let err = store.commit_block(&forged, &proof).expect_err("conflict");
     assert!(
         matches!(err, StoreError::Conflict { height: 1, .. }),
         "{err}"
@@ -89,7 +93,7 @@ fn conflicting_or_gapped_commits_are_refused_and_recommits_are_noops() {
 
     let mut gap = chain[0].clone();
     gap.height = chain.len() as u64 + 5;
-    let err = store.commit_block(&gap, &[]).expect_err("gap");
+    let err = store.commit_block(&gap, &proof).expect_err("gap");
     assert!(matches!(err, StoreError::Gap { .. }), "{err}");
     assert_eq!(
         store.committed_height(DomainId::Global).expect("h"),
@@ -110,4 +114,51 @@ fn an_empty_store_has_nothing() {
             .is_empty()
     );
     assert!(store.block(&Hash::ZERO).expect("b").is_none());
+}
+
+#[test]
+fn pruning_keeps_the_window_and_a_pruned_store_still_restores_a_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dealt = deal(4);
+    let mut cluster = Cluster::new(&dealt, open_all(dir.path(), 4));
+    for i in 0..8 {
+        cluster.submit(Tx(format!("p{i}").into_bytes()));
+        cluster.run(10_000);
+    }
+    let store = cluster.stores[2].clone();
+    let safety = cluster.persisted[2].clone();
+    drop(cluster);
+    let top = store.committed_height(DomainId::Global).expect("height");
+    assert!(top >= 6, "{top}");
+    let gone = (1..4)
+        .filter_map(|h| store.block_at(DomainId::Global, h).expect("read"))
+        .find(|b| !b.payload.is_empty())
+        .expect("a block with payload below 4");
+    assert_eq!(store.retained_from(DomainId::Global).expect("from"), 1);
+    assert_eq!(store.prune(DomainId::Global, 4, false).expect("prune"), 3);
+    assert_eq!(store.retained_from(DomainId::Global).expect("from"), 4);
+    assert!(store.block_at(DomainId::Global, 3).expect("read").is_none());
+    assert!(
+        store
+            .tx_location(&gone.payload[0].id())
+            .expect("read")
+            .is_none()
+    );
+    // Never the newest block, whatever the caller asks.
+    store
+        .prune(DomainId::Global, u64::MAX, false)
+        .expect("prune");
+    assert_eq!(store.retained_from(DomainId::Global).expect("from"), top);
+    assert_eq!(
+        store.committed_height(DomainId::Global).expect("height"),
+        top
+    );
+    let chain = store.committed_chain(DomainId::Global).expect("chain");
+    let replica = Replica::restore(
+        Config::new(DomainId::Global, 2, 4),
+        keys(&dealt, 4, 2),
+        chain,
+        safety,
+    );
+    assert_eq!(replica.committed_height(), top);
 }

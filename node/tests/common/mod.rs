@@ -142,7 +142,15 @@ impl Testnet {
     /// `n` global validators; with `devices > 0`, node 0 is also the edge of local domain 1
     /// whose other members are nodes `n..n + devices`.
     pub fn layered(n: usize, devices: usize) -> Testnet {
-        let total = n + devices;
+        let domains: &[(usize, usize)] = if devices > 0 { &[(0, devices)] } else { &[] };
+        Testnet::build(n, domains, "")
+    }
+
+    /// `n` global validators and local domains `1..`, each `(edge, devices)`: global node
+    /// `edge` is its edge and the next `devices` nodes after the validators (and the devices of
+    /// earlier domains) its devices. `consensus` is extra TOML for the `[consensus]` table.
+    pub fn build(n: usize, domains: &[(usize, usize)], consensus: &str) -> Testnet {
+        let total = n + domains.iter().map(|d| d.1).sum::<usize>();
         let root = tempfile::tempdir().expect("tempdir");
         let mut nodes = Vec::new();
         for i in 0..total {
@@ -163,12 +171,17 @@ impl Testnet {
         let net = root.path().join("net");
         let mut args = vec!["genesis".to_owned(), "--global".to_owned()];
         args.extend(nodes[..n].iter().map(|n| n.peer.clone()));
-        if devices > 0 {
-            let local: Vec<String> = std::iter::once(0)
-                .chain(n..total)
+        let mut next = n;
+        for (d, &(edge, devices)) in domains.iter().enumerate() {
+            let local: Vec<String> = std::iter::once(edge)
+                .chain(next..next + devices)
                 .map(|i| nodes[i].peer.clone())
                 .collect();
-            args.extend(["--domain".to_owned(), format!("1={}", local.join(","))]);
+            next += devices;
+            args.extend([
+                "--domain".to_owned(),
+                format!("{}={}", d + 1, local.join(",")),
+            ]);
         }
         args.extend(["--out".to_owned(), net.display().to_string()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -202,6 +215,7 @@ redial_interval = "300ms"
 [consensus]
 base_timeout = "500ms"
 max_timeout = "4s"
+{consensus}
 
 [api]
 listen = "{api}"
