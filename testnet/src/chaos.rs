@@ -1,0 +1,403 @@
+//! `chaos`: fault scenarios against a testnet, each ending with `check`. Against a network
+//! `up` runs in the directory, or else on a network this command starts and stops itself.
+
+use crate::check;
+use crate::load::Load;
+use crate::net::Net;
+use crate::observe::Snapshot;
+use crate::progress::Progress;
+use crate::session::{self, Session};
+use crate::topology::NodeSpec;
+use anyhow::bail;
+use clap::ValueEnum;
+use nix::sys::signal::Signal;
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Kill -9 the leader of local domain 1: the view change must elect another member and
+    /// commits must resume; then restart it and let it catch up.
+    KillLeader,
+    /// Kill -9 a random node and restart it, `--rounds` times (one node down at a time).
+    KillRestart,
+    /// Split the global LAN 2|2 (no side has a quorum), then heal: global commits resume.
+    /// Needs --netns.
+    PartitionGlobal,
+    /// Unplug edge1 from its local LAN: the devices elect a new leader and go on; plug it back
+    /// in and it catches up. Needs --netns.
+    IsolateEdge,
+}
+
+impl Scenario {
+    fn needs_netns(self) -> bool {
+        matches!(self, Scenario::PartitionGlobal | Scenario::IsolateEdge)
+    }
+}
+
+pub struct Args {
+    pub scenario: Scenario,
+    pub dir: Option<PathBuf>,
+    pub netns: bool,
+    pub seed: u64,
+    pub rounds: u32,
+    pub load: f64,
+}
+
+/// Time allowed for a recovery step (a view change, a catch-up, commits resuming).
+const RECOVER: Duration = Duration::from_secs(40);
+/// How long an edge stays cut off in `isolate-edge`.
+const ISOLATION: Duration = Duration::from_secs(6);
+
+struct Ctx<'a> {
+    s: &'a mut Session,
+    p: &'a Progress,
+    stop: &'a AtomicBool,
+}
+
+impl Ctx<'_> {
+    fn net(&self) -> &Net {
+        &self.s.net
+    }
+
+    fn snap(&self) -> Snapshot {
+        Snapshot::take(&self.s.net, false)
+    }
+
+    fn sleep(&self, d: Duration) -> anyhow::Result<()> {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            if self.stop.load(Ordering::Relaxed) {
+                bail!("interrupted");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// Poll until `cond` holds on a fresh snapshot; false after `limit`.
+    fn wait(
+        &self,
+        limit: Duration,
+        mut cond: impl FnMut(&Snapshot) -> bool,
+    ) -> anyhow::Result<bool> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if cond(&self.snap()) {
+                return Ok(true);
+            }
+            self.sleep(Duration::from_millis(300))?;
+        }
+        Ok(false)
+    }
+
+    fn name_of(&self, peer: &str) -> Option<String> {
+        self.net()
+            .topo
+            .nodes
+            .iter()
+            .find(|n| n.peer_id == peer)
+            .map(|n| n.name.clone())
+    }
+
+    /// Every answering member of `domain` (other than `except`) is above `height`.
+    fn committed_past(snap: &Snapshot, domain: &str, height: u64, except: &[&str]) -> bool {
+        let views: Vec<u64> = snap
+            .views(domain)
+            .filter(|(n, _)| !except.contains(n))
+            .map(|(_, d)| d.committed_height)
+            .collect();
+        !views.is_empty() && views.iter().all(|&h| h > height)
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<bool> {
+    let bin = crate::procs::lcbft_bin()?;
+    let stop = crate::up::stop_flag()?;
+    let running = match &a.dir {
+        Some(d) => Net::open(d, a.netns).ok().filter(Net::is_running),
+        None => None,
+    };
+    let mut s = match running {
+        Some(net) => {
+            if a.scenario.needs_netns() && !net.netns {
+                bail!(
+                    "scenario {:?} cuts network links: it needs a testnet started with --netns",
+                    a.scenario
+                );
+            }
+            Session::attach(net, bin.clone())
+        }
+        None => {
+            if a.scenario.needs_netns() && !a.netns {
+                bail!(
+                    "scenario {:?} cuts network links, which loopback mode has none of: run it with --netns (as root)",
+                    a.scenario
+                );
+            }
+            if a.netns {
+                crate::netns::preflight()?;
+            }
+            let dir = a.dir.clone().unwrap_or_else(session::fresh_dir);
+            let net = session::open_or_init(&dir, a.netns)?;
+            Session::start(net, a.netns, bin.clone())?
+        }
+    };
+    let p = Progress::new();
+    p.note(&format!(
+        "chaos {:?} on {}",
+        a.scenario,
+        s.net.root.display()
+    ));
+    if s.wait_ready(Duration::from_secs(60), &stop).is_none() {
+        p.note("warning: not every node is up and connected; going on anyway");
+    }
+    let load = Load::start(&s.net, a.load)?;
+    let outcome = {
+        let mut ctx = Ctx {
+            s: &mut s,
+            p: &p,
+            stop: &stop,
+        };
+        // Let the load commit a little first, so there is a history to keep safe.
+        ctx.sleep(Duration::from_secs(3))
+            .and_then(|_| match a.scenario {
+                Scenario::KillLeader => kill_leader(&mut ctx),
+                Scenario::KillRestart => kill_restart(&mut ctx, a.seed, a.rounds),
+                Scenario::PartitionGlobal => partition_global(&mut ctx),
+                Scenario::IsolateEdge => isolate_edge(&mut ctx),
+            })
+    };
+    load.stop();
+    p.note("checking the chains");
+    let report = check::run(&s.net, Some(&bin));
+    s.shutdown();
+    p.finish();
+    let verdict = match &outcome {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("{e:#}"),
+    };
+    let json = serde_json::json!({
+        "scenario": format!("{:?}", a.scenario),
+        "scenario_result": verdict,
+        "safety": report.safety(),
+        "check": report,
+    });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(outcome.is_ok() && report.problems.is_empty())
+}
+
+fn kill_leader(c: &mut Ctx) -> anyhow::Result<()> {
+    let domain = "local/1";
+    let snap = c.snap();
+    let (leader_peer, _) = snap
+        .leader(domain)
+        .ok_or_else(|| anyhow::anyhow!("{domain} reports no leader"))?;
+    let Some(leader) = c.name_of(&leader_peer) else {
+        bail!("{domain}'s leader {leader_peer} is no node of this testnet");
+    };
+    let term0 = snap.views(domain).map(|(_, d)| d.term).max().unwrap_or(0);
+    // The next leader must be the best-ranked member other than the one we kill.
+    let expected = snap
+        .views(domain)
+        .find(|(n, _)| *n != leader)
+        .and_then(|(_, d)| d.ranking.clone())
+        .and_then(|r| r.into_iter().find(|p| *p != leader_peer));
+    let h0 = snap.heights(domain).map_or(0, |r| r.max);
+    c.p.note(&format!(
+        "{domain}: leader is {leader} (term {term0}, height {h0}); kill -9"
+    ));
+    c.s.kill(&leader, Signal::SIGKILL)?;
+    let mut new_leader = None;
+    let elected = c.wait(RECOVER, |snap| {
+        let views: Vec<_> = snap.views(domain).filter(|(n, _)| *n != leader).collect();
+        let agreed = views
+            .windows(2)
+            .all(|w| w[0].1.leader_peer == w[1].1.leader_peer);
+        let moved = views
+            .iter()
+            .all(|(_, d)| d.term > term0 && d.leader_peer != leader_peer);
+        if agreed && moved && !views.is_empty() {
+            new_leader = Some((views[0].1.leader_peer.clone(), views[0].1.term));
+        }
+        new_leader.is_some()
+    })?;
+    let Some((peer, term)) = new_leader.filter(|_| elected) else {
+        bail!(
+            "{domain}: no new leader within {}s after killing {leader}",
+            RECOVER.as_secs()
+        );
+    };
+    let name = c.name_of(&peer).unwrap_or(peer.clone());
+    c.p.note(&format!("{domain}: {name} leads term {term}"));
+    match expected {
+        Some(e) if e != peer => {
+            let e = c.name_of(&e).unwrap_or(e);
+            bail!("{domain}: {name} was elected, but the next-ranked member was {e}");
+        }
+        Some(_) => {
+            c.p.note(&format!("{domain}: {name} is the next-ranked member"))
+        }
+        None => c.p.note(
+            "the node reports no ranking: next-ranked not verified, only that another member leads",
+        ),
+    }
+    if !c.wait(RECOVER, |snap| {
+        Ctx::committed_past(snap, domain, h0 + 1, &[leader.as_str()])
+    })? {
+        bail!("{domain}: commits did not resume under {name}");
+    }
+    c.p.note(&format!("{domain}: commits resumed; restarting {leader}"));
+    c.s.restart(&leader)?;
+    catch_up(c, &leader)
+}
+
+/// Wait until `name` answers and holds, in each of its domains, the height the others had.
+fn catch_up(c: &mut Ctx, name: &str) -> anyhow::Result<()> {
+    let node: NodeSpec = c.net().topo.node(name)?.clone();
+    let snap = c.snap();
+    let targets: Vec<(String, u64)> = node
+        .domains()
+        .into_iter()
+        .map(|d| {
+            let h = snap
+                .views(&d)
+                .filter(|(n, _)| *n != name)
+                .map(|(_, v)| v.committed_height)
+                .min()
+                .unwrap_or(0);
+            (d, h)
+        })
+        .collect();
+    let ok = c.wait(RECOVER, |snap| {
+        let Some(st) = snap.get(name).and_then(|o| o.status.as_ref()) else {
+            return false;
+        };
+        targets
+            .iter()
+            .all(|(d, h)| st.domain(d).is_some_and(|v| v.committed_height >= *h))
+    })?;
+    if !ok {
+        bail!("{name} did not catch up within {}s", RECOVER.as_secs());
+    }
+    c.p.note(&format!("{name} caught up"));
+    Ok(())
+}
+
+fn kill_restart(c: &mut Ctx, seed: u64, rounds: u32) -> anyhow::Result<()> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let names: Vec<String> = c.net().topo.nodes.iter().map(|n| n.name.clone()).collect();
+    let before: Vec<(String, u64)> = {
+        let snap = c.snap();
+        c.net()
+            .topo
+            .domain_names()
+            .into_iter()
+            .map(|d| {
+                let h = snap.heights(&d).map_or(0, |r| r.max);
+                (d, h)
+            })
+            .collect()
+    };
+    for round in 1..=rounds {
+        let victim = &names[rng.gen_range(0..names.len())];
+        let down = Duration::from_millis(rng.gen_range(1000..4000));
+        c.p.note(&format!(
+            "round {round}/{rounds}: kill -9 {victim}, down for {:.1}s",
+            down.as_secs_f64()
+        ));
+        c.s.kill(victim, Signal::SIGKILL)?;
+        c.sleep(down)?;
+        c.s.restart(victim)?;
+        catch_up(c, victim)?;
+    }
+    for (d, h) in before {
+        if !c.wait(RECOVER, |snap| Ctx::committed_past(snap, &d, h, &[]))? {
+            bail!("{d}: no commit after the restarts (still at {h})");
+        }
+    }
+    c.p.note("every domain committed after the restarts");
+    Ok(())
+}
+
+fn partition_global(c: &mut Ctx) -> anyhow::Result<()> {
+    let global: Vec<NodeSpec> = c
+        .net()
+        .topo
+        .members("global")
+        .into_iter()
+        .cloned()
+        .collect();
+    // Alternate members between the sides, so each has a cloud and an edge by default.
+    let side: Vec<&NodeSpec> = global.iter().skip(1).step_by(2).collect();
+    let names: Vec<&str> = side.iter().map(|n| n.name.as_str()).collect();
+    let h0 = c.snap().heights("global").map_or(0, |r| r.max);
+    c.p.note(&format!(
+        "global: split off {} at height {h0}",
+        names.join(",")
+    ));
+    crate::netns::split_global(&side)?;
+    let during = c
+        .sleep(Duration::from_secs(8))
+        .map(|_| c.snap().heights("global").map_or(0, |r| r.max));
+    c.p.note("global: healing the partition");
+    crate::netns::heal_global(&side)?;
+    let h1 = during?;
+    c.p.note(&format!("global: height {h0} -> {h1} during the partition"));
+    if !c.wait(RECOVER, |snap| Ctx::committed_past(snap, "global", h1, &[]))? {
+        bail!(
+            "global: no commit within {}s after healing",
+            RECOVER.as_secs()
+        );
+    }
+    c.p.note("global: every validator committed past the partition");
+    Ok(())
+}
+
+fn isolate_edge(c: &mut Ctx) -> anyhow::Result<()> {
+    let edge = c.net().topo.node("edge1")?.clone();
+    let domain = "local/1";
+    let h0 = c.snap().heights(domain).map_or(0, |r| r.max);
+    c.p.note(&format!(
+        "{domain}: unplugging edge1 from its LAN at height {h0}"
+    ));
+    crate::netns::set_local_link(&edge, false)?;
+    let cut = Instant::now();
+    let resumed = c.wait(RECOVER, |snap| {
+        Ctx::committed_past(snap, domain, h0 + 1, &["edge1"])
+    });
+    // Stay cut long enough for everyone to notice the link is gone (liveness timeout).
+    let held = c.sleep(ISOLATION.saturating_sub(cut.elapsed()));
+    c.p.note(&format!("{domain}: plugging edge1 back in"));
+    crate::netns::set_local_link(&edge, true)?;
+    held?;
+    if !resumed? {
+        bail!(
+            "{domain}: the devices did not commit without edge1 within {}s",
+            RECOVER.as_secs()
+        );
+    }
+    let h1 = c.snap().heights(domain).map_or(0, |r| r.max);
+    c.p.note(&format!(
+        "{domain}: the devices went on without edge1, to height {h1}"
+    ));
+    catch_up(c, "edge1")?;
+    // What the devices committed while the edge was away must reach the global chain.
+    if c.snap().anchored().is_some() {
+        let anchored = c.wait(RECOVER, |snap| {
+            snap.anchored()
+                .and_then(|a| a.get(domain).copied())
+                .is_some_and(|a| a >= h1)
+        })?;
+        if !anchored {
+            bail!(
+                "{domain}: the blocks committed without edge1 were not anchored within {}s",
+                RECOVER.as_secs()
+            );
+        }
+        c.p.note(&format!("{domain}: anchored up to {h1} again"));
+    }
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! One look at every node: its process, `/v1/status` and the counters of `/metrics`. Fields
+//! the node does not report (yet) stay `None`: the launcher works with older and newer nodes.
+
+use crate::net::Net;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DomainView {
+    pub domain: String,
+    pub index: u16,
+    pub role: String,
+    pub view: u64,
+    pub term: u64,
+    pub leader: u16,
+    pub leader_peer: String,
+    pub committed_height: u64,
+    pub committed_hash: String,
+    pub peers: Vec<String>,
+    /// Local domains: the last local height anchored in the committed global chain.
+    pub anchored_height: Option<u64>,
+    /// Local domains: members' PeerIds, best-ranked first (Algorithm 2), if the node says.
+    pub ranking: Option<Vec<String>>,
+    /// Edges: local commit to global commit of the anchor, over recent blocks.
+    pub anchor_lag_p50_ms: Option<u64>,
+    pub anchor_lag_p99_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NodeStatus {
+    pub role: String,
+    pub peer_id: String,
+    pub connected: Vec<String>,
+    pub domains: Vec<DomainView>,
+    /// Global validators: per local domain, the last height anchored in the global chain.
+    pub anchored: Option<BTreeMap<String, u64>>,
+}
+
+impl NodeStatus {
+    pub fn domain(&self, name: &str) -> Option<&DomainView> {
+        self.domains.iter().find(|d| d.domain == name)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// `lcbft_protocol_events_total{event="view_change"}` per domain.
+    pub view_changes: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeObs {
+    pub name: String,
+    pub pid: Option<i32>,
+    pub status: Option<NodeStatus>,
+    pub counters: Option<Counters>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub nodes: Vec<NodeObs>,
+}
+
+/// Min and max committed height over the members that answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Range {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Snapshot {
+    /// Ask every node at once (one thread each: a node that hangs delays nobody else).
+    pub fn take(net: &Net, with_metrics: bool) -> Snapshot {
+        let nodes = std::thread::scope(|s| {
+            let handles: Vec<_> = net
+                .topo
+                .nodes
+                .iter()
+                .map(|n| {
+                    s.spawn(move || {
+                        let pid = net.pid(n);
+                        let ep = net.endpoint(n);
+                        let (status, counters) = if pid.is_some() {
+                            let status = ep
+                                .get_json("/v1/status")
+                                .and_then(|v| serde_json::from_value(v).ok());
+                            let counters = with_metrics
+                                .then(|| ep.get("/metrics").ok())
+                                .flatten()
+                                .filter(|r| r.status == 200)
+                                .map(|r| parse_counters(&r.text()));
+                            (status, counters)
+                        } else {
+                            (None, None)
+                        };
+                        NodeObs {
+                            name: n.name.clone(),
+                            pid,
+                            status,
+                            counters,
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .zip(&net.topo.nodes)
+                .map(|(h, n)| {
+                    h.join().unwrap_or_else(|_| NodeObs {
+                        name: n.name.clone(),
+                        pid: None,
+                        status: None,
+                        counters: None,
+                    })
+                })
+                .collect()
+        });
+        Snapshot { nodes }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&NodeObs> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn up(&self) -> usize {
+        self.nodes.iter().filter(|n| n.status.is_some()).count()
+    }
+
+    /// Every view of `domain` that a member reported.
+    pub fn views<'a>(&'a self, domain: &'a str) -> impl Iterator<Item = (&'a str, &'a DomainView)> {
+        self.nodes.iter().filter_map(move |n| {
+            let d = n.status.as_ref()?.domain(domain)?;
+            Some((n.name.as_str(), d))
+        })
+    }
+
+    pub fn heights(&self, domain: &str) -> Option<Range> {
+        let h: Vec<u64> = self
+            .views(domain)
+            .map(|(_, d)| d.committed_height)
+            .collect();
+        Some(Range {
+            min: *h.iter().min()?,
+            max: *h.iter().max()?,
+        })
+    }
+
+    /// Heights over every local domain together.
+    pub fn local_heights(&self) -> Option<Range> {
+        let h: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.status.as_ref())
+            .flat_map(|s| s.domains.iter())
+            .filter(|d| d.domain.starts_with("local/"))
+            .map(|d| d.committed_height)
+            .collect();
+        Some(Range {
+            min: *h.iter().min()?,
+            max: *h.iter().max()?,
+        })
+    }
+
+    /// (connected member links, expected member links) over all domains.
+    pub fn links(&self, net: &Net) -> (usize, usize) {
+        let mut have = 0;
+        let mut want = 0;
+        for domain in net.topo.domain_names() {
+            let n = net.topo.members(&domain).len();
+            want += n * n.saturating_sub(1);
+            have += self
+                .views(&domain)
+                .map(|(_, d)| d.peers.len())
+                .sum::<usize>();
+        }
+        (have, want)
+    }
+
+    /// The leader most members of `domain` name (PeerId), with how many name it.
+    pub fn leader(&self, domain: &str) -> Option<(String, usize)> {
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, d) in self.views(domain) {
+            *votes.entry(d.leader_peer.as_str()).or_default() += 1;
+        }
+        votes
+            .into_iter()
+            .max_by_key(|(_, c)| *c)
+            .map(|(p, c)| (p.to_owned(), c))
+    }
+
+    /// Per local domain, the highest anchored height any node reports; `None` while no node
+    /// reports anchoring at all.
+    pub fn anchored(&self) -> Option<BTreeMap<String, u64>> {
+        let mut out: Option<BTreeMap<String, u64>> = None;
+        for s in self.nodes.iter().filter_map(|n| n.status.as_ref()) {
+            let mut reports: Vec<(String, u64)> = s
+                .anchored
+                .iter()
+                .flatten()
+                .map(|(d, h)| (d.clone(), *h))
+                .collect();
+            reports.extend(
+                s.domains
+                    .iter()
+                    .filter_map(|d| Some((d.domain.clone(), d.anchored_height?))),
+            );
+            for (d, h) in reports {
+                let e = out.get_or_insert_default().entry(d).or_default();
+                *e = (*e).max(h);
+            }
+        }
+        out
+    }
+
+    /// Most view changes any member of `domain` counted (each replica counts the views it
+    /// gave up; the maximum is the domain's count as its most affected member saw it).
+    pub fn view_changes(&self, domain: &str) -> Option<u64> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.counters.as_ref()?.view_changes.get(domain).copied())
+            .max()
+    }
+}
+
+/// The counters we use from Prometheus text: view changes per domain, from
+/// `lcbft_consensus_view_changes_total` (summed over causes), or from the older
+/// `lcbft_protocol_events_total{event="view_change"}`.
+pub fn parse_counters(text: &str) -> Counters {
+    let mut c = Counters::default();
+    for line in text.lines() {
+        let (rest, needs_event) =
+            if let Some(r) = line.strip_prefix("lcbft_consensus_view_changes_total{") {
+                (r, false)
+            } else if let Some(r) = line.strip_prefix("lcbft_protocol_events_total{") {
+                (r, true)
+            } else {
+                continue;
+            };
+        let Some((labels, value)) = rest.split_once('}') else {
+            continue;
+        };
+        let labels = parse_labels(labels);
+        let value = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok());
+        let counts = !needs_event || labels.get("event").map(String::as_str) == Some("view_change");
+        if counts && let (Some(domain), Some(v)) = (labels.get("domain"), value) {
+            *c.view_changes.entry(domain.clone()).or_default() += v as u64;
+        }
+    }
+    c
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    s.split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_view_changes_per_domain_and_ignores_the_rest() {
+        let text = "# HELP x\nlcbft_protocol_events_total{domain=\"global\",event=\"view_change\"} 3\n\
+                    lcbft_protocol_events_total{event=\"view_change\",domain=\"local/1\"} 2\n\
+                    lcbft_protocol_events_total{domain=\"global\",event=\"proposed\"} 40\n\
+                    lcbft_commits_total{domain=\"global\"} 9\n\
+                    lcbft_consensus_view_changes_total{layer=\"local\",domain=\"local/2\",cause=\"timeout\"} 4\n\
+                    lcbft_consensus_view_changes_total{layer=\"local\",domain=\"local/2\",cause=\"peers\"} 1\n# EOF\n";
+        let c = parse_counters(text);
+        assert_eq!(c.view_changes.get("global"), Some(&3));
+        assert_eq!(c.view_changes.get("local/1"), Some(&2));
+        assert_eq!(c.view_changes.get("local/2"), Some(&5));
+        assert_eq!(c.view_changes.len(), 3);
+    }
+
+    #[test]
+    fn status_without_anchor_fields_parses_and_with_them_too() {
+        let old = r#"{"role":"edge","peer_id":"p","listen":[],"connected":[],
+            "domains":[{"domain":"local/1","index":0,"role":"edge","view":5,"term":0,"leader":0,
+            "leader_peer":"p","committed_height":4,"committed_hash":"ab","high_qc_view":5,
+            "last_voted":5,"peers":[]}]}"#;
+        let s: NodeStatus = serde_json::from_str(old).unwrap();
+        assert_eq!(s.domain("local/1").unwrap().committed_height, 4);
+        assert!(s.anchored.is_none());
+        let snap = Snapshot {
+            nodes: vec![NodeObs {
+                name: "edge1".into(),
+                pid: Some(1),
+                status: Some(s),
+                counters: None,
+            }],
+        };
+        assert!(snap.anchored().is_none());
+        let new = r#"{"role":"edge","anchored":{"local/1":3},
+            "domains":[{"domain":"local/1","committed_height":4,"anchored_height":2}]}"#;
+        let s: NodeStatus = serde_json::from_str(new).unwrap();
+        let snap = Snapshot {
+            nodes: vec![NodeObs {
+                name: "edge1".into(),
+                pid: Some(1),
+                status: Some(s),
+                counters: None,
+            }],
+        };
+        assert_eq!(snap.anchored().unwrap().get("local/1"), Some(&3));
+    }
+}

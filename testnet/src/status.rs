@@ -1,0 +1,115 @@
+//! `status`: one table row per node and domain, with the process's memory and CPU.
+
+use crate::net::Net;
+use crate::observe::Snapshot;
+use crate::procs;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn short(peer: &str) -> String {
+    let n = peer.len();
+    if n > 8 {
+        format!("..{}", &peer[n - 6..])
+    } else {
+        peer.to_owned()
+    }
+}
+
+pub fn run(net: &Net) -> anyhow::Result<()> {
+    net.require_running()?;
+    // CPU is measured over a short window, so the figure is current, not a lifetime average.
+    let before: BTreeMap<i32, (u64, f64)> = net
+        .pids()
+        .into_iter()
+        .filter_map(|p| Some((p, procs::usage(p)?)))
+        .collect();
+    let t0 = Instant::now();
+    let snap = Snapshot::take(net, false);
+    let wait = Duration::from_millis(500).saturating_sub(t0.elapsed());
+    std::thread::sleep(wait);
+    let secs = t0.elapsed().as_secs_f64();
+    let names: BTreeMap<&str, &str> = net
+        .topo
+        .nodes
+        .iter()
+        .map(|n| (n.peer_id.as_str(), n.name.as_str()))
+        .collect();
+    println!(
+        "{:<9} {:<6} {:>7} {:<8} {:>10} {:>5} {:>7} {:<9} {:>5} {:>7} {:>6}",
+        "NODE",
+        "ROLE",
+        "PID",
+        "DOMAIN",
+        "VIEW/RND",
+        "TERM",
+        "HEIGHT",
+        "LEADER",
+        "PEERS",
+        "RSS",
+        "CPU%"
+    );
+    for n in &net.topo.nodes {
+        let obs = snap.get(&n.name);
+        let pid = obs.and_then(|o| o.pid);
+        let (rss, cpu) = pid
+            .and_then(|p| {
+                let (rss, now) = procs::usage(p)?;
+                let cpu = before.get(&p).map(|(_, b)| (now - b) / secs * 100.0);
+                Some((
+                    format!("{}M", rss / (1 << 20)),
+                    cpu.map_or("-".into(), |c| format!("{c:.1}")),
+                ))
+            })
+            .unwrap_or(("-".into(), "-".into()));
+        let pid_s = pid.map_or("down".to_owned(), |p| p.to_string());
+        let status = obs.and_then(|o| o.status.as_ref());
+        let Some(status) = status else {
+            println!(
+                "{:<9} {:<6} {:>7} {:<8} {:>10} {:>5} {:>7} {:<9} {:>5} {:>7} {:>6}",
+                n.name,
+                n.role.as_str(),
+                pid_s,
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                rss,
+                cpu
+            );
+            continue;
+        };
+        for d in &status.domains {
+            // A local view packs term and round; the term has its own column.
+            let view = if d.domain == "global" {
+                d.view
+            } else {
+                d.view & 0xffff_ffff
+            };
+            let members = net.topo.members(&d.domain).len().saturating_sub(1);
+            let leader = names
+                .get(d.leader_peer.as_str())
+                .map_or_else(|| short(&d.leader_peer), |s| (*s).to_owned());
+            println!(
+                "{:<9} {:<6} {:>7} {:<8} {:>10} {:>5} {:>7} {:<9} {:>5} {:>7} {:>6}",
+                n.name,
+                n.role.as_str(),
+                pid_s,
+                d.domain,
+                view,
+                d.term,
+                d.committed_height,
+                leader,
+                format!("{}/{members}", d.peers.len()),
+                rss,
+                cpu
+            );
+        }
+    }
+    if let Some(a) = snap.anchored() {
+        let parts: Vec<String> = a.iter().map(|(d, h)| format!("{d} up to {h}")).collect();
+        println!("anchored: {}", parts.join(", "));
+    }
+    Ok(())
+}

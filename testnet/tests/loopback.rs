@@ -1,0 +1,135 @@
+//! The launcher on loopback (no root needed): init, up under load, and the chaos scenarios
+//! that need no links cut.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{assert_healthy_run, json, serial, testnet};
+use std::time::Duration;
+
+#[test]
+fn init_writes_manifest_configs_and_monitoring() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    let o = testnet(
+        &["init", "--out", out.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert!(o.status.success());
+    let topo: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("topology.json")).unwrap()).unwrap();
+    let nodes = topo["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 10);
+    assert!(out.join("genesis/genesis.toml").is_file());
+    for n in nodes {
+        let name = n["name"].as_str().unwrap();
+        for f in ["node.key", "node.toml", "node-netns.toml"] {
+            assert!(out.join("nodes").join(name).join(f).is_file(), "{name}/{f}");
+        }
+    }
+    // Device configs in netns mode name no peers: mDNS finds them.
+    let dev = std::fs::read_to_string(out.join("nodes/dev1-1/node-netns.toml")).unwrap();
+    assert!(
+        dev.contains("peers = []") && dev.contains("mdns = true"),
+        "{dev}"
+    );
+    let prom = std::fs::read_to_string(out.join("prometheus.yml")).unwrap();
+    assert_eq!(prom.matches("targets:").count(), 10, "{prom}");
+    assert!(prom.contains("node: \"edge1\", role: \"edge\""), "{prom}");
+
+    // Again into the same directory: refused, nothing overwritten.
+    let o = testnet(
+        &["init", "--out", out.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert!(!o.status.success());
+    // Bad shapes and commands on a directory that runs nothing fail with a clear message.
+    let o = testnet(
+        &[
+            "init",
+            "--global",
+            "1",
+            "--out",
+            dir.path().join("x").to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(!o.status.success());
+    let o = testnet(&["status", out.to_str().unwrap()], Duration::from_secs(30));
+    assert!(!o.status.success());
+}
+
+#[test]
+fn up_under_load_commits_both_layers_safely() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let o = testnet(
+        &[
+            "up",
+            net.to_str().unwrap(),
+            "--duration",
+            "45",
+            "--load",
+            "200",
+            "--json",
+        ],
+        Duration::from_secs(150),
+    );
+    let v = json(&o);
+    eprintln!("{v:#}");
+    assert!(o.status.success(), "{v:#}");
+    assert_healthy_run(&v);
+    // Stopped cleanly: nothing left running.
+    assert!(!net.join("run").exists());
+}
+
+#[test]
+fn chaos_kill_leader_elects_another_and_commits_resume() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let o = testnet(
+        &["chaos", "--scenario", "kill-leader", net.to_str().unwrap()],
+        Duration::from_secs(150),
+    );
+    let v = json(&o);
+    assert!(o.status.success(), "{v:#}");
+    assert_eq!(v["scenario_result"], "ok", "{v:#}");
+    assert_eq!(v["safety"], "ok", "{v:#}");
+}
+
+#[test]
+fn chaos_kill_restart_keeps_every_chain_safe() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let o = testnet(
+        &[
+            "chaos",
+            "--scenario",
+            "kill-restart",
+            "--rounds",
+            "3",
+            "--seed",
+            "7",
+            net.to_str().unwrap(),
+        ],
+        Duration::from_secs(180),
+    );
+    let v = json(&o);
+    assert!(o.status.success(), "{v:#}");
+    assert_eq!(v["safety"], "ok", "{v:#}");
+}
+
+#[test]
+fn link_scenarios_refuse_loopback_mode() {
+    let _g = serial();
+    let o = testnet(
+        &["chaos", "--scenario", "partition-global"],
+        Duration::from_secs(30),
+    );
+    assert!(!o.status.success());
+}
