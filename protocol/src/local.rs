@@ -419,6 +419,19 @@ impl LocalReplica {
         candidates[usize::try_from(k).unwrap_or(0)]
     }
 
+    /// Who leads if the running term fails, then if that one fails too, and so on: the
+    /// ranking as the view change will walk it, without repeats.
+    pub fn successors(&self) -> Vec<ReplicaIndex> {
+        let mut out: Vec<ReplicaIndex> = Vec::new();
+        for t in self.term + 1..=self.term + self.core.cfg.n as u64 {
+            let l = self.leader_for(t);
+            if !out.contains(&l) {
+                out.push(l);
+            }
+        }
+        out
+    }
+
     /// Votes go to the edge when offloading, unless the term before made no progress under it
     /// (then the edge itself may be the fault): the leader collects instead.
     fn collector_for(&self, term: u64, chosen: &Certificate) -> ReplicaIndex {

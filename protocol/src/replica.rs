@@ -82,6 +82,8 @@ pub struct Status {
     pub committed_height: u64,
     pub high_qc_view: u64,
     pub last_voted: u64,
+    /// Local: who leads next if the running term fails, then after that, and so on.
+    pub successors: Vec<ReplicaIndex>,
 }
 
 impl Replica {
@@ -94,6 +96,7 @@ impl Replica {
                 committed_height: r.committed_height(),
                 high_qc_view: r.safety().high_qc.view(),
                 last_voted: r.safety().last_voted,
+                successors: Vec::new(),
             },
             Replica::Local(r) => Status {
                 view: r
@@ -106,6 +109,7 @@ impl Replica {
                 committed_height: r.committed_height(),
                 high_qc_view: r.safety().high_qc.view(),
                 last_voted: r.safety().last_voted,
+                successors: r.successors(),
             },
         }
     }
