@@ -67,7 +67,8 @@ pub async fn request_bytes(
     parse(addr, &raw)
 }
 
-fn parse(addr: SocketAddr, raw: &[u8]) -> Result<HttpResponse, HttpError> {
+/// Parse a whole `Connection: close` response (plain or chunked body).
+pub fn parse(addr: SocketAddr, raw: &[u8]) -> Result<HttpResponse, HttpError> {
     let bad = |reason: &str| HttpError::Response {
         addr,
         reason: reason.to_owned(),
@@ -104,6 +105,8 @@ fn dechunk(mut s: &[u8]) -> Option<Vec<u8>> {
     loop {
         let line = s.windows(2).position(|w| w == b"\r\n")?;
         let size = std::str::from_utf8(&s[..line]).ok()?;
+        // A chunk size may carry `;extension`s.
+        let size = size.split(';').next().unwrap_or_default();
         let size = usize::from_str_radix(size.trim(), 16).ok()?;
         let rest = &s[line + 2..];
         if size == 0 {

@@ -248,11 +248,12 @@ impl Store {
     }
 }
 
-fn last_height(
-    chain: &impl ReadableTable<(u64, u64), [u8; 32]>,
+/// The highest height under domain `key` in a table keyed by (domain key, height); 0 if none.
+fn last_height<V: redb::Value + 'static>(
+    table: &impl ReadableTable<(u64, u64), V>,
     key: u64,
 ) -> Result<u64, StoreError> {
-    let last = chain
+    let last = table
         .range((key, 0)..=(key, u64::MAX))
         .map_err(db)?
         .next_back()

@@ -3,7 +3,7 @@
 //! a socket stays in the namespace it was created in.
 
 use crate::netns;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -81,70 +81,10 @@ pub fn request(
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
         .with_context(|| format!("no complete answer from {addr}{path}"))?;
-    parse(&raw).with_context(|| format!("bad HTTP answer from {addr}{path}"))
-}
-
-fn parse(raw: &[u8]) -> anyhow::Result<Response> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of headers")?;
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let rest = &raw[end + 4..];
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no status code")?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    });
-    let body = if chunked {
-        dechunk(rest)?
-    } else {
-        rest.to_vec()
-    };
-    Ok(Response { status, body })
-}
-
-fn dechunk(mut s: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = s
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("bad chunk")?;
-        let size = std::str::from_utf8(&s[..line_end])?;
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)?;
-        if size == 0 {
-            return Ok(out);
-        }
-        let data = s
-            .get(line_end + 2..line_end + 2 + size)
-            .context("short chunk")?;
-        out.extend_from_slice(data);
-        s = s.get(line_end + 4 + size..).unwrap_or_default();
-        if s.is_empty() {
-            bail!("chunked body ended early");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_plain_and_chunked_bodies() {
-        let r = parse(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (202, b"{}".as_slice()));
-        let r = parse(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(r.body, b"abcde");
-        assert!(parse(b"garbage").is_err());
-        assert!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
-    }
+    let r = lcbft_node::http_client::parse(addr, &raw)
+        .with_context(|| format!("bad HTTP answer from {addr}{path}"))?;
+    Ok(Response {
+        status: r.status,
+        body: r.bytes,
+    })
 }

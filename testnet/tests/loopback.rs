@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_healthy_run, json, serial, testnet};
+use common::{assert_healthy_run, chaos, json, serial, testnet};
 use std::time::Duration;
 
 #[test]
@@ -89,39 +89,14 @@ fn up_under_load_commits_both_layers_safely() {
 #[test]
 fn chaos_kill_leader_elects_another_and_commits_resume() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let net = dir.path().join("net");
-    let o = testnet(
-        &["chaos", "--scenario", "kill-leader", net.to_str().unwrap()],
-        Duration::from_secs(150),
-    );
-    let v = json(&o);
-    assert!(o.status.success(), "{v:#}");
-    assert_eq!(v["scenario_result"], "ok", "{v:#}");
-    assert_eq!(v["safety"], "ok", "{v:#}");
+    chaos("kill-leader", &[], Duration::from_secs(150));
 }
 
 #[test]
 fn chaos_kill_restart_keeps_every_chain_safe() {
     let _g = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let net = dir.path().join("net");
-    let o = testnet(
-        &[
-            "chaos",
-            "--scenario",
-            "kill-restart",
-            "--rounds",
-            "3",
-            "--seed",
-            "7",
-            net.to_str().unwrap(),
-        ],
-        Duration::from_secs(180),
-    );
-    let v = json(&o);
-    assert!(o.status.success(), "{v:#}");
-    assert_eq!(v["safety"], "ok", "{v:#}");
+    let args = ["--rounds", "3", "--seed", "7"];
+    chaos("kill-restart", &args, Duration::from_secs(180));
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_healthy_run, json, netns_unavailable, serial, skip, testnet};
+use common::{assert_healthy_run, chaos, json, netns_unavailable, serial, skip, testnet};
 use std::time::Duration;
 
 #[test]
@@ -49,21 +49,7 @@ fn chaos_partition_global_heals() {
     if let Some(why) = netns_unavailable() {
         return skip("chaos_partition_global_heals", &why);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let net = dir.path().join("net");
-    let o = testnet(
-        &[
-            "chaos",
-            "--scenario",
-            "partition-global",
-            "--netns",
-            net.to_str().unwrap(),
-        ],
-        Duration::from_secs(180),
-    );
-    let v = json(&o);
-    assert!(o.status.success(), "{v:#}");
-    assert_eq!(v["safety"], "ok", "{v:#}");
+    chaos("partition-global", &["--netns"], Duration::from_secs(180));
 }
 
 #[test]
@@ -72,19 +58,5 @@ fn chaos_isolate_edge_devices_go_on_and_edge_catches_up() {
     if let Some(why) = netns_unavailable() {
         return skip("chaos_isolate_edge_devices_go_on_and_edge_catches_up", &why);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let net = dir.path().join("net");
-    let o = testnet(
-        &[
-            "chaos",
-            "--scenario",
-            "isolate-edge",
-            "--netns",
-            net.to_str().unwrap(),
-        ],
-        Duration::from_secs(180),
-    );
-    let v = json(&o);
-    assert!(o.status.success(), "{v:#}");
-    assert_eq!(v["safety"], "ok", "{v:#}");
+    chaos("isolate-edge", &["--netns"], Duration::from_secs(180));
 }

@@ -4,6 +4,7 @@
 
 use super::{
     ANCHORS, BLOCKS, CHAIN, CHILDREN, PROOFS, Store, StoreError, TX_INDEX, db, decode, domain_key,
+    last_height,
 };
 use crate::trace::SignedTrace;
 use lcbft_protocol::anchor::Anchor;
@@ -63,13 +64,7 @@ impl Store {
         let key = domain_key(domain);
         let txn = self.db.begin_read().map_err(db)?;
         let anchors = txn.open_table(ANCHORS).map_err(db)?;
-        let last = anchors
-            .range((key, 0)..=(key, u64::MAX))
-            .map_err(db)?
-            .next_back()
-            .transpose()
-            .map_err(db)?;
-        Ok(last.map(|(k, _)| k.value().1).unwrap_or(0))
+        last_height(&anchors, key)
     }
 
     pub fn anchor_at(

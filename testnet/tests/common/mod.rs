@@ -126,3 +126,19 @@ pub fn assert_healthy_run(v: &serde_json::Value) {
         assert!(v["anchors"].as_u64().unwrap_or(0) > 0, "no anchors: {v:#}");
     }
 }
+
+/// Run `chaos --scenario NAME ARGS..` on a fresh testnet directory and require a clean exit,
+/// the scenario's own verdict and a passing safety check; returns the JSON verdict.
+pub fn chaos(scenario: &str, args: &[&str], limit: Duration) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = dir.path().join("net");
+    let mut all = vec!["chaos", "--scenario", scenario];
+    all.extend_from_slice(args);
+    all.push(net.to_str().expect("utf-8 path"));
+    let o = testnet(&all, limit);
+    let v = json(&o);
+    assert!(o.status.success(), "{v:#}");
+    assert_eq!(v["scenario_result"], "ok", "{v:#}");
+    assert_eq!(v["safety"], "ok", "{v:#}");
+    v
+}
