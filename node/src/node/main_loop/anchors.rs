@@ -13,6 +13,9 @@ use lcbft_protocol::types::{Block, DomainId, ReplicaIndex, Tx};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+/// Bound on the anchors gossiped in one message.
+const GOSSIP_BATCH_BYTES: usize = 1 << 20;
+
 impl MainLoop {
     /// A block is durable: as an edge, anchor it at once; as a global node, note the anchors
     /// it carries.
@@ -55,8 +58,21 @@ impl MainLoop {
         for _ in &txs {
             self.metrics.on_anchor_submitted(domain);
         }
+        // Each anchor carries a whole local block: keep every gossip message well under the
+        // wire limit.
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for tx in &txs {
+            if !batch.is_empty() && bytes + tx.0.len() > GOSSIP_BATCH_BYTES {
+                let full = std::mem::take(&mut batch);
+                self.net.broadcast(DomainId::Global, &Gossip::Payload(full));
+                bytes = 0;
+            }
+            bytes += tx.0.len();
+            batch.push(tx.clone());
+        }
         self.net
-            .broadcast(DomainId::Global, &Gossip::Payload(txs.clone()));
+            .broadcast(DomainId::Global, &Gossip::Payload(batch));
         self.feed(DomainId::Global, Input::Payload(txs));
     }
 
