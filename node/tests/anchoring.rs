@@ -56,30 +56,7 @@ fn local_height(api: SocketAddr, name: &str) -> u64 {
 }
 
 fn submit(net: &Testnet, node: usize, name: &str, data: &str, parent: Option<&str>) -> String {
-    let producer = net.root.path().join("producer.key");
-    if !producer.exists() {
-        let (ok, _, err) = lcbft(&["keygen", "--out", path_str(&producer)]);
-        assert!(ok, "{err}");
-    }
-    let api = net.nodes[node].api.to_string();
-    let mut args = vec![
-        "trace",
-        "submit",
-        "--api",
-        &api,
-        "--key",
-        path_str(&producer),
-        "--domain",
-        name,
-        "--data",
-        data,
-    ];
-    if let Some(p) = parent {
-        args.extend(["--parent", p]);
-    }
-    let (ok, id, err) = lcbft(&args);
-    assert!(ok, "trace submit: {err}");
-    id
+    common::submit_derived(net, node, name, data, parent.as_slice())
 }
 
 fn genesis_path(net: &Testnet) -> PathBuf {
@@ -308,12 +285,10 @@ fn both_domains_are_anchored_completely_and_every_trace_is_provable() {
             "edge {edge}, {id}: {:?}",
             try_prove(&net, edge, id).err()
         );
-        let proof = try_prove(&net, edge, id).unwrap_or_else(|e| panic!("edge: {e}"));
-        assert_eq!(
-            Some(&proof),
-            prove(&net, 1, id).as_ref(),
-            "nodes build different proofs"
-        );
+        // Another cloud validator proves it too. Its bytes may differ (it may have committed
+        // the global block through a later certificate chain); `prove` checks that it verifies.
+        let ok = wait_until(Duration::from_secs(20), || prove(&net, 1, id).is_some());
+        assert!(ok, "node 1, {id}: {:?}", try_prove(&net, 1, id).err());
     }
     let sample = prove(&net, 0, &derived).unwrap();
     let altered = net.root.path().join("altered.proof");
@@ -407,11 +382,10 @@ fn both_domains_are_anchored_completely_and_every_trace_is_provable() {
     assert!(complete, "not re-anchored:\n{}", net.logs());
     let chain = walk_global_chain(net.nodes[0].api, "local/1");
     assert!(chain.len() as u64 >= height_during);
+    // Node 0 saw the anchors committed; node 1 may be a block behind.
     for id in &during {
-        assert!(
-            prove(&net, 1, id).is_some(),
-            "{id} not provable after the edge came back"
-        );
+        let ok = wait_until(Duration::from_secs(20), || prove(&net, 1, id).is_some());
+        assert!(ok, "{id} not provable after the edge came back");
     }
     // Now the devices prune outside the window; the global nodes still serve what they pruned.
     let pruned = wait_until(Duration::from_secs(30), || {

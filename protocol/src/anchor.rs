@@ -301,6 +301,9 @@ impl AnchorRules {
     /// Judge `tx` against `tips` and advance them when it is a valid anchor. `Ok(None)`: not an
     /// anchor. Continuity is checked before the signature so junk costs no pairing.
     pub fn apply(&mut self, tips: &mut Tips, tx: &Tx) -> Result<Option<Link>, AnchorError> {
+        if !Anchor::is_anchor(tx) {
+            return Ok(None);
+        }
         let id = tx.id();
         let link = match self.verified.get(&id) {
             Some(link) => *link,

@@ -306,13 +306,24 @@ pub fn submit(net: &Testnet, node: usize, data: &str) -> String {
 
 /// Sign and submit a trace for `domain` (`global`, `local/1`).
 pub fn submit_to(net: &Testnet, node: usize, domain: &str, data: &str) -> String {
+    submit_derived(net, node, domain, data, &[])
+}
+
+/// Submit a trace derived from `parents` (trace ids, hex).
+pub fn submit_derived(
+    net: &Testnet,
+    node: usize,
+    domain: &str,
+    data: &str,
+    parents: &[&str],
+) -> String {
     let producer = net.root.path().join("producer.key");
     if !producer.exists() {
         let (ok, _, err) = lcbft(&["keygen", "--out", path_str(&producer)]);
         assert!(ok, "{err}");
     }
     let api = net.nodes[node].api.to_string();
-    let (ok, id, err) = lcbft(&[
+    let mut args = vec![
         "trace",
         "submit",
         "--api",
@@ -323,7 +334,11 @@ pub fn submit_to(net: &Testnet, node: usize, domain: &str, data: &str) -> String
         domain,
         "--data",
         data,
-    ]);
+    ];
+    for p in parents {
+        args.extend(["--parent", p]);
+    }
+    let (ok, id, err) = lcbft(&args);
     assert!(ok, "trace submit: {err}\n{}", net.logs());
     assert_eq!(id.len(), 64, "trace id: {id}");
     id

@@ -97,6 +97,10 @@ impl Core {
         }
         let (mut anchors, mut others): (Vec<Tx>, Vec<Tx>) =
             txs.into_iter().partition(Anchor::is_anchor);
+        if anchors.is_empty() {
+            // Traces, the common case: no branch walk, no mempool scan.
+            return self.add_payload(others);
+        }
         let high = self.safety.high_qc.block();
         let mut tips = self.branch_tips(&high);
         let pending = self.pending_links();
