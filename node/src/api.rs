@@ -93,6 +93,11 @@ pub struct DomainStatus {
     /// Global domain: each local domain's last anchored height in the committed chain.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub anchored: std::collections::BTreeMap<String, u64>,
+    /// A block this node's highest certificate or lock names and that it does not hold
+    /// (hex): it is being fetched from peers, and until one sends it this node can neither
+    /// propose nor vote on that branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_block: Option<String>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]

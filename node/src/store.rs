@@ -28,6 +28,12 @@ const ANCHORS: TableDefinition<(u64, u64), (u64, [u8; 32])> = TableDefinition::n
 /// (parent trace id, child trace id): provenance, walked downwards by lineage queries.
 const CHILDREN: TableDefinition<([u8; 32], [u8; 32]), ()> = TableDefinition::new("children");
 
+/// (domain key, height, block hash) -> CBOR `Block`: blocks above the committed chain that
+/// the replica handed out with its safety state, so that a restart finds every block its
+/// locks and votes name. Forgotten once their height commits.
+const UNCOMMITTED: TableDefinition<(u64, u64, [u8; 32]), &[u8]> =
+    TableDefinition::new("uncommitted_blocks");
+
 /// Stored values are bounded like wire messages (a block plus slack for its proof).
 const MAX_STORED: usize = 2 * codec::MAX_MESSAGE_BYTES;
 
@@ -99,6 +105,7 @@ impl Store {
             txn.open_table(TX_INDEX).map_err(db)?;
             txn.open_table(ANCHORS).map_err(db)?;
             txn.open_table(CHILDREN).map_err(db)?;
+            txn.open_table(UNCOMMITTED).map_err(db)?;
         }
         txn.commit().map_err(db)?;
         Ok(Store {
@@ -106,15 +113,44 @@ impl Store {
         })
     }
 
-    /// Durably record `domain`'s safety state.
-    pub fn save_safety(&self, domain: DomainId, state: &SafetyState) -> Result<(), StoreError> {
+    /// Durably record `domain`'s safety state and, in the same transaction, the uncommitted
+    /// blocks the replica handed out with it.
+    pub fn save_safety(
+        &self,
+        domain: DomainId,
+        state: &SafetyState,
+        blocks: &[Block],
+    ) -> Result<(), StoreError> {
+        let key = domain_key(domain);
         let bytes = codec::encode(state);
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut t = txn.open_table(SAFETY).map_err(db)?;
-            t.insert(domain_key(domain), bytes.as_slice()).map_err(db)?;
+            t.insert(key, bytes.as_slice()).map_err(db)?;
+            let mut u = txn.open_table(UNCOMMITTED).map_err(db)?;
+            for b in blocks {
+                u.insert((key, b.height, b.hash().0), codec::encode(b).as_slice())
+                    .map_err(db)?;
+            }
         }
         txn.commit().map_err(db)
+    }
+
+    /// The uncommitted blocks of `domain` saved with its safety state, lowest first, as
+    /// `Replica::restore` takes them.
+    pub fn uncommitted_blocks(&self, domain: DomainId) -> Result<Vec<Block>, StoreError> {
+        let key = domain_key(domain);
+        let txn = self.db.begin_read().map_err(db)?;
+        let t = txn.open_table(UNCOMMITTED).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in t
+            .range((key, 0, [0; 32])..=(key, u64::MAX, [0xff; 32]))
+            .map_err(db)?
+        {
+            let (_, bytes) = entry.map_err(db)?;
+            out.push(decode(bytes.value(), "uncommitted block")?);
+        }
+        Ok(out)
     }
 
     pub fn safety(&self, domain: DomainId) -> Result<Option<SafetyState>, StoreError> {
@@ -169,6 +205,14 @@ impl Store {
             for tx in &block.payload {
                 index.insert(tx.id().0, (key, block.height)).map_err(db)?;
             }
+            // This block is in the chain now, and its rivals at or below it never will be.
+            let mut uncommitted = txn.open_table(UNCOMMITTED).map_err(db)?;
+            uncommitted
+                .retain_in(
+                    (key, 0, [0; 32])..=(key, block.height, [0xff; 32]),
+                    |_, _| false,
+                )
+                .map_err(db)?;
         }
         anchors::index_payload(&txn, block)?;
         txn.commit().map_err(db)

@@ -78,9 +78,9 @@ impl Cluster {
                             ));
                         }
                     }
-                    Output::Persist { seq, state } => {
+                    Output::Persist { seq, state, blocks } => {
                         self.stores[i]
-                            .save_safety(DomainId::Global, &state)
+                            .save_safety(DomainId::Global, &state, &blocks)
                             .expect("persist");
                         self.persisted[i] = Some(state);
                         self.queue.push_back((i, Input::Persisted(seq)));

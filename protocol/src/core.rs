@@ -89,8 +89,10 @@ pub(crate) struct Core {
     mempool_order: VecDeque<Hash>,
     persist_seq: u64,
     held: Vec<(u64, Output)>,
-    /// Blocks requested and not yet received, with the peer last asked.
-    missing: BTreeMap<Hash, ReplicaIndex>,
+    /// Blocks taken into the tree since the last `Persist`, which carries them to disk.
+    unsaved: Vec<Hash>,
+    /// Blocks requested and not yet received: the peer last asked, and how many were asked.
+    missing: BTreeMap<Hash, (ReplicaIndex, usize)>,
     sync_round: u64,
     /// Global validators: anchor rules, and each domain's anchored tip in the committed chain.
     anchors: Option<AnchorRules>,
@@ -119,6 +121,7 @@ impl Core {
             mempool_order: VecDeque::new(),
             persist_seq: 0,
             held: Vec::new(),
+            unsaved: Vec::new(),
             missing: BTreeMap::new(),
             sync_round: 0,
             anchors: None,
@@ -152,13 +155,24 @@ impl Core {
         self.out.push(Output::SetTimer { timer, after_ms });
     }
 
-    /// Persist the safety state, and release `then` only once that is durable.
+    /// Persist the safety state with the blocks the tree took in since the last time, and
+    /// release `then` only once that is durable. Every block our state or a vote of ours
+    /// names is then on disk: a domain restarted as a whole finds them again (no peer has
+    /// them if none of us kept them).
     pub fn persist_then(&mut self, then: Vec<Output>) {
         self.persist_seq += 1;
         let seq = self.persist_seq;
+        let committed = self.tree.committed().1;
+        let blocks = std::mem::take(&mut self.unsaved)
+            .into_iter()
+            .filter_map(|h| self.tree.get(&h))
+            .filter(|node| node.block.height > committed)
+            .map(|node| (*node.block).clone())
+            .collect();
         self.out.push(Output::Persist {
             seq,
             state: self.safety.clone(),
+            blocks,
         });
         self.held.extend(then.into_iter().map(|o| (seq, o)));
     }
@@ -238,7 +252,10 @@ impl Core {
         let hash = block.hash();
         self.missing.remove(&hash);
         match self.tree.insert(block) {
-            Ok(_) => true,
+            Ok(added) => {
+                self.unsaved.extend(added);
+                true
+            }
             Err(parent) => {
                 self.fetch(parent, from);
                 false
@@ -256,7 +273,7 @@ impl Core {
         } else {
             from
         };
-        self.missing.insert(hash, from);
+        self.missing.insert(hash, (from, 1));
         let above = self.tree.committed().1;
         self.send(from, Message::BlockRequest { hash, above });
         if self.missing.len() == 1 {
@@ -275,25 +292,52 @@ impl Core {
     }
 
     /// After a restart: ask every peer for its highest QC (a request for the zero hash), so a
-    /// replica whose domain went quiet while it was down still catches up.
+    /// replica whose domain went quiet while it was down still catches up; and fetch any
+    /// block our safety state names that the disk did not give back.
     pub fn ask_for_news(&mut self) {
         let above = self.tree.committed().1;
         self.broadcast(Message::BlockRequest {
             hash: Hash::ZERO,
             above,
         });
+        if let Some(hash) = self.missing_named() {
+            let me = self.me();
+            self.fetch(hash, me);
+        }
     }
 
-    /// Sync timer: ask the next peer for whatever is still missing.
+    /// A block that our highest QC or lock names and the tree does not hold: until it is
+    /// found, this replica cannot propose or vote on that branch.
+    pub fn missing_named(&self) -> Option<Hash> {
+        let committed_view = self
+            .tree
+            .get(&self.tree.committed().0)
+            .map_or(0, |n| n.block.view);
+        [&self.safety.high_qc, &self.safety.lock]
+            .into_iter()
+            .filter(|c| c.view() > committed_view)
+            .map(|c| c.block())
+            .find(|h| !self.tree.contains(h))
+    }
+
+    /// Sync timer: ask the next peer for whatever is still missing. A block every peer was
+    /// asked for in vain is reported (and still asked for: peers may come back).
     pub fn sync_retry(&mut self, round: u64) {
         if round != self.sync_round || self.missing.is_empty() {
             return;
         }
-        let missing: Vec<(Hash, ReplicaIndex)> =
-            self.missing.iter().map(|(h, p)| (*h, *p)).collect();
-        for (hash, peer) in missing {
+        let missing: Vec<(Hash, ReplicaIndex, usize)> = self
+            .missing
+            .iter()
+            .map(|(h, (p, k))| (*h, *p, *k))
+            .collect();
+        let peers = self.cfg.n.saturating_sub(1).max(1);
+        for (hash, peer, asked) in missing {
+            if asked.is_multiple_of(peers) {
+                self.event(Event::Unavailable { hash });
+            }
             let next = self.next_peer(peer);
-            self.missing.insert(hash, next);
+            self.missing.insert(hash, (next, asked + 1));
             let above = self.tree.committed().1;
             self.send(next, Message::BlockRequest { hash, above });
         }
@@ -529,8 +573,9 @@ impl Core {
         })
     }
 
-    /// Restore after a crash: the committed chain from disk and the persisted safety state.
-    pub fn restore(&mut self, committed: Vec<Block>, safety: SafetyState) {
+    /// Restore after a crash: the committed chain from disk, the persisted blocks above it and
+    /// the persisted safety state.
+    pub fn restore(&mut self, committed: Vec<Block>, mut blocks: Vec<Block>, safety: SafetyState) {
         if let Some(first) = committed.first()
             && !self.tree.contains(&first.parent)
         {
@@ -542,6 +587,12 @@ impl Core {
             if self.tree.insert(block).is_ok() {
                 self.tree.commit(hash);
             }
+        }
+        // Parents first; forks and blocks at or below the committed height are harmless.
+        blocks.sort_by_key(|b| b.height);
+        let committed = self.tree.committed().1;
+        for block in blocks.into_iter().filter(|b| b.height > committed) {
+            let _ = self.tree.insert(block);
         }
         self.safety = safety;
     }

@@ -6,7 +6,8 @@ use crate::core::{Config, Core};
 use crate::crypto::ThresholdKeys;
 use crate::io::{Event, Input, Output, Reject, SafetyState, Timer};
 use crate::message::{Message, Proposal};
-use crate::types::{Block, Certificate, Hash, Kind, ReplicaIndex, SignedMsg, View, Vote};
+use crate::replica::Stored;
+use crate::types::{Certificate, Hash, Kind, ReplicaIndex, SignedMsg, View, Vote};
 use std::collections::BTreeMap;
 
 pub struct GlobalReplica {
@@ -29,6 +30,8 @@ pub struct GlobalReplica {
     high_tc: Option<Certificate>,
     /// Our last vote, repeated with a timeout in its view.
     last_vote: Option<Vote>,
+    /// Our Timeout shares for views we have left, given to members still in them.
+    left: BTreeMap<View, Vote>,
 }
 
 /// Leader of a view: round-robin over the member list (Algorithm 3).
@@ -54,6 +57,7 @@ impl GlobalReplica {
             timed_out: None,
             high_tc: None,
             last_vote: None,
+            left: BTreeMap::new(),
         }
         .started()
     }
@@ -67,19 +71,18 @@ impl GlobalReplica {
     }
 
     /// A replica restarted from disk: it resumes after its last voted view, never below.
-    pub fn restore(
-        cfg: Config,
-        keys: Box<dyn ThresholdKeys>,
-        committed: Vec<Block>,
-        safety: SafetyState,
-    ) -> GlobalReplica {
+    pub fn restore(cfg: Config, keys: Box<dyn ThresholdKeys>, stored: Stored) -> GlobalReplica {
+        let domain = cfg.domain;
         let mut r = GlobalReplica::new(cfg, keys);
+        let safety = stored
+            .safety
+            .unwrap_or_else(|| SafetyState::genesis(domain));
         r.ready = None;
         // Resume in the view we last acted in: having voted or timed out there we cannot vote
         // again, but we can still time out of it with the others.
         r.view = safety.last_voted.max(safety.high_qc.view() + 1);
         r.proposed = safety.last_voted;
-        r.core.restore(committed, safety);
+        r.core.restore(stored.committed, stored.blocks, safety);
         r.committed_seen = r.core.tree.committed().1;
         // Leading the view right after our highest QC, we may still propose with it (unless
         // we already did: `proposed` covers that).
@@ -104,6 +107,11 @@ impl GlobalReplica {
 
     pub fn blocks_in_memory(&self) -> usize {
         self.core.tree.len()
+    }
+
+    /// A block our highest QC or lock names that we do not hold (being fetched).
+    pub fn missing_block(&self) -> Option<Hash> {
+        self.core.missing_named()
     }
 
     pub fn safety(&self) -> &SafetyState {
@@ -154,6 +162,7 @@ impl GlobalReplica {
                 high_tc,
                 vote,
             } => {
+                let their_tc = high_tc.as_ref().map_or(0, Certificate::view);
                 if let Some(tc) = high_tc {
                     self.on_tc(from, tc);
                 }
@@ -162,7 +171,7 @@ impl GlobalReplica {
                 {
                     self.collect_vote(from, v);
                 }
-                self.on_new_view(from, timeout, high_qc);
+                self.on_new_view(from, timeout, high_qc, their_tc);
             }
             Message::BlockRequest { hash, above } => self.core.on_block_request(from, hash, above),
             Message::BlockResponse(b) => {
@@ -334,17 +343,39 @@ impl GlobalReplica {
     /// Timeouts are broadcast: every replica combines the view's timeout certificate and
     /// moves on together, so replicas that drifted a view apart resynchronise; the next leader
     /// proposes with it and the highest QC it was sent. Normal views stay linear.
-    fn on_new_view(&mut self, from: ReplicaIndex, timeout: Vote, high_qc: Certificate) {
+    fn on_new_view(
+        &mut self,
+        from: ReplicaIndex,
+        timeout: Vote,
+        high_qc: Certificate,
+        their_tc: View,
+    ) {
         let m = timeout.msg;
         if m.domain != self.core.cfg.domain || m.kind != Kind::Timeout || m.digest != Hash::ZERO {
             return self.core.reject(from, Reject::Malformed);
         }
         let next = m.view + 1;
-        if next < self.view || m.view > self.view + VIEW_WINDOW {
+        if m.view > self.view + VIEW_WINDOW || m.view + VIEW_WINDOW < self.view {
             return;
         }
         if !self.core.is_qc(&high_qc) || !self.core.check_cert(&high_qc) {
             return self.core.reject(from, Reject::BadCertificate);
+        }
+        if m.view < self.view {
+            self.core.process_qc(&high_qc);
+            self.note_commit();
+            if high_qc.view() >= self.view {
+                self.on_qc(from, high_qc.clone());
+            }
+            if next == self.view
+                && let Some(tc) = self.core.collect(from, m, timeout.share.clone())
+            {
+                // The previous view's timeout certificate: as its successor's leader, we
+                // may propose with it.
+                self.enter_by_tc(tc);
+            }
+            let their_best = high_qc.view().max(their_tc);
+            return self.help_behind(from, timeout, their_best);
         }
         let best = self
             .new_view_qcs
@@ -376,9 +407,78 @@ impl GlobalReplica {
         }
     }
 
+    /// A member still in a view we have left (it lost the certificate that moved us on, or
+    /// we restarted past it and no longer hold that certificate ourselves). We add our own
+    /// Timeout share for its view to its share, so the view's timeout certificate forms here
+    /// if it can, and answer with whatever certificate moves it on. Only a member that shows
+    /// no such certificate is answered, and every answer shows one: two members past a view
+    /// never answer each other. We never vote in a view we have left, so the share gives
+    /// nothing away; it is signed once per view and made durable before anything built on
+    /// it leaves.
+    fn help_behind(&mut self, from: ReplicaIndex, theirs: Vote, their_best: View) {
+        let view = theirs.msg.view;
+        if their_best >= view {
+            return;
+        }
+        let (mine, fresh) = match self.left.get(&view) {
+            Some(t) => (t.clone(), false),
+            None => {
+                let msg = SignedMsg {
+                    domain: self.core.cfg.domain,
+                    kind: Kind::Timeout,
+                    view,
+                    digest: Hash::ZERO,
+                };
+                let Ok(share) = self.core.keys.sign_share(&msg.bytes()) else {
+                    return;
+                };
+                let t = Vote { msg, share };
+                self.remember_left(t.clone());
+                self.core.safety.last_voted = self.core.safety.last_voted.max(view);
+                (t, true)
+            }
+        };
+        let best = |r: &Self| {
+            let tc = r.high_tc.as_ref().map_or(0, Certificate::view);
+            tc.max(r.core.safety.high_qc.view())
+        };
+        if best(self) < view {
+            let me = self.core.me();
+            for (signer, share) in [(me, mine.share.clone()), (from, theirs.share)] {
+                if let Some(tc) = self.core.collect(signer, mine.msg, share) {
+                    self.enter_by_tc(tc);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if best(self) >= view {
+            out.push(Output::Send {
+                to: from,
+                msg: Message::NewView {
+                    timeout: mine,
+                    high_qc: self.core.safety.high_qc.clone(),
+                    high_tc: self.high_tc.clone(),
+                    vote: None,
+                },
+            });
+        }
+        if fresh {
+            self.core.persist_then(out);
+        } else {
+            self.core.out.extend(out);
+        }
+    }
+
+    fn remember_left(&mut self, timeout: Vote) {
+        self.left.insert(timeout.msg.view, timeout);
+        let floor = self.view.saturating_sub(VIEW_WINDOW);
+        self.left.retain(|v, _| *v >= floor);
+    }
+
     /// A timeout certificate someone else formed: if it ends a view we are still in, follow.
     fn on_tc(&mut self, from: ReplicaIndex, tc: Certificate) {
-        if tc.msg.kind != Kind::Timeout || tc.view() < self.view {
+        // The previous view's certificate still matters to us as its successor's leader.
+        if tc.msg.kind != Kind::Timeout || tc.view() + 1 < self.view {
             return;
         }
         if !self.core.check_cert(&tc) {
@@ -394,7 +494,7 @@ impl GlobalReplica {
             self.high_tc = Some(tc.clone());
         }
         self.enter_view(next);
-        if next == self.view && leader(next, self.n()) == self.core.me() {
+        if next == self.view && leader(next, self.n()) == self.core.me() && self.ready.is_none() {
             let qc = self.core.safety.high_qc.clone();
             self.ready = Some((qc, Some(tc)));
             self.try_propose();
@@ -441,6 +541,7 @@ impl GlobalReplica {
         self.core.safety.last_voted = self.core.safety.last_voted.max(view);
         let timeout = Vote { msg, share };
         self.timed_out = Some((view, timeout.clone()));
+        self.remember_left(timeout.clone());
         let high_qc = self.core.safety.high_qc.clone();
         self.core
             .persist_then(vec![Output::Broadcast(Message::NewView {
@@ -455,7 +556,7 @@ impl GlobalReplica {
         if let Some(v) = self.vote_in(view) {
             self.collect_vote(me, v);
         }
-        self.on_new_view(me, timeout, high_qc);
+        self.on_new_view(me, timeout, high_qc, 0);
     }
 
     /// Our vote in `view`, if we cast one there.

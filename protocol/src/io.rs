@@ -4,7 +4,7 @@
 
 use crate::anchor::{AnchorError, CommitProof};
 use crate::message::{Message, TermProof};
-use crate::types::{Block, Certificate, DomainId, Kind, ReplicaIndex, Tx, View};
+use crate::types::{Block, Certificate, DomainId, Hash, Kind, ReplicaIndex, Tx, View};
 use serde::{Deserialize, Serialize};
 
 // Inputs are built once and moved straight into the replica; boxing would only add a copy.
@@ -47,10 +47,14 @@ pub enum Output {
         timer: Timer,
         after_ms: u64,
     },
-    /// Write durably, then answer `Input::Persisted(seq)`.
+    /// Write `state` and `blocks` durably, then answer `Input::Persisted(seq)`. The blocks are
+    /// those above the committed chain taken in since the last `Persist`; hand them back in
+    /// [`crate::replica::Stored`] at restart. A driver may forget one once its height is
+    /// committed.
     Persist {
         seq: u64,
         state: SafetyState,
+        blocks: Vec<Block>,
     },
     /// `block` is final; `proof` shows it to anyone holding the domain's public key set.
     Commit {
@@ -75,6 +79,9 @@ pub enum Event {
     Rejected { from: ReplicaIndex, reason: Reject },
     /// An anchor was refused, at admission or inside a proposal.
     AnchorRejected { error: AnchorError },
+    /// Every peer was asked for this block and none sent it. If our safety state names it,
+    /// the domain may be unable to go on until a member that holds it returns.
+    Unavailable { hash: Hash },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -9,7 +9,8 @@ use crate::core::{Config, Core};
 use crate::crypto::ThresholdKeys;
 use crate::io::{Event, Input, Output, Reject, SafetyState, Timer};
 use crate::message::{Message, Proposal, TermProof, view_change_digest};
-use crate::types::{Block, Certificate, Hash, Kind, ReplicaIndex, SignedMsg, View, Vote};
+use crate::replica::Stored;
+use crate::types::{Certificate, Hash, Kind, ReplicaIndex, SignedMsg, View, Vote};
 use std::collections::BTreeMap;
 
 pub fn term_of(view: View) -> u64 {
@@ -84,17 +85,16 @@ impl LocalReplica {
         r
     }
 
-    pub fn restore(
-        cfg: Config,
-        keys: Box<dyn ThresholdKeys>,
-        committed: Vec<Block>,
-        safety: SafetyState,
-    ) -> LocalReplica {
+    pub fn restore(cfg: Config, keys: Box<dyn ThresholdKeys>, stored: Stored) -> LocalReplica {
+        let domain = cfg.domain;
         let mut r = LocalReplica::new(cfg, keys);
+        let safety = stored
+            .safety
+            .unwrap_or_else(|| SafetyState::genesis(domain));
         let proof = safety.term.clone();
         r.target = safety.vc_target;
         r.proposed = safety.last_voted;
-        r.core.restore(committed, safety);
+        r.core.restore(stored.committed, stored.blocks, safety);
         r.committed_seen = r.core.tree.committed().1;
         if let Some(p) = proof {
             r.enter_term(p);
@@ -125,6 +125,11 @@ impl LocalReplica {
 
     pub fn blocks_in_memory(&self) -> usize {
         self.core.tree.len()
+    }
+
+    /// A block our highest QC or lock names that we do not hold (being fetched).
+    pub fn missing_block(&self) -> Option<Hash> {
+        self.core.missing_named()
     }
 
     pub fn safety(&self) -> &SafetyState {

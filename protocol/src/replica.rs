@@ -5,7 +5,19 @@ use crate::crypto::ThresholdKeys;
 use crate::global::GlobalReplica;
 use crate::io::{Input, Output, SafetyState};
 use crate::local::LocalReplica;
-use crate::types::{Block, DomainId, ReplicaIndex};
+use crate::types::{Block, DomainId, Hash, ReplicaIndex};
+
+/// What a replica finds on its disk after a crash.
+#[derive(Clone, Debug, Default)]
+pub struct Stored {
+    /// The committed chain from its lowest retained height up.
+    pub committed: Vec<Block>,
+    /// Blocks above the committed chain, as `Output::Persist` handed them out: every block a
+    /// persisted certificate, lock or vote names is among them or committed.
+    pub blocks: Vec<Block>,
+    /// The last persisted safety state (`None`: never voted).
+    pub safety: Option<SafetyState>,
+}
 
 // One per node and domain, never moved around in bulk.
 #[allow(clippy::large_enum_variant)]
@@ -22,21 +34,11 @@ impl Replica {
         }
     }
 
-    /// Resume from what was on disk: the committed chain and the last persisted safety state.
-    pub fn restore(
-        cfg: Config,
-        keys: Box<dyn ThresholdKeys>,
-        committed: Vec<Block>,
-        safety: Option<SafetyState>,
-    ) -> Replica {
-        let safety = safety.unwrap_or_else(|| SafetyState::genesis(cfg.domain));
+    /// Resume from what was on disk.
+    pub fn restore(cfg: Config, keys: Box<dyn ThresholdKeys>, stored: Stored) -> Replica {
         match cfg.domain {
-            DomainId::Global => {
-                Replica::Global(GlobalReplica::restore(cfg, keys, committed, safety))
-            }
-            DomainId::Local(_) => {
-                Replica::Local(LocalReplica::restore(cfg, keys, committed, safety))
-            }
+            DomainId::Global => Replica::Global(GlobalReplica::restore(cfg, keys, stored)),
+            DomainId::Local(_) => Replica::Local(LocalReplica::restore(cfg, keys, stored)),
         }
     }
 
@@ -84,6 +86,9 @@ pub struct Status {
     pub last_voted: u64,
     /// Local: who leads next if the running term fails, then after that, and so on.
     pub successors: Vec<ReplicaIndex>,
+    /// A block the safety state names that this replica does not hold; while it is missing
+    /// the replica can neither propose nor vote on that branch.
+    pub missing_block: Option<Hash>,
 }
 
 impl Replica {
@@ -97,6 +102,7 @@ impl Replica {
                 high_qc_view: r.safety().high_qc.view(),
                 last_voted: r.safety().last_voted,
                 successors: Vec::new(),
+                missing_block: r.missing_block(),
             },
             Replica::Local(r) => Status {
                 view: r
@@ -110,6 +116,7 @@ impl Replica {
                 high_qc_view: r.safety().high_qc.view(),
                 last_voted: r.safety().last_voted,
                 successors: r.successors(),
+                missing_block: r.missing_block(),
             },
         }
     }
@@ -118,22 +125,28 @@ impl Replica {
     pub fn describe(&self) -> String {
         match self {
             Replica::Global(r) => format!(
-                "view {} voted {} high_qc {} lock {} committed {}",
+                "view {} voted {} high_qc {} lock {} committed {}{}",
                 r.view(),
                 r.safety().last_voted,
                 r.safety().high_qc.view(),
                 r.safety().lock.view(),
-                r.committed_height()
+                r.committed_height(),
+                missing(r.missing_block())
             ),
             Replica::Local(r) => format!(
-                "term {} leader {} voted {:#x} high_qc {:#x} target {} committed {}",
+                "term {} leader {} voted {:#x} high_qc {:#x} target {} committed {}{}",
                 r.term(),
                 r.leader(),
                 r.safety().last_voted,
                 r.safety().high_qc.view(),
                 r.safety().vc_target,
-                r.committed_height()
+                r.committed_height(),
+                missing(r.missing_block())
             ),
         }
     }
+}
+
+fn missing(block: Option<Hash>) -> String {
+    block.map_or_else(String::new, |h| format!(" missing {h}"))
 }

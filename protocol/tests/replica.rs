@@ -2,12 +2,14 @@
 #![allow(clippy::unwrap_used)]
 
 use lcbft_protocol::Config;
-use lcbft_protocol::crypto::{Dealer, DealtKeys, SimScheme, ThresholdKeys, load_keys};
+use lcbft_protocol::crypto::{Dealer, DealtKeys, Share, SimScheme, ThresholdKeys, load_keys};
 use lcbft_protocol::global::{GlobalReplica, leader};
-use lcbft_protocol::io::{Input, Output};
+use lcbft_protocol::io::{Event, Input, Output, SafetyState, Timer};
 use lcbft_protocol::message::Message;
-use lcbft_protocol::replica::Replica;
-use lcbft_protocol::types::{DomainId, Kind, ReplicaIndex, Tx};
+use lcbft_protocol::replica::{Replica, Stored};
+use lcbft_protocol::types::{
+    Bitmap, Certificate, DomainId, Hash, Kind, ReplicaIndex, SignedMsg, Tx,
+};
 
 fn keys(dealt: &DealtKeys, i: ReplicaIndex) -> Box<dyn ThresholdKeys> {
     load_keys(
@@ -108,19 +110,30 @@ fn a_restarted_replica_never_votes_twice_in_a_view() {
         from: lead,
         msg: proposal.clone(),
     });
-    let state = out
+    let (state, blocks) = out
         .iter()
         .find_map(|o| match o {
-            Output::Persist { state, .. } => Some(state.clone()),
+            Output::Persist { state, blocks, .. } => Some((state.clone(), blocks.clone())),
             _ => None,
         })
         .unwrap();
+    let Message::Propose(p) = &proposal else {
+        unreachable!()
+    };
+    assert_eq!(
+        blocks,
+        vec![p.block.clone()],
+        "the block voted for goes to disk with the vote"
+    );
     // Crash before the vote left; restart from what was on disk.
     let mut again = Replica::restore(
         Config::new(DomainId::Global, me, 4),
         keys(&dealt, me),
-        Vec::new(),
-        Some(state),
+        Stored {
+            committed: Vec::new(),
+            blocks,
+            safety: Some(state),
+        },
     );
     let out = again.handle(Input::Message {
         from: lead,
@@ -195,4 +208,93 @@ fn the_collector_forms_one_certificate_from_a_quorum() {
     fork.digest = Hash::of(b"fork");
     let s = keys(&dealt, 0).sign_share(&fork.bytes()).unwrap();
     assert_eq!(c.add(verifier.as_ref(), fork, 0, s), Added::Ignored);
+}
+
+/// A QC over `block` in `view`, signed by members 0..3.
+fn qc_over(dealt: &DealtKeys, block: Hash, view: u64) -> Certificate {
+    let msg = SignedMsg {
+        domain: DomainId::Global,
+        kind: Kind::Vote,
+        view,
+        digest: block,
+    };
+    let shares: Vec<(ReplicaIndex, Share)> = (0..3)
+        .map(|i| (i, keys(dealt, i).sign_share(&msg.bytes()).unwrap()))
+        .collect();
+    let refs: Vec<(ReplicaIndex, &Share)> = shares.iter().map(|(i, s)| (*i, s)).collect();
+    Certificate {
+        msg,
+        signers: Bitmap::from_indices(4, 0..3),
+        signature: keys(dealt, 0).combine(&refs).unwrap(),
+    }
+}
+
+/// A safety state naming a block the disk did not give back (a store from before blocks were
+/// persisted, or a lost file): the replica says so in its status, asks every peer in turn,
+/// reports the block unavailable once all were asked, and is whole again when one sends it.
+#[test]
+fn a_missing_block_named_by_the_safety_state_is_reported_and_fetched() {
+    let dealt = SimScheme::deal(4, 3, [4; 32]);
+    let lead = leader(1, 4);
+    let mut l = replica(&dealt, lead);
+    let Message::Propose(p) = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])))
+    else {
+        unreachable!()
+    };
+    let block = p.block;
+    let hash = block.hash();
+    let mut state = SafetyState::genesis(DomainId::Global);
+    state.last_voted = 1;
+    state.high_qc = qc_over(&dealt, hash, 1);
+    let me = (lead + 2) % 4;
+    let restore = |blocks| {
+        Replica::restore(
+            Config::new(DomainId::Global, me, 4),
+            keys(&dealt, me),
+            Stored {
+                committed: Vec::new(),
+                blocks,
+                safety: Some(state.clone()),
+            },
+        )
+    };
+    assert_eq!(restore(vec![block.clone()]).status().missing_block, None);
+
+    let mut r = restore(Vec::new());
+    assert_eq!(r.status().missing_block, Some(hash));
+    let asked = |out: &[Output]| {
+        out.iter().any(|o| {
+            matches!(o, Output::Send { msg: Message::BlockRequest { hash: h, .. }, .. } if *h == hash)
+        })
+    };
+    let unavailable = |out: &[Output]| {
+        out.iter()
+            .any(|o| matches!(o, Output::Event(Event::Unavailable { hash: h }) if *h == hash))
+    };
+    let out = r.handle(Input::Start);
+    assert!(asked(&out), "{out:?}");
+    let mut round = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SetTimer {
+                timer: Timer::Sync(k),
+                ..
+            } => Some(*k),
+            _ => None,
+        })
+        .expect("a sync timer");
+    // Three peers: the first was asked at start, the next two on retries; the retry after
+    // that finds everyone asked in vain.
+    for retry in 1..=3 {
+        let out = r.handle(Input::Timeout(Timer::Sync(round)));
+        assert!(asked(&out), "retry {retry}: {out:?}");
+        assert_eq!(unavailable(&out), retry == 3, "retry {retry}: {out:?}");
+        round += 1;
+    }
+    let from = (me + 1) % 4;
+    r.handle(Input::Message {
+        from,
+        msg: Message::BlockResponse(vec![block]),
+    });
+    assert_eq!(r.status().missing_block, None);
 }

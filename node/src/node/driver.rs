@@ -20,6 +20,7 @@ pub enum Effect {
     Persist {
         seq: u64,
         state: Box<SafetyState>,
+        blocks: Vec<Block>,
     },
     Commit {
         block: Box<Block>,
@@ -85,9 +86,10 @@ impl Driver {
                     self.timers[slot(&timer)] =
                         Some((now + Duration::from_millis(after_ms), timer));
                 }
-                Output::Persist { seq, state } => effects.push(Effect::Persist {
+                Output::Persist { seq, state, blocks } => effects.push(Effect::Persist {
                     seq,
                     state: Box::new(state),
+                    blocks,
                 }),
                 Output::Commit { block, proof } => effects.push(Effect::Commit {
                     block: Box::new(block),

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Traces known but not yet committed, kept for `GET /v1/traces/{id}` and dedup: bounded by
 /// count and by bytes.
@@ -153,9 +153,12 @@ impl MainLoop {
                 Effect::Broadcast(msg) => self
                     .net
                     .broadcast(domain, &Gossip::Consensus(Box::new(msg))),
-                Effect::Persist { seq, state } => {
-                    self.storage.submit(Job::Persist { domain, seq, state })
-                }
+                Effect::Persist { seq, state, blocks } => self.storage.submit(Job::Persist {
+                    domain,
+                    seq,
+                    state,
+                    blocks,
+                }),
                 Effect::Commit { block, proof } => {
                     self.storage.submit(Job::Commit { block, proof })
                 }
@@ -176,6 +179,21 @@ impl MainLoop {
                 warn!(%domain, from, ?peer, ?reason, "replica rejected a message");
             }
             Event::AnchorRejected { error } => self.on_anchor_rejected(error),
+            Event::Unavailable { hash } => {
+                let named = self
+                    .drivers
+                    .get(&domain)
+                    .and_then(|d| d.replica().status().missing_block);
+                if named == Some(*hash) {
+                    error!(
+                        %domain, %hash,
+                        "our safety state names a block that no reachable member sent when asked; \
+                         this domain cannot go on here until a member holding it is back"
+                    );
+                } else {
+                    warn!(%domain, %hash, "no member sent a requested block; still asking");
+                }
+            }
         }
     }
 
@@ -304,6 +322,7 @@ impl MainLoop {
             anchor_lag_p99_ms: anchoring.anchor_lag_p99_ms,
             anchored: anchoring.anchored,
             ranking: s.successors.iter().map(|&i| peer(i)).collect(),
+            missing_block: s.missing_block.map(|h| h.to_hex()),
             domain: domain_name(d.domain),
             index: d.me,
             role,

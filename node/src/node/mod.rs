@@ -15,7 +15,7 @@ use crate::net::{self, NetConfig, NetError};
 use crate::store::{Store, StoreError};
 use driver::Driver;
 use lcbft_protocol::anchor::AnchorRules;
-use lcbft_protocol::replica::Replica;
+use lcbft_protocol::replica::{Replica, Stored};
 use lcbft_protocol::types::DomainId;
 use main_loop::MainLoop;
 use prometheus_client::registry::Registry;
@@ -202,7 +202,10 @@ fn restore(
         pc.edge = dg.and_then(|d| d.edge());
         pc.offload = cfg.consensus.offload;
     }
-    let committed = store.committed_chain(domain)?;
-    let safety = store.safety(domain)?;
-    Ok(Replica::restore(pc, keys, committed, safety))
+    let stored = Stored {
+        committed: store.committed_chain(domain)?,
+        blocks: store.uncommitted_blocks(domain)?,
+        safety: store.safety(domain)?,
+    };
+    Ok(Replica::restore(pc, keys, stored))
 }

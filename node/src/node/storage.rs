@@ -14,6 +14,7 @@ pub enum Job {
         domain: DomainId,
         seq: u64,
         state: Box<SafetyState>,
+        blocks: Vec<Block>,
     },
     Commit {
         block: Box<Block>,
@@ -66,8 +67,13 @@ impl Worker {
                     let start = std::time::Instant::now();
                     let op = job.op();
                     let result = match job {
-                        Job::Persist { domain, seq, state } => store
-                            .save_safety(domain, &state)
+                        Job::Persist {
+                            domain,
+                            seq,
+                            state,
+                            blocks,
+                        } => store
+                            .save_safety(domain, &state, &blocks)
                             .map(|()| Done::Persisted { domain, seq }),
                         Job::Commit { block, proof } => {
                             let hash = block.hash();

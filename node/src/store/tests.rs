@@ -1,7 +1,7 @@
 use super::*;
 use crate::testkit::{Cluster, deal, keys};
 use lcbft_protocol::Config;
-use lcbft_protocol::replica::Replica;
+use lcbft_protocol::replica::{Replica, Stored};
 use lcbft_protocol::types::Tx;
 
 fn open_all(dir: &Path, n: usize) -> Vec<Store> {
@@ -53,14 +53,29 @@ fn committed_chain_and_safety_survive_a_crash_and_restore_a_replica() {
     let loc = store.tx_location(&first_tx.id()).expect("index");
     assert!(loc.is_some_and(|l| l.domain == DomainId::Global && l.height >= 1));
 
+    // The blocks above the chain came back too, among them the one the highest QC names,
+    // and nothing at or below the committed height was kept.
+    let uncommitted = store.uncommitted_blocks(DomainId::Global).expect("blocks");
+    assert!(uncommitted.iter().all(|b| b.height > height));
+    assert!(
+        uncommitted
+            .iter()
+            .any(|b| b.hash() == stored.high_qc.block()),
+        "the highest QC's block was not on disk"
+    );
+
     let replica = Replica::restore(
         Config::new(DomainId::Global, 1, 4),
         keys(&dealt, 4, 1),
-        chain,
-        Some(stored.clone()),
+        Stored {
+            committed: chain,
+            blocks: uncommitted,
+            safety: Some(stored.clone()),
+        },
     );
     assert_eq!(replica.committed_height(), height);
     assert_eq!(replica.safety(), &stored);
+    assert_eq!(replica.status().missing_block, None);
 }
 
 #[test]
@@ -157,8 +172,11 @@ fn pruning_keeps_the_window_and_a_pruned_store_still_restores_a_replica() {
     let replica = Replica::restore(
         Config::new(DomainId::Global, 2, 4),
         keys(&dealt, 4, 2),
-        chain,
-        safety,
+        Stored {
+            committed: chain,
+            blocks: Vec::new(),
+            safety,
+        },
     );
     assert_eq!(replica.committed_height(), top);
 }

@@ -16,13 +16,13 @@ use crate::crypto::{
 };
 use crate::io::{Event, Input, Output, SafetyState, Timer};
 use crate::message::Message;
-use crate::replica::Replica;
-use crate::types::{Block, DomainId, ReplicaIndex, Tx};
+use crate::replica::{Replica, Stored};
+use crate::types::{Block, DomainId, Hash, ReplicaIndex, Tx};
 use byzantine::Byzantine;
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +36,29 @@ pub enum Layer {
 pub enum Broken {
     /// Commit a block as soon as it is certified (a one-chain) instead of the chain rule.
     OneChainCommit,
+    /// Restore only the committed chain after a crash, forgetting the persisted blocks above
+    /// it (the rule before blocks were made durable before votes).
+    VolatileBlocks,
+}
+
+/// A whole domain crashing at one instant and starting again from its disks: a site-wide
+/// power cut, or an operator restarting every node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartAll {
+    /// While payload keeps arriving.
+    UnderLoad,
+    /// Payload stops first, so the domain has gone quiet when the power goes.
+    Idle,
+    /// The instant after one replica's vote left it.
+    AfterVote,
+}
+
+impl RestartAll {
+    pub const ALL: [RestartAll; 3] = [
+        RestartAll::UnderLoad,
+        RestartAll::Idle,
+        RestartAll::AfterVote,
+    ];
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +84,9 @@ pub struct SimConfig {
     /// Honest replicas that crash at the start and never come back (with the Byzantine ones,
     /// at most f for liveness to be owed).
     pub down: usize,
+    /// In place of the chaotic middle: every replica (Byzantine ones too) crashes at once and
+    /// restarts from its disk; the run then goes on healed.
+    pub restart_all: Option<RestartAll>,
 }
 
 impl SimConfig {
@@ -78,6 +104,7 @@ impl SimConfig {
             strategy: None,
             trace: false,
             down: 0,
+            restart_all: None,
         }
     }
 }
@@ -123,6 +150,23 @@ impl Slot {
 struct Disk {
     safety: Option<SafetyState>,
     committed: Vec<Block>,
+    /// Blocks above the committed chain, written with the safety state.
+    blocks: BTreeMap<(u64, Hash), Block>,
+}
+
+impl Disk {
+    fn stored(&self, broken: Option<Broken>) -> Stored {
+        let blocks = if broken == Some(Broken::VolatileBlocks) {
+            Vec::new()
+        } else {
+            self.blocks.values().cloned().collect()
+        };
+        Stored {
+            committed: self.committed.clone(),
+            blocks,
+            safety: self.safety.clone(),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -173,6 +217,10 @@ pub struct Sim {
     phase_latency: (u64, u64),
     tx_counter: u64,
     broken: Option<Broken>,
+    /// No payload is submitted while set.
+    paused: bool,
+    /// Crash every node right after the next vote leaves one.
+    crash_after_vote: bool,
 }
 
 fn domain_of(layer: Layer) -> DomainId {
@@ -243,6 +291,8 @@ impl Sim {
             phase_latency: (0, 0),
             tx_counter: 0,
             broken,
+            paused: false,
+            crash_after_vote: false,
             cfg,
         };
         let mut k = 0usize;
@@ -308,8 +358,7 @@ impl Sim {
         let replica = Replica::restore(
             cfg.clone(),
             self.keys(idx, counters.clone()),
-            disk.committed.clone(),
-            disk.safety.clone(),
+            disk.stored(self.broken),
         );
         match strategy {
             None | Some(Strategy::Twins) => Slot::Honest(replica),
@@ -384,7 +433,16 @@ impl Sim {
     fn apply(&mut self, node: usize, outputs: Vec<Output>) {
         for out in outputs {
             match out {
-                Output::Send { to, msg } => self.send(node, to, &msg),
+                Output::Send { to, msg } => {
+                    self.send(node, to, &msg);
+                    if self.crash_after_vote && matches!(msg, Message::Vote(_)) {
+                        // The power goes the instant the vote is on the wire: nothing after it
+                        // in this step happens.
+                        self.crash_after_vote = false;
+                        self.crash_all();
+                        return;
+                    }
+                }
                 Output::Broadcast(msg) => {
                     for to in 0..self.cfg.n {
                         let to = ReplicaIndex::try_from(to).unwrap_or(0);
@@ -407,8 +465,12 @@ impl Sim {
                         },
                     );
                 }
-                Output::Persist { seq, state } => {
-                    self.disks[node].safety = Some(state);
+                Output::Persist { seq, state, blocks } => {
+                    let disk = &mut self.disks[node];
+                    disk.safety = Some(state);
+                    for b in blocks {
+                        disk.blocks.insert((b.height, b.hash()), b);
+                    }
                     let incarnation = self.incarnation[node];
                     self.push(
                         self.now + 1,
@@ -429,7 +491,10 @@ impl Sim {
                             self.phase_latency.1 += 1;
                         }
                     }
-                    self.disks[node].committed.push(block);
+                    let disk = &mut self.disks[node];
+                    let height = block.height;
+                    disk.committed.push(block);
+                    disk.blocks = disk.blocks.split_off(&(height + 1, Hash::ZERO));
                 }
                 Output::Event(e) => self.on_event(node, e),
             }
@@ -453,7 +518,10 @@ impl Sim {
                     self.checker.view_change(to);
                 }
             }
-            Event::NewLeader { .. } | Event::Rejected { .. } | Event::AnchorRejected { .. } => {}
+            Event::NewLeader { .. }
+            | Event::Rejected { .. }
+            | Event::AnchorRejected { .. }
+            | Event::Unavailable { .. } => {}
         }
     }
 
@@ -475,6 +543,9 @@ impl Sim {
     }
 
     fn submit(&mut self) {
+        if self.paused {
+            return;
+        }
         self.tx_counter += 1;
         let tx = Tx(format!("tx-{}-{}", self.cfg.seed, self.tx_counter).into_bytes());
         self.checker.submitted(tx.id(), self.now);
@@ -487,6 +558,14 @@ impl Sim {
     fn crash(&mut self, node: usize) {
         self.nodes[node] = None;
         self.incarnation[node] += 1;
+    }
+
+    fn crash_all(&mut self) {
+        for node in 0..self.nodes.len() {
+            if self.nodes[node].is_some() {
+                self.crash(node);
+            }
+        }
     }
 
     fn restart(&mut self, node: usize) {
@@ -568,7 +647,9 @@ impl Sim {
         let d = self.cfg.duration_ms;
         let (chaos_start, chaos_end) = (d / 4, d / 2);
         self.run_until(chaos_start);
-        if self.cfg.faults {
+        if let Some(how) = self.cfg.restart_all {
+            self.power_cut(how, chaos_end);
+        } else if self.cfg.faults {
             self.chaos(chaos_end);
         }
         self.heal();
@@ -621,6 +702,37 @@ impl Sim {
             let until = self.now + step;
             self.run_until(until);
         }
+    }
+
+    /// Every node goes down at one instant, stays down for a while (messages in flight are
+    /// lost), and the run goes on from what the disks held.
+    fn power_cut(&mut self, how: RestartAll, end: u64) {
+        match how {
+            RestartAll::UnderLoad => self.crash_all(),
+            RestartAll::Idle => {
+                self.paused = true;
+                let quiet = self.now + (end - self.now) / 2;
+                self.run_until(quiet);
+                self.crash_all();
+            }
+            RestartAll::AfterVote => {
+                self.crash_after_vote = true;
+                let deadline = self.now + (end - self.now) / 2;
+                while self.crash_after_vote && self.now < deadline {
+                    let step = self.now + 1;
+                    self.run_until(step);
+                }
+                self.crash_after_vote = false;
+                self.crash_all();
+            }
+        }
+        let back = self.now + self.rng.gen_range(200..2000);
+        self.run_until(back.min(end));
+        self.paused = false;
+        for node in 0..self.nodes.len() {
+            self.restart(node);
+        }
+        self.run_until(end);
     }
 
     fn heal(&mut self) {

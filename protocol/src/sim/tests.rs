@@ -252,3 +252,59 @@ fn f_members_down_for_good() {
         }
     }
 }
+
+fn power_cut(layer: Layer, seed: u64, broken: Option<Broken>) -> SimReport {
+    let mut cfg = SimConfig::new(layer, 4, 1, seed);
+    cfg.restart_all = Some(RestartAll::ALL[seed as usize % RestartAll::ALL.len()]);
+    cfg.duration_ms = 24_000;
+    match broken {
+        Some(b) => Sim::with_broken(cfg, b).run(),
+        None => Sim::new(cfg).run(),
+    }
+}
+
+/// A whole domain loses power at once (under load, idle, or the instant after a vote left)
+/// and restarts from its disks: no fork, and every honest replica commits new payload.
+#[test]
+fn whole_domain_restarts_keep_committing() {
+    for layer in [Layer::Global, Layer::Local] {
+        for seed in 0..200 {
+            let r = power_cut(layer, seed, None);
+            let what = format!(
+                "{layer:?} seed {seed} {:?} {:?}",
+                RestartAll::ALL[seed as usize % 3],
+                r.strategies
+            );
+            assert!(
+                r.safety_violations.is_empty(),
+                "{what}: {:?}",
+                r.safety_violations
+            );
+            assert!(
+                r.liveness_failure.is_none(),
+                "{what}: {:?}",
+                r.liveness_failure
+            );
+        }
+    }
+}
+
+/// The checker sees the old rule's failure: replicas that restore only the committed chain
+/// find no block their locks and highest QCs name. The global chain never commits again; a
+/// local domain stalls unless it was idle (its chain then ends in committed blocks).
+#[test]
+fn checker_catches_blocks_lost_in_a_whole_domain_restart() {
+    for (layer, at_least) in [(Layer::Global, 30), (Layer::Local, 20)] {
+        let stuck = (0..30)
+            .filter(|&seed| {
+                power_cut(layer, seed, Some(Broken::VolatileBlocks))
+                    .liveness_failure
+                    .is_some()
+            })
+            .count();
+        assert!(
+            stuck >= at_least,
+            "{layer:?}: volatile blocks stalled only {stuck} of 30 whole-domain restarts"
+        );
+    }
+}
