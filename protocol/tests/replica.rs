@@ -273,7 +273,7 @@ fn a_missing_block_named_by_the_safety_state_is_reported_and_fetched() {
     };
     let out = r.handle(Input::Start);
     assert!(asked(&out), "{out:?}");
-    let mut round = out
+    let first = out
         .iter()
         .find_map(|o| match o {
             Output::SetTimer {
@@ -285,11 +285,10 @@ fn a_missing_block_named_by_the_safety_state_is_reported_and_fetched() {
         .expect("a sync timer");
     // Three peers: the first was asked at start, the next two on retries; the retry after
     // that finds everyone asked in vain.
-    for retry in 1..=3 {
+    for (retry, round) in (1..=3).zip(first..) {
         let out = r.handle(Input::Timeout(Timer::Sync(round)));
         assert!(asked(&out), "retry {retry}: {out:?}");
         assert_eq!(unavailable(&out), retry == 3, "retry {retry}: {out:?}");
-        round += 1;
     }
     let from = (me + 1) % 4;
     r.handle(Input::Message {
