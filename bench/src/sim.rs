@@ -2,7 +2,7 @@
 
 use clap::{Args as ClapArgs, ValueEnum};
 use lcbft_protocol::crypto::SchemeId;
-use lcbft_protocol::sim::{Layer, Sim, SimConfig};
+use lcbft_protocol::sim::{Layer, RestartAll, Sim, SimConfig};
 use serde_json::json;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -17,6 +17,18 @@ pub enum SchemeArg {
     Sim,
     /// Real BLS12-381 threshold signatures (threshold_crypto): slow, for a few seeds.
     ThresholdCrypto,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RestartArg {
+    /// Every replica crashes at one instant while traces keep arriving.
+    UnderLoad,
+    /// Traces stop first; the quiet domain then loses power.
+    Idle,
+    /// Every replica crashes the instant after one replica's vote left it.
+    AfterVote,
+    /// The three above in turn, by seed.
+    Rotate,
 }
 
 #[derive(ClapArgs)]
@@ -53,6 +65,10 @@ pub struct Args {
     /// Honest replicas crashed from the start for good (with --byzantine, at most f).
     #[arg(long, default_value_t = 0)]
     down: usize,
+    /// In place of the chaotic quarter: the whole domain crashes at once and restarts from
+    /// its disks (a site-wide power cut).
+    #[arg(long, value_enum)]
+    restart_all: Option<RestartArg>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -81,6 +97,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         cfg.faults = !args.no_faults;
         cfg.trace = args.trace;
         cfg.down = args.down;
+        cfg.restart_all = args.restart_all.map(|r| match r {
+            RestartArg::UnderLoad => RestartAll::UnderLoad,
+            RestartArg::Idle => RestartAll::Idle,
+            RestartArg::AfterVote => RestartAll::AfterVote,
+            RestartArg::Rotate => RestartAll::ALL[seed as usize % RestartAll::ALL.len()],
+        });
         cfg.duration_ms = args.duration_ms;
         cfg.scheme = match args.scheme {
             SchemeArg::Sim => SchemeId::Sim,

@@ -29,6 +29,31 @@ pub enum Scenario {
     /// Unplug edge1 from its local LAN: the devices elect a new leader and go on; plug it back
     /// in and it catches up. Needs --netns.
     IsolateEdge,
+    /// Stop every node of the network at one instant (SIGTERM, or kill -9 with --signal
+    /// kill) and start them all again: every domain must commit newly submitted traces and
+    /// every local block must end up anchored.
+    RestartAll,
+    /// A site's power cut: kill -9 local domain 1 and its edge at one instant, start them
+    /// again; every domain must commit newly submitted traces, every local block anchored.
+    PowerLoss,
+}
+
+/// How `restart-all` stops the nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StopSignal {
+    /// SIGTERM: each node shuts down cleanly (it must within the grace period).
+    Term,
+    /// SIGKILL: each node dies wherever it is.
+    Kill,
+}
+
+impl StopSignal {
+    fn signal(self) -> Signal {
+        match self {
+            StopSignal::Term => Signal::SIGTERM,
+            StopSignal::Kill => Signal::SIGKILL,
+        }
+    }
 }
 
 impl Scenario {
@@ -44,10 +69,15 @@ pub struct Args {
     pub seed: u64,
     pub rounds: u32,
     pub load: f64,
+    pub signal: StopSignal,
 }
 
 /// Time allowed for a recovery step (a view change, a catch-up, commits resuming).
 const RECOVER: Duration = Duration::from_secs(40);
+/// How long the nodes stay down in `restart-all` and `power-loss`.
+const POWER_OFF: Duration = Duration::from_secs(2);
+/// How soon after a restart every domain must commit a trace submitted after it.
+const COMMIT_AFTER_RESTART: Duration = Duration::from_secs(30);
 /// How long an edge stays cut off in `isolate-edge`.
 const ISOLATION: Duration = Duration::from_secs(6);
 
@@ -168,6 +198,26 @@ pub fn run(a: Args) -> anyhow::Result<bool> {
                 Scenario::KillRestart => kill_restart(&mut ctx, a.seed, a.rounds),
                 Scenario::PartitionGlobal => partition_global(&mut ctx),
                 Scenario::IsolateEdge => isolate_edge(&mut ctx),
+                Scenario::RestartAll => {
+                    let all = ctx
+                        .net()
+                        .topo
+                        .nodes
+                        .iter()
+                        .map(|n| n.name.clone())
+                        .collect();
+                    restart_at_once(&mut ctx, all, a.signal.signal())
+                }
+                Scenario::PowerLoss => {
+                    let site = ctx
+                        .net()
+                        .topo
+                        .members("local/1")
+                        .into_iter()
+                        .map(|n| n.name.clone())
+                        .collect();
+                    restart_at_once(&mut ctx, site, Signal::SIGKILL)
+                }
             })
     };
     load.stop();
@@ -399,5 +449,141 @@ fn isolate_edge(c: &mut Ctx) -> anyhow::Result<()> {
         }
         c.p.note(&format!("{domain}: anchored up to {h1} again"));
     }
+    Ok(())
+}
+
+/// Stop `names` at one instant with `sig`, start them again, then require every domain to
+/// commit a trace submitted after the restart and every local block to be anchored.
+fn restart_at_once(c: &mut Ctx, names: Vec<String>, sig: Signal) -> anyhow::Result<()> {
+    let domains = c.net().topo.domain_names();
+    let snap = c.snap();
+    let before: Vec<String> = domains
+        .iter()
+        .map(|d| format!("{d} {}", snap.heights(d).map_or(0, |r| r.max)))
+        .collect();
+    c.p.note(&format!(
+        "{sig} to {} node(s) at once ({})",
+        names.len(),
+        before.join(", ")
+    ));
+    let forced = c.s.stop_at_once(&names, sig)?;
+    if !forced.is_empty() {
+        bail!(
+            "{} did not stop within the grace period after {sig}",
+            forced.join(",")
+        );
+    }
+    c.sleep(POWER_OFF)?;
+    for name in &names {
+        c.s.restart(name)?;
+    }
+    let restarted = Instant::now();
+    c.p.note("started again; submitting a fresh trace to every domain");
+    let probes = submit_probes(c, &domains)?;
+    let mut last = String::new();
+    let committed = c.wait(
+        COMMIT_AFTER_RESTART.saturating_sub(restarted.elapsed()),
+        |_| {
+            let pending: Vec<&str> = probes
+                .iter()
+                .filter(|(_, ep, id)| {
+                    ep.get_json(&format!("/v1/traces/{id}"))
+                        .is_none_or(|v| v["status"] != "committed")
+                })
+                .map(|(d, _, _)| d.as_str())
+                .collect();
+            last = pending.join(", ");
+            pending.is_empty()
+        },
+    )?;
+    if !committed {
+        bail!(
+            "no commit of a fresh trace within {}s after the restart in: {last}",
+            COMMIT_AFTER_RESTART.as_secs()
+        );
+    }
+    c.p.note(&format!(
+        "every domain committed its fresh trace {:.1}s after the restart",
+        restarted.elapsed().as_secs_f64()
+    ));
+    anchored_up_to_date(c)
+}
+
+/// One fresh signed trace per domain, each to a member of it that answers: (domain, where,
+/// trace id).
+fn submit_probes(
+    c: &Ctx,
+    domains: &[String],
+) -> anyhow::Result<Vec<(String, crate::http::Endpoint, String)>> {
+    let key_path = c.net().root.join(crate::init::PRODUCER_KEY);
+    let key = lcbft_node::identity::load(&key_path)
+        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}", key_path.display()))?;
+    let mut probes = Vec::new();
+    for d in domains {
+        let members: Vec<NodeSpec> = c.net().topo.members(d).into_iter().cloned().collect();
+        let body = crate::load::signed_trace_json(&key, d, &format!("restart probe {d}"))?;
+        let mut sent = None;
+        let start = Instant::now();
+        while sent.is_none() && start.elapsed() < COMMIT_AFTER_RESTART {
+            for n in &members {
+                let ep = c.net().endpoint(n);
+                if let Ok(r) = ep.post("/v1/traces", body.as_bytes())
+                    && r.status < 300
+                    && let Some(id) = r
+                        .json()
+                        .ok()
+                        .and_then(|v| v["id"].as_str().map(str::to_owned))
+                {
+                    sent = Some((ep, id));
+                    break;
+                }
+            }
+            if sent.is_none() {
+                c.sleep(Duration::from_millis(300))?;
+            }
+        }
+        let Some((ep, id)) = sent else {
+            bail!(
+                "{d}: no member accepted a trace within {}s",
+                RECOVER.as_secs()
+            );
+        };
+        probes.push((d.clone(), ep, id));
+    }
+    Ok(probes)
+}
+
+/// Every local block committed now is anchored in the committed global chain, in time.
+fn anchored_up_to_date(c: &Ctx) -> anyhow::Result<()> {
+    let snap = c.snap();
+    if snap.anchored().is_none() {
+        c.p.note("the nodes report no anchored heights: anchoring not checked");
+        return Ok(());
+    }
+    let targets: Vec<(String, u64)> = c
+        .net()
+        .topo
+        .domain_names()
+        .into_iter()
+        .filter(|d| d.starts_with("local/"))
+        .map(|d| {
+            let h = snap.heights(&d).map_or(0, |r| r.max);
+            (d, h)
+        })
+        .collect();
+    let ok = c.wait(RECOVER, |snap| {
+        let anchored = snap.anchored().unwrap_or_default();
+        targets
+            .iter()
+            .all(|(d, h)| anchored.get(d).is_some_and(|a| a >= h))
+    })?;
+    if !ok {
+        bail!(
+            "local blocks committed after the restart were not anchored within {}s: {targets:?} vs {:?}",
+            RECOVER.as_secs(),
+            c.snap().anchored()
+        );
+    }
+    c.p.note("every local block is anchored");
     Ok(())
 }

@@ -129,6 +129,9 @@ enum Command {
         /// Background load during the scenario, traces per second.
         #[arg(long, default_value_t = 30.0)]
         load: f64,
+        /// How restart-all stops the nodes (power-loss always kills).
+        #[arg(long, value_enum, default_value = "term")]
+        signal: chaos::StopSignal,
     },
     /// Verify the running testnet: no conflicting blocks at any height in any domain, chains
     /// that link up, anchored local chains complete, sample proofs that verify offline.
@@ -183,6 +186,7 @@ fn main() -> ExitCode {
             seed,
             rounds,
             load,
+            signal,
         } => chaos::run(chaos::Args {
             scenario,
             dir,
@@ -190,6 +194,7 @@ fn main() -> ExitCode {
             seed,
             rounds,
             load,
+            signal,
         }),
         Command::Check { dir, json } => commands::check(&dir, json),
     };

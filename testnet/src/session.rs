@@ -141,6 +141,46 @@ impl Session {
         Ok(())
     }
 
+    /// Signal every named node at one instant, then wait until all are gone. Returns those
+    /// still alive after the grace period, which are then killed.
+    pub fn stop_at_once(&mut self, names: &[String], sig: Signal) -> anyhow::Result<Vec<String>> {
+        let mut pids = Vec::new();
+        for name in names {
+            let n = self.net.topo.node(name)?.clone();
+            let Some(pid) = self.net.pid(&n) else {
+                bail!("{name} is not running");
+            };
+            pids.push((name.clone(), pid));
+        }
+        for (_, pid) in &pids {
+            procs::signal(*pid, sig);
+        }
+        let start = Instant::now();
+        let mut forced = Vec::new();
+        for (name, pid) in pids {
+            loop {
+                let gone = match self.children.get_mut(&name) {
+                    Some(c) => !matches!(c.try_wait(), Ok(None)),
+                    None => !procs::alive(pid),
+                };
+                if gone {
+                    break;
+                }
+                if start.elapsed() > GRACE {
+                    procs::signal(pid, Signal::SIGKILL);
+                    forced.push(name.clone());
+                    if let Some(c) = self.children.get_mut(&name) {
+                        let _ = c.wait();
+                    }
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.children.remove(&name);
+        }
+        Ok(forced)
+    }
+
     /// Collect children that exited: (node, how).
     pub fn reap(&mut self) -> Vec<(String, String)> {
         let mut gone = Vec::new();

@@ -99,6 +99,61 @@ fn chaos_kill_restart_keeps_every_chain_safe() {
     chaos("kill-restart", &args, Duration::from_secs(180));
 }
 
+/// Every node stopped at once, cleanly and then with kill -9, and started again: every domain
+/// commits a trace submitted after the restart within 30 s, and every local block is
+/// anchored (the scenario's own verdict), with no fork (the check).
+#[test]
+fn chaos_restart_all_by_sigterm_and_by_sigkill_commits_again() {
+    let _g = serial();
+    for signal in ["term", "kill"] {
+        chaos(
+            "restart-all",
+            &["--signal", signal],
+            Duration::from_secs(150),
+        );
+    }
+}
+
+/// A site's power cut: local/1 and its edge die at once and come back.
+#[test]
+fn chaos_power_loss_of_a_site_commits_again() {
+    let _g = serial();
+    chaos("power-loss", &[], Duration::from_secs(150));
+}
+
+/// One directory started five times: each run commits in every layer and anchors every
+/// local block (a restarted network once never committed on the global chain again).
+#[test]
+fn the_same_directory_runs_five_times() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let net = net.to_str().unwrap();
+    let mut last_global = 0;
+    for run in 1..=5 {
+        let o = testnet(
+            &["up", net, "--duration", "12", "--load", "100", "--json"],
+            Duration::from_secs(120),
+        );
+        let v = json(&o);
+        assert!(o.status.success(), "run {run}: {v:#}");
+        assert_healthy_run(&v);
+        let global = v["global"]["height_max"].as_u64().unwrap();
+        assert!(global > last_global, "run {run}: global stuck at {global}");
+        last_global = global;
+        for (domain, d) in v["local"]["domains"].as_object().unwrap() {
+            assert!(
+                d["commits"].as_u64().unwrap() > 0,
+                "run {run}: {domain}: {v:#}"
+            );
+            assert_eq!(
+                v["anchored"][domain], d["height_max"],
+                "run {run}: {domain} is not anchored to its top: {v:#}"
+            );
+        }
+    }
+}
+
 #[test]
 fn link_scenarios_refuse_loopback_mode() {
     let _g = serial();
