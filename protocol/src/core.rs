@@ -71,6 +71,8 @@ const MAX_MEMPOOL: usize = 100_000;
 const SYNC_BATCH_BLOCKS: usize = 128;
 const SYNC_BATCH_BYTES: usize = 1 << 20;
 const MAX_VERIFIED_CACHE: usize = 4096;
+/// Blocks remembered for the next `Persist` before the committed ones are dropped from it.
+const MAX_UNSAVED: usize = 4096;
 /// Local replicas keep this many committed blocks in memory (their disk keeps a window of its
 /// own); the global chain stays whole, as validators serve it to peers catching up.
 const LOCAL_TREE_KEEP: u64 = 1024;
@@ -254,6 +256,13 @@ impl Core {
         match self.tree.insert(block) {
             Ok(added) => {
                 self.unsaved.extend(added);
+                if self.unsaved.len() > MAX_UNSAVED {
+                    // A replica catching up without voting: most of these committed already.
+                    let committed = self.tree.committed().1;
+                    let tree = &self.tree;
+                    self.unsaved
+                        .retain(|h| tree.get(h).is_some_and(|n| n.block.height > committed));
+                }
                 true
             }
             Err(parent) => {
