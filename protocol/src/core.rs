@@ -91,6 +91,10 @@ pub(crate) struct Core {
     mempool_order: VecDeque<Hash>,
     persist_seq: u64,
     held: Vec<(u64, Output)>,
+    /// Our own shares, handed back to the layer only once the state covering them is durable:
+    /// nothing built on them (a certificate we complete, a proposal carrying it) may leave
+    /// before that.
+    own: Vec<(u64, Message)>,
     /// Blocks taken into the tree since the last `Persist`, which carries them to disk.
     unsaved: Vec<Hash>,
     /// Blocks requested and not yet received: the peer last asked, and how many were asked.
@@ -123,6 +127,7 @@ impl Core {
             mempool_order: VecDeque::new(),
             persist_seq: 0,
             held: Vec::new(),
+            own: Vec::new(),
             unsaved: Vec::new(),
             missing: BTreeMap::new(),
             sync_round: 0,
@@ -161,7 +166,7 @@ impl Core {
     /// release `then` only once that is durable. Every block our state or a vote of ours
     /// names is then on disk: a domain restarted as a whole finds them again (no peer has
     /// them if none of us kept them).
-    pub fn persist_then(&mut self, then: Vec<Output>) {
+    pub fn persist_then(&mut self, then: Vec<Output>) -> u64 {
         self.persist_seq += 1;
         let seq = self.persist_seq;
         let committed = self.tree.committed().1;
@@ -177,12 +182,25 @@ impl Core {
             blocks,
         });
         self.held.extend(then.into_iter().map(|o| (seq, o)));
+        seq
     }
 
-    pub fn persisted(&mut self, seq: u64) {
+    /// `persist_then`, and hand `own` (a message carrying our share) back to the layer once
+    /// durable, as if we had sent it to ourselves.
+    pub fn persist_with_own(&mut self, then: Vec<Output>, own: Message) {
+        let seq = self.persist_then(then);
+        self.own.push((seq, own));
+    }
+
+    /// The persist `seq` is durable: release what waited for it. Returns our own messages
+    /// for the layer to take in.
+    pub fn persisted(&mut self, seq: u64) -> Vec<Message> {
         let (ready, keep): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|(s, _)| *s <= seq);
         self.held = keep;
         self.out.extend(ready.into_iter().map(|(_, o)| o));
+        let (ready, keep): (Vec<_>, Vec<_>) = self.own.drain(..).partition(|(s, _)| *s <= seq);
+        self.own = keep;
+        ready.into_iter().map(|(_, m)| m).collect()
     }
 
     /// Every phase's share goes through here: the one `Collector`, the penalty for bad

@@ -143,7 +143,11 @@ impl GlobalReplica {
                 self.try_propose();
                 self.arm_timer();
             }
-            Input::Persisted(seq) => self.core.persisted(seq),
+            Input::Persisted(seq) => {
+                for msg in self.core.persisted(seq) {
+                    self.on_own(msg);
+                }
+            }
             Input::Start => self.core.ask_for_news(),
         }
         std::mem::take(&mut self.core.out)
@@ -281,8 +285,7 @@ impl GlobalReplica {
         let vote = Vote { msg, share };
         self.last_vote = Some(vote.clone());
         if to == self.core.me() {
-            self.core.persist_then(Vec::new());
-            self.on_vote(to, vote);
+            self.core.persist_with_own(Vec::new(), Message::Vote(vote));
         } else {
             self.core.persist_then(vec![Output::Send {
                 to,
@@ -420,8 +423,8 @@ impl GlobalReplica {
         if their_best >= view {
             return;
         }
-        let (mine, fresh) = match self.left.get(&view) {
-            Some(t) => (t.clone(), false),
+        let mine = match self.left.get(&view) {
+            Some(t) => t.clone(),
             None => {
                 let msg = SignedMsg {
                     domain: self.core.cfg.domain,
@@ -435,7 +438,16 @@ impl GlobalReplica {
                 let t = Vote { msg, share };
                 self.remember_left(t.clone());
                 self.core.safety.last_voted = self.core.safety.last_voted.max(view);
-                (t, true)
+                // Counted here, with theirs, once durable (`on_own`); answered at their next
+                // timeout.
+                let _ = self.core.collect(from, theirs.msg, theirs.share);
+                let own = Message::NewView {
+                    timeout: t,
+                    high_qc: self.core.safety.high_qc.clone(),
+                    high_tc: self.high_tc.clone(),
+                    vote: None,
+                };
+                return self.core.persist_with_own(Vec::new(), own);
             }
         };
         let best = |r: &Self| {
@@ -450,22 +462,38 @@ impl GlobalReplica {
                 }
             }
         }
-        let mut out = Vec::new();
         if best(self) >= view {
-            out.push(Output::Send {
-                to: from,
-                msg: Message::NewView {
-                    timeout: mine,
-                    high_qc: self.core.safety.high_qc.clone(),
-                    high_tc: self.high_tc.clone(),
-                    vote: None,
-                },
-            });
+            let msg = Message::NewView {
+                timeout: mine,
+                high_qc: self.core.safety.high_qc.clone(),
+                high_tc: self.high_tc.clone(),
+                vote: None,
+            };
+            self.core.send(from, msg);
         }
-        if fresh {
-            self.core.persist_then(out);
-        } else {
-            self.core.out.extend(out);
+    }
+
+    /// Our own share, now durable, taken in as if we had sent it to ourselves.
+    fn on_own(&mut self, msg: Message) {
+        let me = self.core.me();
+        match msg {
+            Message::Vote(v) => self.on_vote(me, v),
+            Message::NewView {
+                timeout,
+                high_qc,
+                vote,
+                ..
+            } => {
+                if let Some(v) = vote {
+                    self.collect_vote(me, v);
+                }
+                if timeout.msg.view >= self.view {
+                    self.on_new_view(me, timeout, high_qc, 0);
+                } else if let Some(tc) = self.core.collect(me, timeout.msg, timeout.share) {
+                    self.enter_by_tc(tc);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -542,21 +570,16 @@ impl GlobalReplica {
         let timeout = Vote { msg, share };
         self.timed_out = Some((view, timeout.clone()));
         self.remember_left(timeout.clone());
-        let high_qc = self.core.safety.high_qc.clone();
+        let new_view = Message::NewView {
+            timeout,
+            high_qc: self.core.safety.high_qc.clone(),
+            high_tc: self.high_tc.clone(),
+            vote: self.vote_in(view),
+        };
         self.core
-            .persist_then(vec![Output::Broadcast(Message::NewView {
-                timeout: timeout.clone(),
-                high_qc: high_qc.clone(),
-                high_tc: self.high_tc.clone(),
-                vote: self.vote_in(view),
-            })]);
+            .persist_with_own(vec![Output::Broadcast(new_view.clone())], new_view);
         self.failures += 1;
         self.arm_timer_anyway();
-        let me = self.core.me();
-        if let Some(v) = self.vote_in(view) {
-            self.collect_vote(me, v);
-        }
-        self.on_new_view(me, timeout, high_qc, 0);
     }
 
     /// Our vote in `view`, if we cast one there.

@@ -160,7 +160,11 @@ impl LocalReplica {
                 self.try_propose();
                 self.arm_timer(false);
             }
-            Input::Persisted(seq) => self.core.persisted(seq),
+            Input::Persisted(seq) => {
+                for msg in self.core.persisted(seq) {
+                    self.on_own(msg);
+                }
+            }
             Input::Start => self.core.ask_for_news(),
         }
         std::mem::take(&mut self.core.out)
@@ -301,8 +305,7 @@ impl LocalReplica {
         let vote = Vote { msg, share };
         let to = self.collector;
         if to == self.me() {
-            self.core.persist_then(Vec::new());
-            self.on_vote(to, vote);
+            self.core.persist_with_own(Vec::new(), Message::Vote(vote));
         } else {
             self.core.persist_then(vec![Output::Send {
                 to,
@@ -509,20 +512,27 @@ impl LocalReplica {
         // Broadcast, not just to the new leader: every replica counts who moved on, to join
         // f+1 of them and to time out of a term only once n-f are in it (PBFT's liveness
         // rules; without them replicas chase each other through terms).
-        self.core.persist_then(vec![Output::Broadcast(vc.clone())]);
-        self.my_vc = Some(vc.clone());
-        if let Message::ViewChange {
-            share,
-            leader,
-            high_qc,
-            ..
-        } = vc
-        {
-            let me = self.me();
-            self.on_view_change(me, share, leader, high_qc);
-        }
+        self.core
+            .persist_with_own(vec![Output::Broadcast(vc.clone())], vc.clone());
+        self.my_vc = Some(vc);
         self.timer_armed = false;
         self.arm_timer(true);
+    }
+
+    /// Our own share, now durable, taken in as if we had sent it to ourselves.
+    fn on_own(&mut self, msg: Message) {
+        let me = self.me();
+        match msg {
+            Message::Vote(v) if v.msg.kind == Kind::Confirm => self.on_confirm(me, v),
+            Message::Vote(v) => self.on_vote(me, v),
+            Message::ViewChange {
+                share,
+                leader,
+                high_qc,
+                ..
+            } => self.on_view_change(me, share, leader, high_qc),
+            _ => {}
+        }
     }
 
     fn on_view_change(
@@ -655,8 +665,7 @@ impl LocalReplica {
         self.core.safety.last_voted = self.core.safety.last_voted.max(view_at(term, 0));
         let vote = Vote { msg, share };
         if leader == self.me() {
-            self.core.persist_then(Vec::new());
-            self.on_confirm(leader, vote);
+            self.core.persist_with_own(Vec::new(), Message::Vote(vote));
         } else {
             self.core.persist_then(vec![Output::Send {
                 to: leader,
@@ -725,7 +734,7 @@ impl LocalReplica {
             self.core.fetch(proof.chosen.block(), from);
         }
         self.enter_term(proof);
-        self.core.persist_then(Vec::new());
+        let _ = self.core.persist_then(Vec::new());
         self.retry_waiting();
         self.try_propose();
         self.arm_timer(true);

@@ -297,3 +297,45 @@ fn a_missing_block_named_by_the_safety_state_is_reported_and_fetched() {
     });
     assert_eq!(r.status().missing_block, None);
 }
+
+/// DESIGN §7: nothing built on our own share leaves before the state covering it is durable.
+/// The next leader votes for itself; the other two votes arrive, but the QC needs ours, so no
+/// proposal leaves until the persist is reported.
+#[test]
+fn the_next_leaders_own_vote_completes_a_qc_only_once_durable() {
+    let dealt = SimScheme::deal(4, 3, [5; 32]);
+    let lead = leader(1, 4);
+    let next = leader(2, 4);
+    let mut l = replica(&dealt, lead);
+    let proposal = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])));
+    let mut n = replica(&dealt, next);
+    let out = n.handle(Input::Message {
+        from: lead,
+        msg: proposal.clone(),
+    });
+    let seq = persist_seq(&out);
+    assert!(votes(&out).is_empty(), "our own vote is not sent: {out:?}");
+    let others: Vec<ReplicaIndex> = (0..4).filter(|&i| i != lead && i != next).collect();
+    for &i in &others {
+        let mut r = replica(&dealt, i);
+        let out = r.handle(Input::Message {
+            from: lead,
+            msg: proposal.clone(),
+        });
+        let out = r.handle(Input::Persisted(persist_seq(&out)));
+        let (to, vote) = votes(&out).pop().expect("a vote");
+        assert_eq!(to, next);
+        let out = n.handle(Input::Message { from: i, msg: vote });
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::Broadcast(Message::Propose(_)))),
+            "a QC with our share left before it was durable: {out:?}"
+        );
+    }
+    let out = n.handle(Input::Persisted(seq));
+    let Message::Propose(p) = proposal_of(&out) else {
+        unreachable!()
+    };
+    assert_eq!(p.block.view, 2);
+    assert!(p.block.justify.signers.contains(next));
+}

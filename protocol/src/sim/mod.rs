@@ -200,6 +200,8 @@ pub struct Sim {
     index: Vec<ReplicaIndex>,
     strategy: Vec<Option<Strategy>>,
     disks: Vec<Disk>,
+    /// Writes asked for and not yet durable, by node and sequence: a crash loses them.
+    writing: Vec<BTreeMap<u64, (SafetyState, Vec<Block>)>>,
     incarnation: Vec<u64>,
     timer_generation: HashMap<(usize, std::mem::Discriminant<Timer>), u64>,
     dealt: DealtKeys,
@@ -276,6 +278,7 @@ impl Sim {
             index: Vec::new(),
             strategy: Vec::new(),
             disks: Vec::new(),
+            writing: Vec::new(),
             incarnation: Vec::new(),
             timer_generation: HashMap::new(),
             dealt,
@@ -378,6 +381,7 @@ impl Sim {
         self.index.push(idx);
         self.strategy.push(strategy);
         self.disks.push(Disk::default());
+        self.writing.push(BTreeMap::new());
         self.incarnation.push(0);
         self.counters.push(counters);
     }
@@ -466,11 +470,7 @@ impl Sim {
                     );
                 }
                 Output::Persist { seq, state, blocks } => {
-                    let disk = &mut self.disks[node];
-                    disk.safety = Some(state);
-                    for b in blocks {
-                        disk.blocks.insert((b.height, b.hash()), b);
-                    }
+                    self.writing[node].insert(seq, (state, blocks));
                     let incarnation = self.incarnation[node];
                     self.push(
                         self.now + 1,
@@ -557,6 +557,7 @@ impl Sim {
 
     fn crash(&mut self, node: usize) {
         self.nodes[node] = None;
+        self.writing[node].clear();
         self.incarnation[node] += 1;
     }
 
@@ -635,6 +636,13 @@ impl Sim {
                 incarnation,
             } => {
                 if self.incarnation[node] == incarnation {
+                    if let Some((state, blocks)) = self.writing[node].remove(&seq) {
+                        let disk = &mut self.disks[node];
+                        disk.safety = Some(state);
+                        for b in blocks {
+                            disk.blocks.insert((b.height, b.hash()), b);
+                        }
+                    }
                     self.deliver(node, Input::Persisted(seq));
                 }
             }
