@@ -426,16 +426,9 @@ impl GlobalReplica {
         let mine = match self.left.get(&view) {
             Some(t) => t.clone(),
             None => {
-                let msg = SignedMsg {
-                    domain: self.core.cfg.domain,
-                    kind: Kind::Timeout,
-                    view,
-                    digest: Hash::ZERO,
-                };
-                let Ok(share) = self.core.keys.sign_share(&msg.bytes()) else {
+                let Some(t) = self.sign_timeout(view) else {
                     return;
                 };
-                let t = Vote { msg, share };
                 self.remember_left(t.clone());
                 self.core.safety.last_voted = self.core.safety.last_voted.max(view);
                 // Counted here, with theirs, once durable (`on_own`); answered at their next
@@ -497,6 +490,18 @@ impl GlobalReplica {
         }
     }
 
+    /// Our Timeout share for `view`: we give up on it.
+    fn sign_timeout(&self, view: View) -> Option<Vote> {
+        let msg = SignedMsg {
+            domain: self.core.cfg.domain,
+            kind: Kind::Timeout,
+            view,
+            digest: Hash::ZERO,
+        };
+        let share = self.core.keys.sign_share(&msg.bytes()).ok()?;
+        Some(Vote { msg, share })
+    }
+
     fn remember_left(&mut self, timeout: Vote) {
         self.left.insert(timeout.msg.view, timeout);
         let floor = self.view.saturating_sub(VIEW_WINDOW);
@@ -553,13 +558,7 @@ impl GlobalReplica {
             self.arm_timer_anyway();
             return;
         }
-        let msg = SignedMsg {
-            domain: self.core.cfg.domain,
-            kind: Kind::Timeout,
-            view,
-            digest: Hash::ZERO,
-        };
-        let Ok(share) = self.core.keys.sign_share(&msg.bytes()) else {
+        let Some(timeout) = self.sign_timeout(view) else {
             return;
         };
         self.core.event(Event::ViewChange {
@@ -567,7 +566,6 @@ impl GlobalReplica {
             to: view + 1,
         });
         self.core.safety.last_voted = self.core.safety.last_voted.max(view);
-        let timeout = Vote { msg, share };
         self.timed_out = Some((view, timeout.clone()));
         self.remember_left(timeout.clone());
         let new_view = Message::NewView {

@@ -8,22 +8,27 @@ fn run(layer: Layer, n: usize, byzantine: usize, seed: u64) -> SimReport {
     Sim::new(SimConfig::new(layer, n, byzantine, seed)).run()
 }
 
+/// No safety violation and no liveness failure in one run.
+fn assert_ok(what: &str, r: &SimReport) {
+    assert!(
+        r.safety_violations.is_empty(),
+        "{what} {:?}: {:?}",
+        r.strategies,
+        r.safety_violations
+    );
+    assert!(
+        r.liveness_failure.is_none(),
+        "{what} {:?}: {:?}",
+        r.strategies,
+        r.liveness_failure
+    );
+}
+
 fn assert_clean(layer: Layer, n: usize, byzantine: usize, seeds: std::ops::Range<u64>) {
     let mut commits = 0;
     for seed in seeds {
         let r = run(layer, n, byzantine, seed);
-        assert!(
-            r.safety_violations.is_empty(),
-            "{layer:?} n={n} seed {seed} {:?}: {:?}",
-            r.strategies,
-            r.safety_violations
-        );
-        assert!(
-            r.liveness_failure.is_none(),
-            "{layer:?} n={n} seed {seed} {:?}: {:?}",
-            r.strategies,
-            r.liveness_failure
-        );
+        assert_ok(&format!("{layer:?} n={n} seed {seed}"), &r);
         commits += r.commits;
     }
     assert!(commits > 0);
@@ -57,16 +62,7 @@ fn every_strategy_alone_is_survived() {
                 let mut cfg = SimConfig::new(layer, 4, 1, 5000 + seed);
                 cfg.strategy = Some(strategy);
                 let r = Sim::new(cfg).run();
-                assert!(
-                    r.safety_violations.is_empty(),
-                    "{layer:?} {strategy:?} seed {seed}: {:?}",
-                    r.safety_violations
-                );
-                assert!(
-                    r.liveness_failure.is_none(),
-                    "{layer:?} {strategy:?} seed {seed}: {:?}",
-                    r.liveness_failure
-                );
+                assert_ok(&format!("{layer:?} {strategy:?} seed {seed}"), &r);
             }
         }
     }
@@ -238,16 +234,7 @@ fn f_members_down_for_good() {
                 cfg.down = down;
                 let r = Sim::new(cfg).run();
                 let what = format!("{layer:?} n={n} byz={byzantine} down={down} seed {seed}");
-                assert!(
-                    r.safety_violations.is_empty(),
-                    "{what}: {:?}",
-                    r.safety_violations
-                );
-                assert!(
-                    r.liveness_failure.is_none(),
-                    "{what}: {:?}",
-                    r.liveness_failure
-                );
+                assert_ok(&what, &r);
             }
         }
     }
@@ -270,21 +257,8 @@ fn whole_domain_restarts_keep_committing() {
     for layer in [Layer::Global, Layer::Local] {
         for seed in 0..200 {
             let r = power_cut(layer, seed, None);
-            let what = format!(
-                "{layer:?} seed {seed} {:?} {:?}",
-                RestartAll::ALL[seed as usize % 3],
-                r.strategies
-            );
-            assert!(
-                r.safety_violations.is_empty(),
-                "{what}: {:?}",
-                r.safety_violations
-            );
-            assert!(
-                r.liveness_failure.is_none(),
-                "{what}: {:?}",
-                r.liveness_failure
-            );
+            let how = RestartAll::ALL[seed as usize % RestartAll::ALL.len()];
+            assert_ok(&format!("{layer:?} seed {seed} {how:?}"), &r);
         }
     }
 }
