@@ -112,13 +112,9 @@ impl CommitProof {
 /// the Collector produces: one bit per member, exactly a quorum set. A proof whose bitmap was
 /// altered then fails instead of passing with a misreported signer set.
 fn check_signers(cert: &Certificate, keys: &dyn ThresholdKeys) -> Result<(), ProofError> {
-    let n = keys.size();
     let quorum = keys.quorum();
-    let bytes = &cert.signers.0;
-    let in_range = bytes.len() == n.div_ceil(8)
-        && (n.is_multiple_of(8) || bytes.last().is_none_or(|b| b >> (n % 8) == 0));
-    let got = cert.signers.count();
-    if !in_range || got != quorum {
+    if !cert.signers.is_canonical(keys.size(), quorum) {
+        let got = cert.signers.count();
         return Err(ProofError::WrongSigners { got, quorum });
     }
     Ok(())

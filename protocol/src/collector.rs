@@ -116,6 +116,11 @@ impl Collector {
         self.slots.get(&(kind, view)).map_or(0, |s| s.signed.len())
     }
 
+    /// Slots held, for every kind and view.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Forget slots of `kind` below `view`: they can no longer matter.
     pub fn prune(&mut self, kind: Kind, below: View) {
         self.slots.retain(|(k, v), _| *k != kind || *v >= below);

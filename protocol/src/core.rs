@@ -228,8 +228,8 @@ impl Core {
         Some(cert)
     }
 
-    /// Check a certificate once: domain, quorum size, signature; verified ones are cached by
-    /// id so no certificate costs two verifications here.
+    /// Check a certificate once: domain, canonical signer bitmap, signature; verified ones are
+    /// cached by id so no certificate costs two verifications here.
     pub fn check_cert(&mut self, cert: &Certificate) -> bool {
         if cert.msg.domain != self.cfg.domain {
             return false;
@@ -241,8 +241,9 @@ impl Core {
         if self.verified.contains(&id) {
             return true;
         }
-        if cert.signers.count() < self.keys.quorum()
-            || cert.signers.iter().any(|i| usize::from(i) >= self.cfg.n)
+        // A padded bitmap would pass the signature yet misreport who signed: it would steer
+        // the availability ranking and make the stored commit proof fail as an anchor.
+        if !cert.signers.is_canonical(self.cfg.n, self.keys.quorum())
             || !self.keys.verify(&cert.msg.bytes(), &cert.signature)
         {
             return false;

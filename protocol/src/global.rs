@@ -118,6 +118,11 @@ impl GlobalReplica {
         &self.core.safety
     }
 
+    /// Share-collection slots held (bounded by the view window).
+    pub fn collector_slots(&self) -> usize {
+        self.core.collector.slots()
+    }
+
     /// Check anchors in admitted payload and proposals against these local domains' keys.
     pub fn set_anchor_rules(&mut self, rules: AnchorRules) {
         self.core.set_anchor_rules(rules);
@@ -312,7 +317,8 @@ impl GlobalReplica {
         if m.domain != self.core.cfg.domain || m.kind != Kind::Vote {
             return self.core.reject(from, Reject::Malformed);
         }
-        if m.view + 1 < self.view {
+        // A slot per view a peer names would otherwise stay until we reach that view.
+        if m.view + 1 < self.view || m.view > self.view + VIEW_WINDOW {
             return;
         }
         if let Some(cert) = self.core.collect(from, m, v.share) {

@@ -136,6 +136,11 @@ impl LocalReplica {
         &self.core.safety
     }
 
+    /// Share-collection slots held (bounded by the round and term windows).
+    pub fn collector_slots(&self) -> usize {
+        self.core.collector.slots()
+    }
+
     fn n(&self) -> usize {
         self.core.cfg.n
     }
@@ -326,6 +331,12 @@ impl LocalReplica {
         if self.collector != self.me() {
             return;
         }
+        // Only rounds above our highest QC and within the window: a peer must not leave a
+        // slot for every round of the term.
+        let high = self.core.safety.high_qc.view();
+        if m.view <= high || m.view > high.max(view_at(self.term, 0)) + ROUND_WINDOW {
+            return;
+        }
         if let Some(cert) = self.core.collect(from, m, v.share) {
             if self.leader != self.me() {
                 self.core
@@ -348,6 +359,8 @@ impl LocalReplica {
         }
         self.core.process_qc(&qc);
         self.note_commit();
+        let high = self.core.safety.high_qc.view();
+        self.core.collector.prune(Kind::Vote, high + 1);
         self.try_propose();
     }
 

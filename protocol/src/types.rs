@@ -132,6 +132,15 @@ impl Bitmap {
         self.0.iter().map(|b| b.count_ones() as usize).sum()
     }
 
+    /// The one shape a certificate's bitmap may have (the Collector's): one bit per member
+    /// of an `n`-member domain, no bit beyond, and exactly `quorum` set. The threshold
+    /// signature does not cover the bitmap, so any other shape is a forgery of who signed.
+    pub fn is_canonical(&self, n: usize, quorum: usize) -> bool {
+        self.0.len() == n.div_ceil(8)
+            && (n.is_multiple_of(8) || self.0.last().is_none_or(|b| b >> (n % 8) == 0))
+            && self.count() == quorum
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = ReplicaIndex> + '_ {
         (0..self.0.len() * 8)
             .filter_map(|i| ReplicaIndex::try_from(i).ok())

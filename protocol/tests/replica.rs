@@ -4,11 +4,12 @@
 use lcbft_protocol::Config;
 use lcbft_protocol::crypto::{Dealer, DealtKeys, Share, SimScheme, ThresholdKeys, load_keys};
 use lcbft_protocol::global::{GlobalReplica, leader};
-use lcbft_protocol::io::{Event, Input, Output, SafetyState, Timer};
+use lcbft_protocol::io::{Event, Input, Output, Reject, SafetyState, Timer};
+use lcbft_protocol::local::LocalReplica;
 use lcbft_protocol::message::Message;
 use lcbft_protocol::replica::{Replica, Stored};
 use lcbft_protocol::types::{
-    Bitmap, Certificate, DomainId, Hash, Kind, ReplicaIndex, SignedMsg, Tx,
+    Bitmap, Certificate, DomainId, Hash, Kind, ReplicaIndex, SignedMsg, Tx, Vote,
 };
 
 fn keys(dealt: &DealtKeys, i: ReplicaIndex) -> Box<dyn ThresholdKeys> {
@@ -338,4 +339,88 @@ fn the_next_leaders_own_vote_completes_a_qc_only_once_durable() {
     };
     assert_eq!(p.block.view, 2);
     assert!(p.block.justify.signers.contains(next));
+}
+
+/// The signer bitmap is not signed: a certificate whose bitmap was padded (one more signer,
+/// or a trailing byte) still carries a valid signature, and is refused all the same.
+#[test]
+fn a_certificate_with_a_padded_bitmap_is_refused() {
+    let dealt = SimScheme::deal(4, 3, [6; 32]);
+    let lead = leader(1, 4);
+    let mut l = replica(&dealt, lead);
+    let Message::Propose(p) = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])))
+    else {
+        unreachable!()
+    };
+    let qc = qc_over(&dealt, p.block.hash(), 1);
+    let mut four = qc.clone();
+    four.signers = Bitmap::from_indices(4, 0..4);
+    let mut longer = qc.clone();
+    longer.signers.0.push(0);
+    let me = (lead + 2) % 4;
+    for bad in [four, longer] {
+        let mut r = replica(&dealt, me);
+        let out = r.handle(Input::Message {
+            from: lead,
+            msg: Message::Certificate(bad.clone()),
+        });
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                Output::Event(Event::Rejected {
+                    reason: Reject::BadCertificate,
+                    ..
+                })
+            )),
+            "{:?} accepted: {out:?}",
+            bad.signers
+        );
+        assert_eq!(r.safety().high_qc.view(), 0);
+    }
+    let mut r = replica(&dealt, me);
+    r.handle(Input::Message {
+        from: lead,
+        msg: Message::Certificate(qc),
+    });
+    assert_eq!(r.safety().high_qc.view(), 1, "the canonical QC counts");
+}
+
+/// One member sending shares for every future view (or round) leaves no slot per view: the
+/// collector takes only shares within the view window.
+#[test]
+fn shares_for_far_views_take_no_collector_slots() {
+    let dealt = SimScheme::deal(4, 3, [7; 32]);
+    let share_for = |view: u64, kind: Kind, domain: DomainId| {
+        let msg = SignedMsg {
+            domain,
+            kind,
+            view,
+            digest: Hash([9; 32]),
+        };
+        let share = keys(&dealt, 3).sign_share(&msg.bytes()).unwrap();
+        Vote { msg, share }
+    };
+    let mut g = replica(&dealt, 0);
+    for view in (2..5_000).step_by(7) {
+        g.handle(Input::Message {
+            from: 3,
+            msg: Message::Vote(share_for(view, Kind::Vote, DomainId::Global)),
+        });
+    }
+    assert!(g.collector_slots() <= 70, "{} slots", g.collector_slots());
+
+    let mut cfg = Config::new(DomainId::Local(1), 0, 4);
+    cfg.edge = Some(0);
+    let mut edge = LocalReplica::new(cfg, keys(&dealt, 0));
+    for round in 1..5_000 {
+        edge.handle(Input::Message {
+            from: 3,
+            msg: Message::Vote(share_for(round, Kind::Vote, DomainId::Local(1))),
+        });
+    }
+    assert!(
+        edge.collector_slots() <= 70,
+        "{} slots",
+        edge.collector_slots()
+    );
 }
