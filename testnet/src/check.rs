@@ -162,6 +162,9 @@ fn compare(domain: &str, chains: &[NodeChain], report: &mut Report) -> Chain {
 
 pub fn run(net: &Net, bin: Option<&Path>) -> Report {
     let mut report = Report::default();
+    // Anchored heights first: on a live network the chains read after them can only be
+    // higher, so "anchored above the local chain" is never a race of the two reads.
+    let anchors_seen = Snapshot::take(net, false);
     for domain in net.topo.domain_names() {
         let members = net.topo.members(&domain);
         let chains: Vec<NodeChain> = std::thread::scope(|s| {
@@ -196,7 +199,7 @@ pub fn run(net: &Net, bin: Option<&Path>) -> Report {
         let chain = compare(&domain, &chains, &mut report);
         report.chains.insert(domain, chain);
     }
-    check_anchors(net, &mut report);
+    check_anchors(net, &anchors_seen, &mut report);
     if let Some(bin) = bin {
         check_proofs(net, bin, &mut report);
     }
@@ -205,8 +208,7 @@ pub fn run(net: &Net, bin: Option<&Path>) -> Report {
 
 /// Anchored heights must be committed locally; with the anchor API, the anchors of a local
 /// domain must be heights 1..=A, each the hash the local chain holds.
-fn check_anchors(net: &Net, report: &mut Report) {
-    let snap = Snapshot::take(net, false);
+fn check_anchors(net: &Net, snap: &Snapshot, report: &mut Report) {
     let Some(anchored) = snap.anchored() else {
         report
             .notes
