@@ -214,7 +214,7 @@ impl GlobalReplica {
         {
             return self.core.reject(from, Reject::Malformed);
         }
-        if b.view + 1 < self.view || b.view > self.view + VIEW_WINDOW {
+        if b.view.saturating_add(1) < self.view || b.view > self.view + VIEW_WINDOW {
             return;
         }
         if !self.core.check_cert(&b.justify) {
@@ -222,7 +222,9 @@ impl GlobalReplica {
         }
         if b.justify.view() + 1 != b.view {
             let ok = p.timeout.as_ref().is_some_and(|tc| {
-                tc.msg.kind == Kind::Timeout && tc.view() + 1 == b.view && self.core.check_cert(tc)
+                tc.msg.kind == Kind::Timeout
+                    && tc.view().saturating_add(1) == b.view
+                    && self.core.check_cert(tc)
             });
             if !ok {
                 return self.core.reject(from, Reject::BadCertificate);
@@ -304,7 +306,7 @@ impl GlobalReplica {
 
     /// Votes go to the next view's leader, which combines them into the QC it proposes with.
     fn on_vote(&mut self, from: ReplicaIndex, v: Vote) {
-        if leader(v.msg.view + 1, self.n()) != self.core.me() {
+        if leader(v.msg.view.wrapping_add(1), self.n()) != self.core.me() {
             return;
         }
         self.collect_vote(from, v);
@@ -318,7 +320,7 @@ impl GlobalReplica {
             return self.core.reject(from, Reject::Malformed);
         }
         // A slot per view a peer names would otherwise stay until we reach that view.
-        if m.view + 1 < self.view || m.view > self.view + VIEW_WINDOW {
+        if m.view.saturating_add(1) < self.view || m.view > self.view + VIEW_WINDOW {
             return;
         }
         if let Some(cert) = self.core.collect(from, m, v.share) {
@@ -363,10 +365,11 @@ impl GlobalReplica {
         if m.domain != self.core.cfg.domain || m.kind != Kind::Timeout || m.digest != Hash::ZERO {
             return self.core.reject(from, Reject::Malformed);
         }
-        let next = m.view + 1;
+        // The window first: the view is the peer's, and only within it is `+ 1` safe.
         if m.view > self.view + VIEW_WINDOW || m.view + VIEW_WINDOW < self.view {
             return;
         }
+        let next = m.view + 1;
         if !self.core.is_qc(&high_qc) || !self.core.check_cert(&high_qc) {
             return self.core.reject(from, Reject::BadCertificate);
         }
@@ -517,7 +520,7 @@ impl GlobalReplica {
     /// A timeout certificate someone else formed: if it ends a view we are still in, follow.
     fn on_tc(&mut self, from: ReplicaIndex, tc: Certificate) {
         // The previous view's certificate still matters to us as its successor's leader.
-        if tc.msg.kind != Kind::Timeout || tc.view() + 1 < self.view {
+        if tc.msg.kind != Kind::Timeout || tc.view().saturating_add(1) < self.view {
             return;
         }
         if !self.core.check_cert(&tc) {

@@ -253,7 +253,7 @@ impl LocalReplica {
         let chained = if round_of(b.view) == 1 {
             b.justify.view() >= start_view
         } else {
-            b.justify.view() + 1 == b.view
+            b.justify.view().saturating_add(1) == b.view
         };
         if !chained {
             return self.core.reject(from, Reject::Malformed);

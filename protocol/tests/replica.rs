@@ -424,3 +424,44 @@ fn shares_for_far_views_take_no_collector_slots() {
         edge.collector_slots()
     );
 }
+
+/// A member naming the largest view there is gets a drop, not an overflow.
+#[test]
+fn messages_for_the_last_view_are_dropped_without_overflow() {
+    let dealt = SimScheme::deal(4, 3, [8; 32]);
+    let lead = leader(1, 4);
+    let mut l = replica(&dealt, lead);
+    let Message::Propose(mut p) = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])))
+    else {
+        unreachable!()
+    };
+    p.block.view = u64::MAX;
+    let mut r = replica(&dealt, (lead + 2) % 4);
+    let msg = SignedMsg {
+        domain: DomainId::Global,
+        kind: Kind::Timeout,
+        view: u64::MAX,
+        digest: Hash::ZERO,
+    };
+    let share = keys(&dealt, lead).sign_share(&msg.bytes()).unwrap();
+    let vote = Vote {
+        msg: SignedMsg {
+            kind: Kind::Vote,
+            ..msg
+        },
+        share: share.clone(),
+    };
+    for m in [
+        Message::Propose(p),
+        Message::Vote(vote.clone()),
+        Message::NewView {
+            timeout: Vote { msg, share },
+            high_qc: Certificate::genesis(DomainId::Global),
+            high_tc: None,
+            vote: Some(vote),
+        },
+    ] {
+        r.handle(Input::Message { from: lead, msg: m });
+    }
+    assert_eq!(r.safety().last_voted, 0);
+}
