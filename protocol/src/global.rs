@@ -471,7 +471,8 @@ impl GlobalReplica {
                 high_tc: self.high_tc.clone(),
                 vote: None,
             };
-            self.core.send(from, msg);
+            // The timeout that signed this share may not be durable yet: queue behind it.
+            let _ = self.core.persist_then(vec![Output::Send { to: from, msg }]);
         }
     }
 
@@ -557,12 +558,16 @@ impl GlobalReplica {
             let high_qc = self.core.safety.high_qc.clone();
             let high_tc = self.high_tc.clone();
             let vote = self.vote_in(view);
-            self.core.broadcast(Message::NewView {
-                timeout,
-                high_qc,
-                high_tc,
-                vote,
-            });
+            // Behind a persist of its own: the first one, ordered before it, may still be
+            // under way, and the share must not leave before that.
+            let _ = self
+                .core
+                .persist_then(vec![Output::Broadcast(Message::NewView {
+                    timeout,
+                    high_qc,
+                    high_tc,
+                    vote,
+                })]);
             self.failures += 1;
             self.arm_timer_anyway();
             return;

@@ -477,7 +477,9 @@ impl LocalReplica {
     fn on_timeout(&mut self) {
         if self.target > self.term && self.asked_at_least(self.target) < self.core.keys.quorum() {
             if let Some(vc) = self.my_vc.clone() {
-                self.core.broadcast(vc);
+                // Behind a persist: the one that made this share durable may still be under
+                // way (writes complete in order).
+                let _ = self.core.persist_then(vec![Output::Broadcast(vc)]);
             } else {
                 let target = self.target;
                 self.target -= 1;

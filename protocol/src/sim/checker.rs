@@ -52,6 +52,11 @@ impl Checker {
         self.view_changes.len() as u64
     }
 
+    /// A rule broken that the checker cannot see from commits (the simulator reports it).
+    pub fn violation(&mut self, what: String) {
+        self.violations.push(what);
+    }
+
     pub fn restarted(&mut self, node: usize, height: u64) {
         self.node_height.insert(node, height);
     }

@@ -17,7 +17,7 @@ use crate::crypto::{
 use crate::io::{Event, Input, Output, SafetyState, Timer};
 use crate::message::Message;
 use crate::replica::{Replica, Stored};
-use crate::types::{Block, DomainId, Hash, ReplicaIndex, Tx};
+use crate::types::{Block, Certificate, DomainId, Hash, Kind, ReplicaIndex, Tx};
 use byzantine::Byzantine;
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha8Rng;
@@ -436,6 +436,9 @@ impl Sim {
 
     fn apply(&mut self, node: usize, outputs: Vec<Output>) {
         for out in outputs {
+            if let Output::Send { msg, .. } | Output::Broadcast(msg) = &out {
+                self.check_durable(node, msg);
+            }
             match out {
                 Output::Send { to, msg } => {
                     self.send(node, to, &msg);
@@ -498,6 +501,69 @@ impl Sim {
                 }
                 Output::Event(e) => self.on_event(node, e),
             }
+        }
+    }
+
+    /// DESIGN §7: no share of an honest replica leaves it, alone or inside a certificate, before
+    /// the safety state covering it is on its disk. (Twins are two nodes with one key: a
+    /// certificate one forwards may hold the other's share.)
+    fn check_durable(&mut self, node: usize, msg: &Message) {
+        if !self.honest(node) || self.strategy[node].is_some() {
+            return;
+        }
+        let me = self.index[node];
+        let local = self.cfg.layer == Layer::Local;
+        // The view a share of this kind makes us give up (local terms: their first round).
+        let covers = |m: &crate::types::SignedMsg| match m.kind {
+            Kind::ViewChange | Kind::Confirm if local => crate::local::view_at(m.view, 0),
+            _ => m.view,
+        };
+        let mut shares: Vec<u64> = Vec::new();
+        let mut certs: Vec<&Certificate> = Vec::new();
+        match msg {
+            Message::Propose(p) => {
+                certs.push(&p.block.justify);
+                certs.extend(p.timeout.iter());
+                certs.extend(p.term.iter().flat_map(|t| [&t.confirm, &t.chosen]));
+            }
+            Message::Vote(v) => shares.push(covers(&v.msg)),
+            Message::NewView {
+                timeout,
+                high_qc,
+                high_tc,
+                vote,
+            } => {
+                shares.push(covers(&timeout.msg));
+                shares.extend(vote.iter().map(|v| covers(&v.msg)));
+                certs.push(high_qc);
+                certs.extend(high_tc.iter());
+            }
+            Message::ViewChange {
+                share,
+                high_qc,
+                current,
+                ..
+            } => {
+                shares.push(covers(&share.msg));
+                certs.push(high_qc);
+                certs.extend(current.iter().flat_map(|t| [&t.confirm, &t.chosen]));
+            }
+            Message::NewTerm { vc, chosen, .. } => certs.extend([vc, chosen]),
+            Message::Refuse { high_qc, .. } | Message::Certificate(high_qc) => certs.push(high_qc),
+            Message::TermStart(t) => certs.extend([&t.confirm, &t.chosen]),
+            Message::BlockRequest { .. } | Message::BlockResponse(_) => {}
+        }
+        shares.extend(
+            certs
+                .into_iter()
+                .filter(|c| !c.is_genesis() && c.signers.contains(me))
+                .map(|c| covers(&c.msg)),
+        );
+        let durable = self.disks[node].safety.as_ref().map_or(0, |s| s.last_voted);
+        if let Some(v) = shares.into_iter().find(|v| *v > durable) {
+            self.checker.violation(format!(
+                "node {node} sent its share for view {v:#x} before it was durable (on disk: {durable:#x}): {msg:?}"
+            ));
         }
     }
 

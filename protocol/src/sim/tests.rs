@@ -282,3 +282,28 @@ fn checker_catches_blocks_lost_in_a_whole_domain_restart() {
         );
     }
 }
+
+/// The durability rule's check is not vacuous: a share sent by an honest node whose disk holds
+/// no safety state covering it is reported.
+#[test]
+fn the_checker_sees_a_share_sent_before_it_was_durable() {
+    let mut sim = Sim::new(SimConfig::new(Layer::Global, 4, 0, 1));
+    let keys = sim.keys(sim.index[0], Arc::new(CryptoCounters::default()));
+    let msg = crate::types::SignedMsg {
+        domain: DomainId::Global,
+        kind: Kind::Vote,
+        view: 3,
+        digest: Hash([1; 32]),
+    };
+    let share = keys.sign_share(&msg.bytes()).expect("sign");
+    sim.check_durable(0, &Message::Vote(crate::types::Vote { msg, share }));
+    let verdict = sim.checker.verdict(&[]);
+    assert!(
+        verdict
+            .safety
+            .iter()
+            .any(|v| v.contains("before it was durable")),
+        "{:?}",
+        verdict.safety
+    );
+}
