@@ -28,6 +28,11 @@ pub(super) fn index_payload(txn: &redb::WriteTransaction, block: &Block) -> Resu
     let mut index = txn.open_table(TX_INDEX).map_err(db)?;
     for tx in &block.payload {
         link_parents(&mut children, tx)?;
+        // Only the global chain's anchors were checked (certificate, continuity) before they
+        // were committed; an anchor-shaped item in a local block is a member's data.
+        if block.domain != DomainId::Global {
+            continue;
+        }
         let Some(Ok(anchor)) = Anchor::from_tx(tx) else {
             continue;
         };
