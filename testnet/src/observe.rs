@@ -25,6 +25,8 @@ pub struct DomainView {
     /// Edges: local commit to global commit of the anchor, over recent blocks.
     pub anchor_lag_p50_ms: Option<u64>,
     pub anchor_lag_p99_ms: Option<u64>,
+    /// A block the node's safety state names and it does not hold (it cannot vote there).
+    pub missing_block: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -107,6 +107,19 @@ pub fn run(net: &Net) -> anyhow::Result<()> {
             );
         }
     }
+    for (name, d) in snap
+        .nodes
+        .iter()
+        .filter_map(|o| Some((o.name.as_str(), o.status.as_ref()?)))
+        .flat_map(|(name, st)| st.domains.iter().map(move |d| (name, d)))
+    {
+        if let Some(block) = &d.missing_block {
+            println!(
+                "warning: {name} in {} lacks block {block}, which its safety state names; until a member sends it, it cannot vote there",
+                d.domain
+            );
+        }
+    }
     if let Some(a) = snap.anchored() {
         let parts: Vec<String> = a.iter().map(|(d, h)| format!("{d} up to {h}")).collect();
         println!("anchored: {}", parts.join(", "));
