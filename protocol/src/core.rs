@@ -12,7 +12,7 @@ use crate::io::{Event, Output, Reject, SafetyState, Timer};
 use crate::message::Message;
 use crate::tree::BlockTree;
 use crate::types::{Block, Certificate, DomainId, Hash, Kind, ReplicaIndex, SignedMsg, Tx};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 /// Static parameters of one replica in one domain.
 #[derive(Clone, Debug)]
@@ -71,8 +71,6 @@ const MAX_MEMPOOL: usize = 100_000;
 const SYNC_BATCH_BLOCKS: usize = 128;
 const SYNC_BATCH_BYTES: usize = 1 << 20;
 const MAX_VERIFIED_CACHE: usize = 4096;
-/// Blocks remembered for the next `Persist` before the committed ones are dropped from it.
-const MAX_UNSAVED: usize = 4096;
 /// Local replicas keep this many committed blocks in memory (their disk keeps a window of its
 /// own); the global chain stays whole, as validators serve it to peers catching up.
 const LOCAL_TREE_KEEP: u64 = 1024;
@@ -95,8 +93,13 @@ pub(crate) struct Core {
     /// nothing built on them (a certificate we complete, a proposal carrying it) may leave
     /// before that.
     own: Vec<(u64, Message)>,
-    /// Blocks taken into the tree since the last `Persist`, which carries them to disk.
-    unsaved: Vec<Hash>,
+    /// The highest persist known durable.
+    durable: u64,
+    /// The block of our latest vote: with the highest QC's and the lock's, the branches a
+    /// `Persist` carries to disk.
+    voted: Option<Hash>,
+    /// Uncommitted blocks already handed out in a `Persist`, by height.
+    saved: BTreeSet<(u64, Hash)>,
     /// Blocks requested and not yet received: the peer last asked, and how many were asked.
     missing: BTreeMap<Hash, (ReplicaIndex, usize)>,
     sync_round: u64,
@@ -128,7 +131,9 @@ impl Core {
             persist_seq: 0,
             held: Vec::new(),
             own: Vec::new(),
-            unsaved: Vec::new(),
+            durable: 0,
+            voted: None,
+            saved: BTreeSet::new(),
             missing: BTreeMap::new(),
             sync_round: 0,
             anchors: None,
@@ -162,20 +167,34 @@ impl Core {
         self.out.push(Output::SetTimer { timer, after_ms });
     }
 
-    /// Persist the safety state with the blocks the tree took in since the last time, and
-    /// release `then` only once that is durable. Every block our state or a vote of ours
-    /// names is then on disk: a domain restarted as a whole finds them again (no peer has
-    /// them if none of us kept them).
+    /// Persist the safety state with the uncommitted blocks it depends on, and release `then`
+    /// only once that is durable. The blocks are the branches (down to the committed block)
+    /// of our latest vote, our highest QC and our lock, less those persisted already: a
+    /// domain restarted as a whole finds them again (no peer has them if none of us kept
+    /// them). Blocks a peer sends that we never vote for or see certified are not written.
     pub fn persist_then(&mut self, then: Vec<Output>) -> u64 {
         self.persist_seq += 1;
         let seq = self.persist_seq;
         let committed = self.tree.committed().1;
-        let blocks = std::mem::take(&mut self.unsaved)
-            .into_iter()
-            .filter_map(|h| self.tree.get(&h))
-            .filter(|node| node.block.height > committed)
-            .map(|node| (*node.block).clone())
-            .collect();
+        self.saved = self.saved.split_off(&(committed + 1, Hash::ZERO));
+        let roots = [
+            self.voted,
+            Some(self.safety.high_qc.block()),
+            Some(self.safety.lock.block()),
+        ];
+        let mut blocks = Vec::new();
+        for mut hash in roots.into_iter().flatten() {
+            // A connected block has its whole branch in the tree, and a saved one had its
+            // branch saved with it: stop there.
+            while let Some(node) = self.tree.get(&hash) {
+                let height = node.block.height;
+                if height <= committed || !self.saved.insert((height, hash)) {
+                    break;
+                }
+                blocks.push((*node.block).clone());
+                hash = node.block.parent;
+            }
+        }
         self.out.push(Output::Persist {
             seq,
             state: self.safety.clone(),
@@ -187,14 +206,39 @@ impl Core {
 
     /// `persist_then`, and hand `own` (a message carrying our share) back to the layer once
     /// durable, as if we had sent it to ourselves.
-    pub fn persist_with_own(&mut self, then: Vec<Output>, own: Message) {
+    pub fn persist_with_own(&mut self, then: Vec<Output>, own: Message) -> u64 {
         let seq = self.persist_then(then);
         self.own.push((seq, own));
+        seq
+    }
+
+    /// Release `outputs` once persist `seq` is durable, at once if it is already: re-sending
+    /// a share costs no write of its own, whoever asks for it.
+    pub fn after(&mut self, seq: u64, outputs: Vec<Output>) {
+        if seq <= self.durable {
+            self.out.extend(outputs);
+        } else {
+            self.held.extend(outputs.into_iter().map(|o| (seq, o)));
+        }
+    }
+
+    /// Send `outputs` only if persist `seq` is durable; otherwise drop them. For answers a
+    /// peer asks for: it asks again, and nothing it sends makes us write or hold more.
+    pub fn if_durable(&mut self, seq: u64, outputs: Vec<Output>) {
+        if seq <= self.durable {
+            self.out.extend(outputs);
+        }
+    }
+
+    /// The block we are voting for: the next `Persist` writes its branch.
+    pub fn voted_for(&mut self, hash: Hash) {
+        self.voted = Some(hash);
     }
 
     /// The persist `seq` is durable: release what waited for it. Returns our own messages
     /// for the layer to take in.
     pub fn persisted(&mut self, seq: u64) -> Vec<Message> {
+        self.durable = self.durable.max(seq);
         let (ready, keep): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|(s, _)| *s <= seq);
         self.held = keep;
         self.out.extend(ready.into_iter().map(|(_, o)| o));
@@ -273,17 +317,7 @@ impl Core {
         let hash = block.hash();
         self.missing.remove(&hash);
         match self.tree.insert(block) {
-            Ok(added) => {
-                self.unsaved.extend(added);
-                if self.unsaved.len() > MAX_UNSAVED {
-                    // A replica catching up without voting: most of these committed already.
-                    let committed = self.tree.committed().1;
-                    let tree = &self.tree;
-                    self.unsaved
-                        .retain(|h| tree.get(h).is_some_and(|n| n.block.height > committed));
-                }
-                true
-            }
+            Ok(_) => true,
             Err(parent) => {
                 self.fetch(parent, from);
                 false
@@ -620,6 +654,7 @@ impl Core {
         blocks.sort_by_key(|b| b.height);
         let committed = self.tree.committed().1;
         for block in blocks.into_iter().filter(|b| b.height > committed) {
+            self.saved.insert((block.height, block.hash()));
             let _ = self.tree.insert(block);
         }
         self.safety = safety;

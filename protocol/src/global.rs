@@ -26,12 +26,13 @@ pub struct GlobalReplica {
     waiting: BTreeMap<View, (ReplicaIndex, Proposal)>,
     committed_seen: u64,
     /// The view we gave up on and our Timeout share for it (re-sent until the view ends).
-    timed_out: Option<(View, Vote)>,
+    timed_out: Option<(View, Vote, u64)>,
     high_tc: Option<Certificate>,
     /// Our last vote, repeated with a timeout in its view.
     last_vote: Option<Vote>,
-    /// Our Timeout shares for views we have left, given to members still in them.
-    left: BTreeMap<View, Vote>,
+    /// Our Timeout shares for views we have left (with the persist covering each), given to
+    /// members still in them.
+    left: BTreeMap<View, (Vote, u64)>,
 }
 
 /// Leader of a view: round-robin over the member list (Algorithm 3).
@@ -291,6 +292,7 @@ impl GlobalReplica {
         let to = leader(view + 1, self.n());
         let vote = Vote { msg, share };
         self.last_vote = Some(vote.clone());
+        self.core.voted_for(hash);
         if to == self.core.me() {
             self.core.persist_with_own(Vec::new(), Message::Vote(vote));
         } else {
@@ -411,7 +413,7 @@ impl GlobalReplica {
             // f+1 replicas gave up on a view we are still in: one is honest, join them.
             if m.view == self.view
                 && self.core.collector.signers(Kind::Timeout, m.view) > self.core.cfg.f()
-                && self.timed_out.as_ref().is_none_or(|(v, _)| *v != m.view)
+                && self.timed_out.as_ref().is_none_or(|(v, _, _)| *v != m.view)
             {
                 self.timer_armed = true;
                 self.on_timeout(m.view);
@@ -432,24 +434,24 @@ impl GlobalReplica {
         if their_best >= view {
             return;
         }
-        let mine = match self.left.get(&view) {
+        let (mine, seq) = match self.left.get(&view) {
             Some(t) => t.clone(),
             None => {
                 let Some(t) = self.sign_timeout(view) else {
                     return;
                 };
-                self.remember_left(t.clone());
                 self.core.safety.last_voted = self.core.safety.last_voted.max(view);
                 // Counted here, with theirs, once durable (`on_own`); answered at their next
                 // timeout.
                 let _ = self.core.collect(from, theirs.msg, theirs.share);
                 let own = Message::NewView {
-                    timeout: t,
+                    timeout: t.clone(),
                     high_qc: self.core.safety.high_qc.clone(),
                     high_tc: self.high_tc.clone(),
                     vote: None,
                 };
-                return self.core.persist_with_own(Vec::new(), own);
+                let seq = self.core.persist_with_own(Vec::new(), own);
+                return self.remember_left(t, seq);
             }
         };
         let best = |r: &Self| {
@@ -471,8 +473,8 @@ impl GlobalReplica {
                 high_tc: self.high_tc.clone(),
                 vote: None,
             };
-            // The timeout that signed this share may not be durable yet: queue behind it.
-            let _ = self.core.persist_then(vec![Output::Send { to: from, msg }]);
+            self.core
+                .if_durable(seq, vec![Output::Send { to: from, msg }]);
         }
     }
 
@@ -512,8 +514,8 @@ impl GlobalReplica {
         Some(Vote { msg, share })
     }
 
-    fn remember_left(&mut self, timeout: Vote) {
-        self.left.insert(timeout.msg.view, timeout);
+    fn remember_left(&mut self, timeout: Vote, seq: u64) {
+        self.left.insert(timeout.msg.view, (timeout, seq));
         let floor = self.view.saturating_sub(VIEW_WINDOW);
         self.left.retain(|v, _| *v >= floor);
     }
@@ -552,22 +554,19 @@ impl GlobalReplica {
             return;
         }
         self.timer_armed = false;
-        if let Some((v, timeout)) = self.timed_out.clone()
+        if let Some((v, timeout, seq)) = self.timed_out.clone()
             && v == view
         {
             let high_qc = self.core.safety.high_qc.clone();
             let high_tc = self.high_tc.clone();
             let vote = self.vote_in(view);
-            // Behind a persist of its own: the first one, ordered before it, may still be
-            // under way, and the share must not leave before that.
-            let _ = self
-                .core
-                .persist_then(vec![Output::Broadcast(Message::NewView {
-                    timeout,
-                    high_qc,
-                    high_tc,
-                    vote,
-                })]);
+            let again = Message::NewView {
+                timeout,
+                high_qc,
+                high_tc,
+                vote,
+            };
+            self.core.after(seq, vec![Output::Broadcast(again)]);
             self.failures += 1;
             self.arm_timer_anyway();
             return;
@@ -580,16 +579,17 @@ impl GlobalReplica {
             to: view + 1,
         });
         self.core.safety.last_voted = self.core.safety.last_voted.max(view);
-        self.timed_out = Some((view, timeout.clone()));
-        self.remember_left(timeout.clone());
         let new_view = Message::NewView {
-            timeout,
+            timeout: timeout.clone(),
             high_qc: self.core.safety.high_qc.clone(),
             high_tc: self.high_tc.clone(),
             vote: self.vote_in(view),
         };
-        self.core
+        let seq = self
+            .core
             .persist_with_own(vec![Output::Broadcast(new_view.clone())], new_view);
+        self.timed_out = Some((view, timeout.clone(), seq));
+        self.remember_left(timeout, seq);
         self.failures += 1;
         self.arm_timer_anyway();
     }

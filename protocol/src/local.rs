@@ -54,7 +54,7 @@ pub struct LocalReplica {
     waiting: BTreeMap<View, (ReplicaIndex, Proposal)>,
     committed_seen: u64,
     /// Our view-change message for `target`, repeated until the term changes.
-    my_vc: Option<Message>,
+    my_vc: Option<(Message, u64)>,
 }
 
 impl LocalReplica {
@@ -307,6 +307,7 @@ impl LocalReplica {
             return;
         };
         self.core.safety.last_voted = view;
+        self.core.voted_for(hash);
         let vote = Vote { msg, share };
         let to = self.collector;
         if to == self.me() {
@@ -476,10 +477,8 @@ impl LocalReplica {
     /// view-change message (a crashed or cut-off replica may have missed it).
     fn on_timeout(&mut self) {
         if self.target > self.term && self.asked_at_least(self.target) < self.core.keys.quorum() {
-            if let Some(vc) = self.my_vc.clone() {
-                // Behind a persist: the one that made this share durable may still be under
-                // way (writes complete in order).
-                let _ = self.core.persist_then(vec![Output::Broadcast(vc)]);
+            if let Some((vc, seq)) = self.my_vc.clone() {
+                self.core.after(seq, vec![Output::Broadcast(vc)]);
             } else {
                 let target = self.target;
                 self.target -= 1;
@@ -527,9 +526,10 @@ impl LocalReplica {
         // Broadcast, not just to the new leader: every replica counts who moved on, to join
         // f+1 of them and to time out of a term only once n-f are in it (PBFT's liveness
         // rules; without them replicas chase each other through terms).
-        self.core
+        let seq = self
+            .core
             .persist_with_own(vec![Output::Broadcast(vc.clone())], vc.clone());
-        self.my_vc = Some(vc);
+        self.my_vc = Some((vc, seq));
         self.timer_armed = false;
         self.arm_timer(true);
     }
@@ -749,7 +749,7 @@ impl LocalReplica {
             self.core.fetch(proof.chosen.block(), from);
         }
         self.enter_term(proof);
-        let _ = self.core.persist_then(Vec::new());
+        self.core.persist_then(Vec::new());
         self.retry_waiting();
         self.try_propose();
         self.arm_timer(true);

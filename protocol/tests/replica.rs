@@ -465,3 +465,100 @@ fn messages_for_the_last_view_are_dropped_without_overflow() {
     }
     assert_eq!(r.safety().last_voted, 0);
 }
+
+fn persists(out: &[Output]) -> Vec<&Vec<lcbft_protocol::types::Block>> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Persist { blocks, .. } => Some(blocks),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Trust no peer, on the paths this restart work added. A leader that equivocates with many
+/// blocks for one view gets only the one we vote for written to disk; a member repeating a
+/// timeout for a view we left gets no write per message (our share for that view is signed
+/// and persisted once).
+#[test]
+fn a_member_cannot_make_us_write_per_message() {
+    let dealt = SimScheme::deal(4, 3, [9; 32]);
+    let lead = leader(1, 4);
+    let me = (lead + 2) % 4;
+    let mut l = replica(&dealt, lead);
+    let mut r = replica(&dealt, me);
+    let proposal = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])));
+    let mut written = 0;
+    for i in 0..50 {
+        let mut p = proposal.clone();
+        if let Message::Propose(p) = &mut p {
+            p.block.payload = vec![Tx(format!("equivocation {i}").into_bytes())];
+        }
+        let out = r.handle(Input::Message { from: lead, msg: p });
+        written += persists(&out).iter().map(|b| b.len()).sum::<usize>();
+    }
+    // The next write (a timeout) carries none of the equivocations either.
+    r.handle(Input::Payload(vec![Tx(b"pending".to_vec())]));
+    let out = r.handle(Input::Timeout(Timer::View(1)));
+    assert_eq!(persists(&out).len(), 1, "{out:?}");
+    written += persists(&out).iter().map(|b| b.len()).sum::<usize>();
+    assert_eq!(written, 1, "only the block voted for is written");
+
+    // Past view 5 with a certificate beyond it, so we answer a member still in view 5.
+    let mut state = SafetyState::genesis(DomainId::Global);
+    state.last_voted = 10;
+    state.high_qc = qc_over(&dealt, Hash([3; 32]), 7);
+    let mut past = Replica::restore(
+        Config::new(DomainId::Global, me, 4),
+        keys(&dealt, me),
+        Stored {
+            safety: Some(state),
+            ..Stored::default()
+        },
+    );
+    let from = (me + 1) % 4;
+    let msg = SignedMsg {
+        domain: DomainId::Global,
+        kind: Kind::Timeout,
+        view: 5,
+        digest: Hash::ZERO,
+    };
+    let share = keys(&dealt, from).sign_share(&msg.bytes()).unwrap();
+    let mut writes = 0;
+    for _ in 0..500 {
+        let out = past.handle(Input::Message {
+            from,
+            msg: Message::NewView {
+                timeout: Vote {
+                    msg,
+                    share: share.clone(),
+                },
+                high_qc: Certificate::genesis(DomainId::Global),
+                high_tc: None,
+                vote: None,
+            },
+        });
+        writes += persists(&out).len();
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Send { .. })),
+            "answered before our share was durable: {out:?}"
+        );
+    }
+    assert_eq!(writes, 1, "{writes} writes for 500 repeated timeouts");
+    // Once our share is durable, the next repeat is answered, still without a write.
+    past.handle(Input::Persisted(1));
+    let out = past.handle(Input::Message {
+        from,
+        msg: Message::NewView {
+            timeout: Vote { msg, share },
+            high_qc: Certificate::genesis(DomainId::Global),
+            high_tc: None,
+            vote: None,
+        },
+    });
+    assert!(persists(&out).is_empty(), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Send { to, msg: Message::NewView { .. } } if *to == from)),
+        "{out:?}"
+    );
+}
