@@ -181,36 +181,38 @@ fn pruning_keeps_the_window_and_a_pruned_store_still_restores_a_replica() {
     assert_eq!(replica.committed_height(), top);
 }
 
+/// Block 1 of `domain` on genesis, carrying `payload` (the store checks heights, not votes).
+fn first_block(domain: DomainId, payload: Vec<Tx>) -> lcbft_protocol::types::Block {
+    let genesis = lcbft_protocol::types::Block::genesis(domain);
+    let mut b = genesis.clone();
+    b.height = 1;
+    b.view = 1;
+    b.parent = genesis.hash();
+    b.payload = payload;
+    b
+}
+
 /// An anchor-shaped item inside a committed local block is a member's data, not an anchor: it
 /// moves no anchored height and indexes none of the traces it names.
 #[test]
 fn anchors_are_indexed_only_from_the_global_chain() {
     use lcbft_protocol::anchor::{Anchor, CommitProof};
-    use lcbft_protocol::types::{Block, Certificate};
+    use lcbft_protocol::types::Certificate;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("db")).expect("open");
     let inner_trace = Tx(b"a trace the fake anchor claims".to_vec());
-    let mut fake = Block::genesis(DomainId::Local(2));
-    fake.height = 1;
-    fake.view = 1;
-    fake.parent = Block::genesis(DomainId::Local(2)).hash();
-    fake.payload = vec![inner_trace.clone()];
     let anchor = Anchor {
-        block: fake,
+        block: first_block(DomainId::Local(2), vec![inner_trace.clone()]),
         commit: CommitProof {
             above: Vec::new(),
             qc: Certificate::genesis(DomainId::Local(2)),
         },
     };
-    let mut local = Block::genesis(DomainId::Local(1));
-    local.height = 1;
-    local.view = 1;
-    local.parent = Block::genesis(DomainId::Local(1)).hash();
-    local.payload = vec![anchor.to_tx()];
     let proof = CommitProof {
         above: Vec::new(),
         qc: Certificate::genesis(DomainId::Local(1)),
     };
+    let local = first_block(DomainId::Local(1), vec![anchor.to_tx()]);
     store.commit_block(&local, &proof).expect("commit");
     assert_eq!(store.anchored_height(DomainId::Local(2)).expect("h"), 0);
     assert!(
@@ -220,11 +222,7 @@ fn anchors_are_indexed_only_from_the_global_chain() {
             .is_none()
     );
     // The same item in a global block is indexed (the global replica verified it).
-    let mut global = Block::genesis(DomainId::Global);
-    global.height = 1;
-    global.view = 1;
-    global.parent = Block::genesis(DomainId::Global).hash();
-    global.payload = vec![anchor.to_tx()];
+    let global = first_block(DomainId::Global, vec![anchor.to_tx()]);
     store.commit_block(&global, &proof).expect("commit");
     assert_eq!(store.anchored_height(DomainId::Local(2)).expect("h"), 1);
 }
