@@ -2,7 +2,10 @@
 //! sync, the mempool, the commit and lock updates, and holding shares until their safety
 //! state is durable. The layers (`global`, `local`) hold the rules; this holds the state.
 
+mod mempool;
 mod payload;
+
+pub use mempool::{PoolLimits, PoolRefusal};
 
 use crate::anchor::{Anchor, AnchorRules, CommitProof, Tips};
 use crate::collector::{Added, Collector};
@@ -12,6 +15,7 @@ use crate::io::{Event, Output, Reject, SafetyState, Timer};
 use crate::message::Message;
 use crate::tree::BlockTree;
 use crate::types::{Block, Certificate, DomainId, Hash, Kind, ReplicaIndex, SignedMsg, Tx};
+use mempool::Mempool;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 /// Static parameters of one replica in one domain.
@@ -31,12 +35,18 @@ pub struct Config {
     pub edge: Option<ReplicaIndex>,
     /// Local domains: send votes to the edge rather than the leader (paper §5).
     pub offload: bool,
+    /// Bounds of the payload pool.
+    pub pool: PoolLimits,
     /// Only the simulator's checker tests set this: run a deliberately unsafe rule.
     pub(crate) broken: Option<crate::sim::Broken>,
 }
 
 impl Config {
     pub fn new(domain: DomainId, me: ReplicaIndex, n: usize) -> Config {
+        let max_block_bytes = match domain {
+            DomainId::Global => 3 << 20,
+            DomainId::Local(_) => 1 << 20,
+        };
         Config {
             domain,
             me,
@@ -44,10 +54,8 @@ impl Config {
             base_timeout_ms: 1000,
             max_timeout_ms: 30_000,
             max_block_txs: 512,
-            max_block_bytes: match domain {
-                DomainId::Global => 3 << 20,
-                DomainId::Local(_) => 1 << 20,
-            },
+            max_block_bytes,
+            pool: PoolLimits::new(max_block_bytes),
             edge: None,
             offload: false,
             broken: None,
@@ -67,10 +75,11 @@ impl Config {
     }
 }
 
-const MAX_MEMPOOL: usize = 100_000;
 const SYNC_BATCH_BLOCKS: usize = 128;
 const SYNC_BATCH_BYTES: usize = 1 << 20;
 const MAX_VERIFIED_CACHE: usize = 4096;
+/// Committed payload ids remembered for the duplicate check, past what the store has written.
+const MAX_RECENT: usize = 65_536;
 /// Local replicas keep this many committed blocks in memory (their disk keeps a window of its
 /// own); the global chain stays whole, as validators serve it to peers catching up.
 const LOCAL_TREE_KEEP: u64 = 1024;
@@ -85,8 +94,13 @@ pub(crate) struct Core {
     pub out: Vec<Output>,
     verified: HashSet<Hash>,
     verified_order: VecDeque<Hash>,
-    mempool: BTreeMap<Hash, Tx>,
-    mempool_order: VecDeque<Hash>,
+    mempool: Mempool,
+    /// Judges what the protocol cannot about a proposed block's items (the node's admission
+    /// rule: encoding, signature, history).
+    rule: Box<dyn PayloadRule>,
+    /// Ids committed recently: the store may not have them yet when the next proposal comes.
+    recent: HashSet<Hash>,
+    recent_order: VecDeque<Hash>,
     persist_seq: u64,
     held: Vec<(u64, Output)>,
     /// Our own shares, handed back to the layer only once the state covering them is durable:
@@ -117,6 +131,7 @@ impl Core {
             Some(crate::sim::Broken::OneChainCommit) => 1,
             _ => chain,
         };
+        let mempool = Mempool::new(cfg.pool, cfg.n);
         Core {
             tree: BlockTree::new(cfg.domain, chain, cfg.n),
             safety: SafetyState::genesis(cfg.domain),
@@ -126,8 +141,10 @@ impl Core {
             out: Vec::new(),
             verified: HashSet::new(),
             verified_order: VecDeque::new(),
-            mempool: BTreeMap::new(),
-            mempool_order: VecDeque::new(),
+            mempool,
+            rule: Box::new(AcceptAll),
+            recent: HashSet::new(),
+            recent_order: VecDeque::new(),
             persist_seq: 0,
             held: Vec::new(),
             own: Vec::new(),
@@ -524,7 +541,9 @@ impl Core {
         self.prune_tree();
         for (b, proof) in blocks.iter().zip(proofs.into_iter().rev()) {
             for tx in &b.payload {
-                self.mempool.remove(&tx.id());
+                let id = tx.id();
+                self.mempool.remove(&id);
+                self.note_recent(id);
             }
             self.note_committed_payload(&b.payload);
             self.out.push(Output::Commit {
@@ -572,17 +591,45 @@ impl Core {
             return false;
         }
         let in_chain = self.tree.uncommitted_payload(&self.safety.high_qc.block());
-        self.mempool.keys().any(|id| !in_chain.contains(id))
+        self.mempool.ids().any(|id| !in_chain.contains(id))
     }
 
-    pub fn add_payload(&mut self, txs: Vec<Tx>) {
+    /// Payload from `origin` (ourselves for the node's own submissions): refusals are reported
+    /// as events, one per item.
+    pub fn add_payload(&mut self, txs: Vec<Tx>, origin: ReplicaIndex) {
         for tx in txs {
             let id = tx.id();
-            if self.mempool.len() >= MAX_MEMPOOL || self.mempool.contains_key(&id) {
+            if self.recent.contains(&id) {
                 continue;
             }
-            self.mempool.insert(id, tx);
-            self.mempool_order.push_back(id);
+            if let Err(reason) = self.mempool.insert(tx, origin) {
+                self.event(Event::PoolRefused { id, reason });
+            }
+        }
+    }
+
+    /// A payload item the node asks about (`GET /v1/traces/{id}`), while it waits for a block.
+    pub fn pending(&self, id: &Hash) -> Option<&Tx> {
+        self.mempool.get(id)
+    }
+
+    /// Items and bytes in the pool.
+    pub fn pool_usage(&self) -> (usize, usize) {
+        (self.mempool.len(), self.mempool.bytes())
+    }
+
+    pub fn set_payload_rule(&mut self, rule: Box<dyn PayloadRule>) {
+        self.rule = rule;
+    }
+
+    fn note_recent(&mut self, id: Hash) {
+        if self.recent.insert(id) {
+            self.recent_order.push_back(id);
+            if self.recent_order.len() > MAX_RECENT
+                && let Some(old) = self.recent_order.pop_front()
+            {
+                self.recent.remove(&old);
+            }
         }
     }
 
@@ -590,20 +637,17 @@ impl Core {
     /// chain already carries.
     pub fn take_payload(&mut self, parent: &Hash) -> Vec<Tx> {
         let in_chain = self.tree.uncommitted_payload(parent);
-        self.mempool_order
-            .retain(|id| self.mempool.contains_key(id));
         let mut txs = Vec::new();
         let mut anchors = Vec::new();
         let mut bytes = 0;
         let checks_anchors = self.anchors.is_some();
-        for id in &self.mempool_order {
-            if txs.len() + anchors.len() >= self.cfg.max_block_txs {
+        for (id, tx) in self.mempool.oldest() {
+            if txs.len() + anchors.len() >= self.cfg.max_block_txs
+                || bytes + tx.0.len() > self.cfg.max_block_bytes
+            {
                 break;
             }
-            let Some(tx) = self.mempool.get(id) else {
-                continue;
-            };
-            if in_chain.contains(id) || bytes + tx.0.len() > self.cfg.max_block_bytes {
+            if in_chain.contains(id) {
                 continue;
             }
             bytes += tx.0.len();
@@ -658,5 +702,22 @@ impl Core {
             let _ = self.tree.insert(block);
         }
         self.safety = safety;
+    }
+}
+
+/// What the protocol cannot judge about a payload item: its encoding, its producer's signature,
+/// whether it was committed long ago. The node plugs in its admission rule, the same one its
+/// API and gossip use; a replica votes for a block only if every item passes.
+pub trait PayloadRule: Send {
+    /// One verdict per item, in order.
+    fn admit(&mut self, domain: DomainId, txs: &[Tx]) -> Vec<bool>;
+}
+
+/// The simulator's rule: every item is fine.
+pub struct AcceptAll;
+
+impl PayloadRule for AcceptAll {
+    fn admit(&mut self, _: DomainId, txs: &[Tx]) -> Vec<bool> {
+        vec![true; txs.len()]
     }
 }

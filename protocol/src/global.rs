@@ -7,11 +7,11 @@ use crate::crypto::ThresholdKeys;
 use crate::io::{Event, Input, Output, Reject, SafetyState, Timer};
 use crate::message::{Message, Proposal};
 use crate::replica::Stored;
-use crate::types::{Certificate, Hash, Kind, ReplicaIndex, SignedMsg, View, Vote};
+use crate::types::{Certificate, Hash, Kind, ReplicaIndex, SignedMsg, Tx, View, Vote};
 use std::collections::BTreeMap;
 
 pub struct GlobalReplica {
-    core: Core,
+    pub(crate) core: Core,
     view: View,
     /// Views entered since the last commit: the pacemaker's back-off exponent.
     failures: u64,
@@ -145,10 +145,10 @@ impl GlobalReplica {
             Input::Timeout(Timer::Sync(round)) => self.core.sync_retry(round),
             Input::Timeout(Timer::Term(_)) => {}
             Input::Payload(txs) => {
-                self.core.admit_payload(txs);
-                self.try_propose();
-                self.arm_timer();
+                let me = self.core.cfg.me;
+                self.on_payload(txs, me);
             }
+            Input::Relayed { from, txs } => self.on_payload(txs, from),
             Input::Persisted(seq) => {
                 for msg in self.core.persisted(seq) {
                     self.on_own(msg);
@@ -157,6 +157,12 @@ impl GlobalReplica {
             Input::Start => self.core.ask_for_news(),
         }
         std::mem::take(&mut self.core.out)
+    }
+
+    fn on_payload(&mut self, txs: Vec<Tx>, origin: ReplicaIndex) {
+        self.core.admit_payload(txs, origin);
+                self.try_propose();
+                self.arm_timer();
     }
 
     fn on_message(&mut self, from: ReplicaIndex, msg: Message) {

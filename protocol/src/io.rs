@@ -3,6 +3,7 @@
 //! `Persisted`, and the shares that depend on it are only released after that report.
 
 use crate::anchor::{AnchorError, CommitProof};
+use crate::core::PoolRefusal;
 use crate::message::{Message, TermProof};
 use crate::types::{Block, Certificate, DomainId, Hash, Kind, ReplicaIndex, Tx, View};
 use serde::{Deserialize, Serialize};
@@ -15,8 +16,11 @@ pub enum Input {
     Message { from: ReplicaIndex, msg: Message },
     /// A timer set by `Output::SetTimer` fired.
     Timeout(Timer),
-    /// Payload (traces, anchors) became available; the node gossips it to every member.
+    /// Payload (traces, anchors) submitted to this node; it gossips it to every member.
     Payload(Vec<Tx>),
+    /// Payload a member gossiped, already admitted by the node: it counts against that
+    /// member's share of the pool.
+    Relayed { from: ReplicaIndex, txs: Vec<Tx> },
     /// The `Persist` with this sequence number is durable.
     Persisted(u64),
     /// The driver is up. A replica restored from disk asks its peers for their highest QC,
@@ -82,6 +86,8 @@ pub enum Event {
     /// Every peer was asked for this block and none sent it. If our safety state names it,
     /// the domain may be unable to go on until a member that holds it returns.
     Unavailable { hash: Hash },
+    /// The payload pool would not take this item.
+    PoolRefused { id: Hash, reason: PoolRefusal },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,6 +100,9 @@ pub enum Reject {
     Unrequested,
     /// A proposal carrying an anchor that does not continue its domain's anchored chain.
     BadAnchor,
+    /// A proposal whose payload breaks the block bounds, repeats an item or carries one the
+    /// admission rule refuses.
+    BadPayload,
 }
 
 /// Everything a replica must find again after a crash to stay safe. Written before any share

@@ -21,4 +21,4 @@ pub mod sim;
 pub mod tree;
 pub mod types;
 
-pub use crate::core::Config;
+pub use crate::core::{AcceptAll, Config, PayloadRule, PoolLimits, PoolRefusal};

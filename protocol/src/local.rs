@@ -10,7 +10,7 @@ use crate::crypto::ThresholdKeys;
 use crate::io::{Event, Input, Output, Reject, SafetyState, Timer};
 use crate::message::{Message, Proposal, TermProof, view_change_digest};
 use crate::replica::Stored;
-use crate::types::{Certificate, Hash, Kind, ReplicaIndex, SignedMsg, View, Vote};
+use crate::types::{Certificate, Hash, Kind, ReplicaIndex, SignedMsg, Tx, View, Vote};
 use std::collections::BTreeMap;
 
 pub fn term_of(view: View) -> u64 {
@@ -32,7 +32,7 @@ const ROUND_WINDOW: View = 64;
 const TERM_WINDOW: u64 = 64;
 
 pub struct LocalReplica {
-    core: Core,
+    pub(crate) core: Core,
     /// The running term, its leader and vote collector, and the block it started from.
     term: u64,
     leader: ReplicaIndex,
@@ -161,10 +161,10 @@ impl LocalReplica {
             Input::Timeout(Timer::Sync(round)) => self.core.sync_retry(round),
             Input::Timeout(Timer::View(_)) => {}
             Input::Payload(txs) => {
-                self.core.add_payload(txs);
-                self.try_propose();
-                self.arm_timer(false);
+                let me = self.core.cfg.me;
+                self.on_payload(txs, me);
             }
+            Input::Relayed { from, txs } => self.on_payload(txs, from),
             Input::Persisted(seq) => {
                 for msg in self.core.persisted(seq) {
                     self.on_own(msg);
@@ -173,6 +173,12 @@ impl LocalReplica {
             Input::Start => self.core.ask_for_news(),
         }
         std::mem::take(&mut self.core.out)
+    }
+
+    fn on_payload(&mut self, txs: Vec<Tx>, origin: ReplicaIndex) {
+        self.core.add_payload(txs, origin);
+                self.try_propose();
+                self.arm_timer(false);
     }
 
     fn on_message(&mut self, from: ReplicaIndex, msg: Message) {
@@ -290,6 +296,7 @@ impl LocalReplica {
         if view > self.core.safety.last_voted
             && justify.view() >= lock_before
             && self.target == self.term
+            && self.core.payload_valid(&hash, from)
         {
             self.vote(hash, view);
         }

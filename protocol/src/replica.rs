@@ -63,6 +63,35 @@ impl Replica {
         }
     }
 
+    /// Plug in the node's admission rule for proposed payload.
+    pub fn set_payload_rule(&mut self, rule: Box<dyn crate::core::PayloadRule>) {
+        self.core_mut().set_payload_rule(rule);
+    }
+
+    /// A payload item waiting in the pool.
+    pub fn pending(&self, id: &Hash) -> Option<&crate::types::Tx> {
+        self.core().pending(id)
+    }
+
+    /// Items and bytes waiting in the pool.
+    pub fn pool_usage(&self) -> (usize, usize) {
+        self.core().pool_usage()
+    }
+
+    fn core(&self) -> &crate::core::Core {
+        match self {
+            Replica::Global(r) => &r.core,
+            Replica::Local(r) => &r.core,
+        }
+    }
+
+    fn core_mut(&mut self) -> &mut crate::core::Core {
+        match self {
+            Replica::Global(r) => &mut r.core,
+            Replica::Local(r) => &mut r.core,
+        }
+    }
+
     /// Blocks held in memory (local replicas forget old committed ones).
     pub fn blocks_in_memory(&self) -> usize {
         match self {

@@ -5,6 +5,7 @@ use super::Core;
 use crate::anchor::{Anchor, AnchorError, AnchorRules, Link, Tips, continues};
 use crate::io::{Event, Reject};
 use crate::types::{Hash, ReplicaIndex, Tx};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 impl Core {
@@ -66,20 +67,49 @@ impl Core {
         tips
     }
 
-    /// Whether a proposed block's anchors all continue the chain at its parent. A block that
-    /// fails is not voted for and its proposer is reported.
+    /// Whether a proposed block's payload may be voted for: within the block bounds, no item
+    /// twice nor already in the branch or recently committed, every trace passing the node's
+    /// admission rule, every anchor continuing the chain at the parent. A block that fails is
+    /// not voted for and its proposer is reported.
     pub fn payload_valid(&mut self, hash: &Hash, from: ReplicaIndex) -> bool {
-        if self.anchors.is_none() {
-            return true;
-        }
         let Some(block) = self.tree.get(hash).map(|n| Arc::clone(&n.block)) else {
             return false;
         };
+        let bytes: usize = block.payload.iter().map(|tx| tx.0.len()).sum();
+        if block.payload.len() > self.cfg.max_block_txs || bytes > self.cfg.max_block_bytes {
+            self.reject(from, Reject::BadPayload);
+            return false;
+        }
+        let in_chain = self.tree.uncommitted_payload(&block.parent);
+        let mut seen = HashSet::with_capacity(block.payload.len());
+        for tx in &block.payload {
+            let id = tx.id();
+            if !seen.insert(id) || in_chain.contains(&id) || self.recent.contains(&id) {
+                self.reject(from, Reject::BadPayload);
+                return false;
+            }
+        }
+        let checks_anchors = self.anchors.is_some();
+        let (anchors, items): (Vec<&Tx>, Vec<&Tx>) = block
+            .payload
+            .iter()
+            .partition(|tx| checks_anchors && Anchor::is_anchor(tx));
+        if !items.is_empty() {
+            let items: Vec<Tx> = items.into_iter().cloned().collect();
+            let domain = self.cfg.domain;
+            if self.rule.admit(domain, &items).contains(&false) {
+                self.reject(from, Reject::BadPayload);
+                return false;
+            }
+        }
+        if anchors.is_empty() {
+            return true;
+        }
         let mut tips = self.branch_tips(&block.parent);
         let Some(rules) = self.anchors.as_mut() else {
             return true;
         };
-        for tx in &block.payload {
+        for tx in anchors {
             if let Err(error) = rules.apply(&mut tips, tx) {
                 self.event(Event::AnchorRejected { error });
                 self.reject(from, Reject::BadAnchor);
@@ -91,15 +121,15 @@ impl Core {
 
     /// Admission of new payload: anchors that cannot join the chain (bad certificate, fork,
     /// gap past what is pending, already anchored) are refused and reported, the rest queued.
-    pub fn admit_payload(&mut self, txs: Vec<Tx>) {
+    pub fn admit_payload(&mut self, txs: Vec<Tx>, origin: ReplicaIndex) {
         if self.anchors.is_none() {
-            return self.add_payload(txs);
+            return self.add_payload(txs, origin);
         }
         let (mut anchors, mut others): (Vec<Tx>, Vec<Tx>) =
             txs.into_iter().partition(Anchor::is_anchor);
         if anchors.is_empty() {
             // Traces, the common case: no branch walk, no mempool scan.
-            return self.add_payload(others);
+            return self.add_payload(others, origin);
         }
         let high = self.safety.high_qc.block();
         let mut tips = self.branch_tips(&high);
@@ -128,7 +158,7 @@ impl Core {
         for error in errors {
             self.event(Event::AnchorRejected { error });
         }
-        self.add_payload(others);
+        self.add_payload(others, origin);
     }
 
     /// Links of the anchors waiting in the mempool (all verified on admission).
@@ -137,7 +167,8 @@ impl Core {
             return Vec::new();
         };
         self.mempool
-            .values()
+            .oldest()
+            .map(|(_, tx)| tx)
             .filter(|tx| Anchor::is_anchor(tx))
             .filter_map(|tx| rules.link(tx)?.ok())
             .collect()

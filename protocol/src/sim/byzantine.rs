@@ -31,10 +31,13 @@ pub enum Strategy {
     LowCertLeader,
     /// Two honest copies of one replica's key on both sides of a partition.
     Twins,
+    /// As leader, adds to each proposal in turn an item the admission rule refuses, a second
+    /// copy of one of its items, or an item already committed.
+    BadPayload,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 9] = [
+    pub const ALL: [Strategy; 10] = [
         Strategy::Equivocator,
         Strategy::DoubleVoter,
         Strategy::InvalidShare,
@@ -44,6 +47,7 @@ impl Strategy {
         Strategy::ForgedViewChange,
         Strategy::LowCertLeader,
         Strategy::Twins,
+        Strategy::BadPayload,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -57,6 +61,7 @@ impl Strategy {
             Strategy::ForgedViewChange => "forged-view-change",
             Strategy::LowCertLeader => "low-cert-leader",
             Strategy::Twins => "twins",
+            Strategy::BadPayload => "bad-payload",
         }
     }
 }
@@ -70,6 +75,9 @@ pub struct Byzantine {
     /// LowCertLeader: the term it announced with the genesis QC as chosen.
     low_term: Option<u64>,
     inputs: u64,
+    /// BadPayload: an item committed here, to replay.
+    committed: Option<Tx>,
+    proposals: u64,
 }
 
 impl Byzantine {
@@ -87,6 +95,8 @@ impl Byzantine {
             collector: Collector::default(),
             low_term: None,
             inputs: 0,
+            committed: None,
+            proposals: 0,
         }
     }
 
@@ -166,6 +176,12 @@ impl Byzantine {
             _ => {}
         }
         let outputs = self.inner.handle(input);
+        if let Some(tx) = outputs.iter().find_map(|o| match o {
+            Output::Commit { block, .. } => block.payload.first(),
+            _ => None,
+        }) {
+            self.committed = Some(tx.clone());
+        }
         let mut result = Vec::new();
         for out in outputs {
             result.extend(self.transform(out));
@@ -223,6 +239,17 @@ impl Byzantine {
             ) => Vec::new(),
             (Strategy::StaleCert, Output::Broadcast(Message::Propose(p))) => {
                 vec![Output::Broadcast(Message::Propose(self.extend_genesis(p)))]
+            }
+            (Strategy::BadPayload, Output::Broadcast(Message::Propose(mut p))) => {
+                self.proposals += 1;
+                let refused = Tx([crate::sim::REFUSED_PREFIX, &self.proposals.to_be_bytes()].concat());
+                let extra = match self.proposals % 3 {
+                    1 => p.block.payload.first().cloned(),
+                    2 => self.committed.clone(),
+                    _ => None,
+                };
+                p.block.payload.push(extra.unwrap_or(refused));
+                vec![Output::Broadcast(Message::Propose(p))]
             }
             (Strategy::ForgedCert, Output::Broadcast(Message::Propose(mut p))) => {
                 p.block.justify.signature = Signature(vec![3; 96]);

@@ -8,6 +8,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 pub struct Checker {
     domain: DomainId,
     by_height: HashMap<u64, (Hash, usize)>,
+    /// Every committed payload id, at its height: none may commit twice.
+    committed_ids: HashMap<Hash, u64>,
     node_height: HashMap<usize, u64>,
     violations: Vec<String>,
     submitted: HashMap<Hash, u64>,
@@ -27,6 +29,7 @@ impl Checker {
         Checker {
             domain,
             by_height: HashMap::new(),
+            committed_ids: HashMap::new(),
             node_height: HashMap::new(),
             violations: Vec::new(),
             submitted: HashMap::new(),
@@ -98,6 +101,20 @@ impl Checker {
             Some(_) => false,
             None => {
                 self.by_height.insert(block.height, (hash, node));
+                for tx in &block.payload {
+                    if tx.0.starts_with(super::REFUSED_PREFIX) {
+                        self.violations.push(format!(
+                            "height {}: committed an item the admission rule refuses",
+                            block.height
+                        ));
+                    }
+                    if let Some(first) = self.committed_ids.insert(tx.id(), block.height) {
+                        self.violations.push(format!(
+                            "height {}: committed an item already committed at height {first}",
+                            block.height
+                        ));
+                    }
+                }
                 true
             }
         }

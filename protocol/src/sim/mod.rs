@@ -25,6 +25,20 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
+/// Items the simulated admission rule refuses (the node's stands for encoding, signature
+/// and history checks): a Byzantine leader proposes them; no honest replica may vote for them.
+pub(crate) const REFUSED_PREFIX: &[u8] = b"refused/";
+
+struct SimRule;
+
+impl crate::core::PayloadRule for SimRule {
+    fn admit(&mut self, _: DomainId, txs: &[Tx]) -> Vec<bool> {
+        txs.iter()
+            .map(|tx| !tx.0.starts_with(REFUSED_PREFIX))
+            .collect()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {
     Global,
@@ -39,6 +53,8 @@ pub enum Broken {
     /// Restore only the committed chain after a crash, forgetting the persisted blocks above
     /// it (the rule before blocks were made durable before votes).
     VolatileBlocks,
+    /// Vote without asking the admission rule about a proposal's items.
+    NoPayloadRule,
 }
 
 /// A whole domain crashing at one instant and starting again from its disks: a site-wide
@@ -358,11 +374,14 @@ impl Sim {
     ) -> Slot {
         let mut cfg = self.replica_config(idx);
         cfg.broken = self.broken;
-        let replica = Replica::restore(
+        let mut replica = Replica::restore(
             cfg.clone(),
             self.keys(idx, counters.clone()),
             disk.stored(self.broken),
         );
+        if self.broken != Some(Broken::NoPayloadRule) {
+            replica.set_payload_rule(Box::new(SimRule));
+        }
         match strategy {
             None | Some(Strategy::Twins) => Slot::Honest(replica),
             Some(s) => Slot::Byzantine(Box::new(Byzantine::new(
@@ -587,7 +606,8 @@ impl Sim {
             Event::NewLeader { .. }
             | Event::Rejected { .. }
             | Event::AnchorRejected { .. }
-            | Event::Unavailable { .. } => {}
+            | Event::Unavailable { .. }
+            | Event::PoolRefused { .. } => {}
         }
     }
 
