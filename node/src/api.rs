@@ -46,8 +46,10 @@ pub enum ApiRequest {
 pub enum SubmitError {
     #[error("this node is not a member of domain {0}: submit to one of its members")]
     NotMember(String),
-    #[error("the pending pool is full: retry later")]
-    Full,
+    #[error("the payload pool refused the trace ({}): retry later", .0.label())]
+    Full(lcbft_protocol::PoolRefusal),
+    #[error("{0}")]
+    Refused(crate::admission::Refusal),
 }
 
 /// One domain as this node's replica sees it (`GET /v1/status`).
@@ -244,8 +246,12 @@ async fn submit_trace(State(s): State<ApiState>, body: Bytes) -> Response {
             StatusCode::UNPROCESSABLE_ENTITY,
             e.to_string(),
         ),
-        Ok(Err(e @ SubmitError::Full)) => {
+        Ok(Err(e @ SubmitError::Full(_))) => {
             refuse("full", StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        Ok(Err(SubmitError::Refused(r))) => {
+            // Counted by the admission rule itself.
+            error(StatusCode::UNPROCESSABLE_ENTITY, r.to_string())
         }
         Err(_) => unavailable(),
     }

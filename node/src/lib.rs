@@ -1,6 +1,7 @@
 //! The lcbft node: a thin shell around `lcbft_protocol` (DESIGN §6). It turns network
 //! messages, timers and disk results into protocol inputs and carries out the outputs.
 
+pub mod admission;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -409,7 +409,7 @@ impl Metrics {
             );
             c.register(
                 "refused",
-                "Traces refused by the API",
+                "Traces refused by the admission rule (API, gossip or proposal) or the pool",
                 m.traces_refused.clone(),
             );
             c.register(
@@ -602,18 +602,15 @@ impl Metrics {
         self.traces_committed.get_or_create(&d).inc_by(txs as u64);
     }
 
-    /// A trace entered the pending pool.
-    pub fn on_pending_added(&self, domain: DomainId, bytes: usize) {
+    /// What the payload pool of `domain` holds now.
+    pub fn set_pool(&self, domain: DomainId, txs: usize, bytes: usize) {
         let d = Metrics::domain(domain);
-        self.mempool_traces.get_or_create(&d).inc();
-        self.mempool_bytes.get_or_create(&d).inc_by(bytes as i64);
-    }
-
-    /// A trace left the pending pool (committed).
-    pub fn on_pending_removed(&self, domain: DomainId, bytes: usize) {
-        let d = Metrics::domain(domain);
-        self.mempool_traces.get_or_create(&d).dec();
-        self.mempool_bytes.get_or_create(&d).dec_by(bytes as i64);
+        self.mempool_traces
+            .get_or_create(&d)
+            .set(i64::try_from(txs).unwrap_or(i64::MAX));
+        self.mempool_bytes
+            .get_or_create(&d)
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     // --- network ---

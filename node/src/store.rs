@@ -278,6 +278,15 @@ impl Store {
     }
 
     /// Where the tx with this id was committed, if it was.
+    /// Which of `ids` are in a committed block, in one read.
+    pub fn committed_ids(&self, ids: &[Hash]) -> Result<Vec<bool>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let index = txn.open_table(TX_INDEX).map_err(db)?;
+        ids.iter()
+            .map(|id| Ok(index.get(id.0).map_err(db)?.is_some()))
+            .collect()
+    }
+
     pub fn tx_location(&self, id: &Hash) -> Result<Option<TxLocation>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
         let index = txn.open_table(TX_INDEX).map_err(db)?;

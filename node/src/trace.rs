@@ -1,7 +1,7 @@
 //! Data traces (DESIGN §5): who (the producer's ed25519 key), when, where (domain), what
 //! happened, by which application, the data's digest (and optionally a small body), and the
-//! traces it was derived from. Signed by the producer; a trace's id is the hash of its bytes
-//! as they go into a block (`Tx::id`).
+//! traces it was derived from. Signed by the producer; a trace's id is the hash of its
+//! canonical CBOR encoding, the only encoding a block may carry (`Tx::id`).
 //!
 //! On the API it is JSON, `{"trace": {..}, "signature": "<hex>"}`, hex for every byte field.
 //! What is signed is the canonical CBOR of the decoded fields, prefixed `lcbft1/trace`.
@@ -231,9 +231,14 @@ impl SignedTrace {
         Tx(codec::encode(self))
     }
 
+    /// Decode a block item; only the canonical encoding is a trace, so one trace has one id.
     pub fn from_tx(tx: &Tx) -> Result<SignedTrace, TraceError> {
-        codec::decode(&tx.0, codec::MAX_MESSAGE_BYTES)
-            .map_err(|e| TraceError::Undecodable(e.to_string()))
+        let s: SignedTrace = codec::decode(&tx.0, codec::MAX_MESSAGE_BYTES)
+            .map_err(|e| TraceError::Undecodable(e.to_string()))?;
+        if codec::encode(&s) != tx.0 {
+            return Err(TraceError::Undecodable("not in canonical encoding".into()));
+        }
+        Ok(s)
     }
 }
 

@@ -59,6 +59,7 @@ fn probe(net: &Testnet, key: Keypair, skip: usize) -> NetHandle {
             liveness_timeout: Duration::from_secs(2),
             redial_interval: Duration::from_millis(200),
             idle_connection_timeout: Duration::from_secs(30),
+            admission: None,
         },
         &mut registry,
         Metrics::default(),

@@ -161,8 +161,8 @@ impl GlobalReplica {
 
     fn on_payload(&mut self, txs: Vec<Tx>, origin: ReplicaIndex) {
         self.core.admit_payload(txs, origin);
-                self.try_propose();
-                self.arm_timer();
+        self.try_propose();
+        self.arm_timer();
     }
 
     fn on_message(&mut self, from: ReplicaIndex, msg: Message) {

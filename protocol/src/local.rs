@@ -177,8 +177,8 @@ impl LocalReplica {
 
     fn on_payload(&mut self, txs: Vec<Tx>, origin: ReplicaIndex) {
         self.core.add_payload(txs, origin);
-                self.try_propose();
-                self.arm_timer(false);
+        self.try_propose();
+        self.arm_timer(false);
     }
 
     fn on_message(&mut self, from: ReplicaIndex, msg: Message) {

@@ -2,7 +2,7 @@
 //! walk, and per-block summaries the leader rules read in O(1).
 
 use crate::types::{Block, Certificate, DomainId, Hash, ReplicaIndex, View};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 pub struct Node {
@@ -28,6 +28,10 @@ pub struct BlockTree {
     orphan_count: usize,
     committed: Hash,
     committed_height: u64,
+    /// Blocks not yet judged by a commit: once the committed height passes one that is not on
+    /// the committed chain, it can never commit and is dropped (a Byzantine leader's refused
+    /// proposals must not stay in memory for good).
+    undecided: BTreeSet<(u64, Hash)>,
 }
 
 /// Orphans kept while their ancestry is fetched; only requested blocks become orphans.
@@ -61,6 +65,7 @@ impl BlockTree {
             orphan_count: 0,
             committed: hash,
             committed_height: 0,
+            undecided: BTreeSet::new(),
         }
     }
 
@@ -83,6 +88,7 @@ impl BlockTree {
         self.orphans.clear();
         self.orphan_hashes.clear();
         self.orphan_count = 0;
+        self.undecided.clear();
         self.nodes.insert(
             hash,
             Node {
@@ -141,6 +147,7 @@ impl BlockTree {
             let Some(node) = self.summarise(block, hash) else {
                 continue;
             };
+            self.undecided.insert((node.block.height, hash));
             self.nodes.insert(hash, node);
             added.push(hash);
             if let Some(children) = self.orphans.remove(&hash) {
@@ -257,7 +264,20 @@ impl BlockTree {
         }
         self.committed = target;
         self.committed_height = height;
+        self.drop_dead_forks();
         Some(chain)
+    }
+
+    fn drop_dead_forks(&mut self) {
+        while let Some(&(h, hash)) = self.undecided.first() {
+            if h > self.committed_height {
+                break;
+            }
+            self.undecided.pop_first();
+            if self.by_height.get(&h) != Some(&hash) {
+                self.nodes.remove(&hash);
+            }
+        }
     }
 
     /// Payload ids in blocks from `tip` down to the last committed block (being decided).
@@ -305,5 +325,42 @@ impl BlockTree {
 
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child(parent: &Block, view: View, tag: &[u8]) -> Block {
+        let mut b = parent.clone();
+        b.height = parent.height + 1;
+        b.view = view;
+        b.parent = parent.hash();
+        b.payload = vec![crate::types::Tx(tag.to_vec())];
+        b
+    }
+
+    /// A block beside the committed chain at a committed height can never commit: it leaves
+    /// memory with the commit that passes it, whether it came before or after that commit.
+    #[test]
+    fn forks_below_the_committed_height_are_dropped() {
+        let mut tree = BlockTree::new(DomainId::Global, 3, 4);
+        let genesis = Block::genesis(DomainId::Global);
+        let a1 = child(&genesis, 1, b"a1");
+        let b1 = child(&genesis, 2, b"b1 refused");
+        let a2 = child(&a1, 3, b"a2");
+        for b in [&a1, &b1, &a2] {
+            assert!(tree.insert(b.clone()).is_ok());
+        }
+        assert!(tree.commit(a1.hash()).is_some());
+        assert!(tree.contains(&a1.hash()) && tree.contains(&a2.hash()));
+        assert!(!tree.contains(&b1.hash()), "the dead fork stayed");
+        let late = child(&genesis, 4, b"late fork");
+        assert!(tree.insert(late.clone()).is_ok());
+        assert!(tree.commit(a2.hash()).is_some());
+        assert!(!tree.contains(&late.hash()));
+        assert_eq!(tree.committed_at(1), Some(a1.hash()));
+        assert_eq!(tree.committed_at(2), Some(a2.hash()));
     }
 }

@@ -56,9 +56,8 @@ fn recording_methods_move_their_series() {
     let m = Metrics::register(&mut r);
     let l1 = DomainId::Local(1);
     m.on_committed(l1, 7, 3);
-    m.on_pending_added(l1, 100);
-    m.on_pending_added(l1, 50);
-    m.on_pending_removed(l1, 100);
+    m.set_pool(l1, 3, 400);
+    m.set_pool(l1, 1, 50);
     m.on_anchor_submitted(l1);
     m.on_anchor_accepted(l1);
     m.on_anchor_rejected("fork");

@@ -2,7 +2,7 @@
 //! point-to-point messages, identify, ping (the liveness heartbeat) and optional mDNS.
 
 use super::codec::DirectCodec;
-use super::wire::{Ack, DIRECT_PROTOCOL, Direct, IDENTIFY_PROTOCOL, MAX_WIRE_BYTES};
+use super::wire::{Ack, DIRECT_PROTOCOL, Direct, IDENTIFY_PROTOCOL, MAX_WIRE_BYTES, message_id};
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::request_response::{self, ProtocolSupport};
@@ -99,6 +99,7 @@ impl Behaviour {
             .validation_mode(gossipsub::ValidationMode::Strict)
             .validate_messages()
             .max_transmit_size(MAX_WIRE_BYTES)
+            .message_id_fn(message_id)
             .build()
             .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
         let gossipsub = gossipsub::Behaviour::new(

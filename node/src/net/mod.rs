@@ -45,6 +45,9 @@ pub struct NetConfig {
     pub liveness_timeout: Duration,
     pub redial_interval: Duration,
     pub idle_connection_timeout: Duration,
+    /// The node's admission rule for gossiped traces; `None` only for tools and test peers
+    /// that never hand payload to a replica.
+    pub admission: Option<crate::admission::Admission>,
 }
 
 /// Delivered to the node's main loop. `from` is the sender's index in `domain`, taken from

@@ -8,9 +8,9 @@
 use super::behaviour::{Behaviour, BehaviourEvent, Params};
 use super::wire::{Ack, Direct, Gossip, topic};
 use super::{Command, GossipRef, NetConfig, NetError, NetEvent, NetHandle, NetStatus};
+use crate::admission::{Admission, Refusal};
 use crate::genesis::Genesis;
 use crate::metrics::Metrics;
-use crate::trace::SignedTrace;
 use futures::StreamExt;
 use lcbft_protocol::anchor::Anchor;
 use lcbft_protocol::codec::CodecError;
@@ -136,6 +136,7 @@ pub fn spawn(
         loopback_only,
         lookups: HashMap::new(),
         bootstrapped: false,
+        admission: cfg.admission,
     };
     let task = tokio::spawn(net.run(cmd_rx));
     Ok((handle, ev_rx, task))
@@ -160,6 +161,7 @@ struct Network {
     /// Last Kademlia lookup per member with no known address.
     lookups: HashMap<PeerId, Instant>,
     bootstrapped: bool,
+    admission: Option<Admission>,
 }
 
 /// How often to look up a member whose address we do not know.
@@ -454,20 +456,40 @@ impl Network {
                 gossip: None,
             }),
             Gossip::Payload(txs) => {
-                // Payload is signed traces of this domain, or in the global domain anchors (the
-                // replica judges those); a member relaying anything else is refused like any
-                // malformed message.
-                let valid = |tx: &Tx| {
-                    if domain == DomainId::Global && Anchor::is_anchor(tx) {
-                        return matches!(Anchor::from_tx(tx), Some(Ok(_)));
-                    }
-                    SignedTrace::from_tx(tx)
-                        .and_then(|t| t.verify().map(|()| t.trace.domain == domain))
-                        .unwrap_or(false)
-                };
-                if txs.is_empty() || !txs.iter().all(valid) {
+                // Traces of this domain passing the admission rule, or in the global domain
+                // anchors (the replica judges those); a member relaying anything else is
+                // refused as a whole, so gossipsub holds it against that member.
+                if txs.is_empty() {
                     return Err("bad_trace");
                 }
+                let anchors = |tx: &Tx| domain == DomainId::Global && Anchor::is_anchor(tx);
+                if txs
+                    .iter()
+                    .filter(|tx| anchors(tx))
+                    .any(|tx| !matches!(Anchor::from_tx(tx), Some(Ok(_))))
+                {
+                    return Err("bad_anchor");
+                }
+                let Some(admission) = &self.admission else {
+                    return Ok(NetEvent::Payload { domain, from, txs });
+                };
+                let (anchored, traces): (Vec<Tx>, Vec<Tx>) = txs.into_iter().partition(anchors);
+                let verdicts = admission.check(domain, &traces);
+                // Counted by reason in `lcbft_traces_refused_total`.
+                if verdicts
+                    .iter()
+                    .any(|v| v.is_err_and(|r| r != Refusal::Committed))
+                {
+                    return Err("bad_trace");
+                }
+                // A trace committed while this message travelled is no fault of its author.
+                let mut txs = anchored;
+                txs.extend(
+                    traces
+                        .into_iter()
+                        .zip(verdicts)
+                        .filter_map(|(tx, v)| v.is_ok().then_some(tx)),
+                );
                 Ok(NetEvent::Payload { domain, from, txs })
             }
             // Checked against the genesis key sets by the main loop.

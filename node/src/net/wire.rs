@@ -50,6 +50,26 @@ impl Gossip {
     }
 }
 
+/// gossipsub's message id. Payload is named by its content, so a batch replayed by anyone (a
+/// new sequence number, another relay) is dropped as a duplicate before it is decoded again.
+/// Other messages are named by author and sequence number too: a replica re-sends an identical
+/// consensus message on purpose when a peer lags.
+pub fn message_id(m: &libp2p::gossipsub::Message) -> libp2p::gossipsub::MessageId {
+    static PAYLOAD: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+        // The variant's tag: everything before the (empty) array of items.
+        let mut prefix = Gossip::Payload(Vec::new()).encode();
+        prefix.pop();
+        prefix
+    });
+    let mut h = blake3::Hasher::new();
+    if !m.data.starts_with(&PAYLOAD) {
+        h.update(&m.source.map(|p| p.to_bytes()).unwrap_or_default());
+        h.update(&m.sequence_number.unwrap_or_default().to_be_bytes());
+    }
+    h.update(&m.data);
+    libp2p::gossipsub::MessageId::from(h.finalize().as_bytes().to_vec())
+}
+
 /// A point-to-point request: one consensus message for the receiver's replica in `domain`.
 /// The message stays encoded so the receiver decodes it with the protocol's bound.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,5 +127,32 @@ mod tests {
         let msg = Message::Certificate(Certificate::genesis(DomainId::Local(2)));
         let d = Direct::new(DomainId::Local(2), &msg);
         assert_eq!(d.message().expect("msg"), msg);
+    }
+
+    #[test]
+    fn payload_is_named_by_content_and_consensus_by_author_too() {
+        use libp2p::gossipsub::Message as G;
+        let msg = |data: Vec<u8>, seq: u64| G {
+            source: Some(libp2p::PeerId::random()),
+            data,
+            sequence_number: Some(seq),
+            topic: topic(DomainId::Local(1)).hash(),
+        };
+        let payload = Gossip::Payload(vec![Tx(b"t".to_vec())]).encode();
+        assert_eq!(
+            message_id(&msg(payload.clone(), 1)),
+            message_id(&msg(payload.clone(), 2))
+        );
+        let other = Gossip::Payload(vec![Tx(b"u".to_vec())]).encode();
+        assert_ne!(message_id(&msg(payload, 1)), message_id(&msg(other, 1)));
+        let anchored = Gossip::Consensus(Box::new(Message::BlockRequest {
+            hash: lcbft_protocol::types::Hash([1; 32]),
+            above: 0,
+        }))
+        .encode();
+        assert_ne!(
+            message_id(&msg(anchored.clone(), 1)),
+            message_id(&msg(anchored, 2))
+        );
     }
 }

@@ -7,26 +7,26 @@ use super::NodeError;
 use super::anchoring::Anchoring;
 use super::driver::{Driver, Effect};
 use super::storage::{Done, Job, Worker};
+use crate::admission::Admission;
 use crate::api::{ApiRequest, DomainStatus, SubmitError};
 use crate::genesis::{Genesis, domain_name};
 use crate::metrics::Metrics;
 use crate::net::wire::Gossip;
 use crate::net::{NetEvent, NetHandle};
 use crate::store::Store;
-use lcbft_protocol::anchor::Anchor;
 use lcbft_protocol::io::{Event, Input};
 use lcbft_protocol::types::{DomainId, Hash, Tx};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-/// Traces known but not yet committed, kept for `GET /v1/traces/{id}` and dedup: bounded by
-/// count and by bytes.
-const MAX_PENDING: usize = 100_000;
-const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
+/// Traces submitted here travel to the domain in one gossip message per this many bytes, or
+/// per this delay after the first one waiting, whichever comes first.
+const GOSSIP_BATCH_BYTES: usize = 64 * 1024;
+const GOSSIP_BATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
 
 pub struct MainLoop {
     drivers: BTreeMap<DomainId, Driver>,
@@ -34,8 +34,9 @@ pub struct MainLoop {
     net: NetHandle,
     storage: Worker,
     metrics: Metrics,
-    pending: HashMap<Hash, (DomainId, Tx)>,
-    pending_bytes: usize,
+    admission: Admission,
+    /// Per domain: traces submitted here, not yet gossiped, their bytes and the deadline.
+    outbox: BTreeMap<DomainId, (Vec<Tx>, usize, Instant)>,
     /// Last committed (height, hash) per domain.
     head: BTreeMap<DomainId, (u64, Hash)>,
     anchoring: Anchoring,
@@ -55,6 +56,7 @@ impl MainLoop {
         storage: Worker,
         metrics: Metrics,
         anchoring: Anchoring,
+        admission: Admission,
     ) -> MainLoop {
         let mut head = BTreeMap::new();
         for &d in drivers.keys() {
@@ -70,8 +72,8 @@ impl MainLoop {
             net,
             storage,
             metrics,
-            pending: HashMap::new(),
-            pending_bytes: 0,
+            admission,
+            outbox: BTreeMap::new(),
             head,
             anchoring,
             store,
@@ -95,12 +97,8 @@ impl MainLoop {
                 .values()
                 .filter_map(Driver::next_deadline)
                 .min();
-            let timer = async move {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let timer = sleep_until(deadline);
+            let gossip_due = sleep_until(self.outbox.values().map(|(_, _, at)| *at).min());
             tokio::select! {
                 _ = &mut shutdown => {
                     info!("shutting down: no more votes");
@@ -114,6 +112,7 @@ impl MainLoop {
                 Some(ev) = net_events.recv() => self.on_net(ev),
                 Some(req) = api.recv() => self.on_api(req),
                 _ = housekeeping.tick() => self.housekeeping(),
+                _ = gossip_due => self.flush_outbox(Instant::now()),
                 _ = timer => {
                     let now = Instant::now();
                     let domains: Vec<DomainId> = self.drivers.keys().copied().collect();
@@ -138,6 +137,33 @@ impl MainLoop {
         };
         let effects = driver.handle(input, Instant::now());
         self.carry_out(domain, effects);
+        self.show_pool(domain);
+    }
+
+    fn show_pool(&self, domain: DomainId) {
+        if let Some(driver) = self.drivers.get(&domain) {
+            let (txs, bytes) = driver.replica().pool_usage();
+            self.metrics.set_pool(domain, txs, bytes);
+        }
+    }
+
+    /// Gossip what waits in the outbox: every domain's, or only those due at `now`.
+    fn flush_outbox(&mut self, now: Instant) {
+        let due: Vec<DomainId> = self
+            .outbox
+            .iter()
+            .filter(|(_, (_, _, at))| *at <= now)
+            .map(|(d, _)| *d)
+            .collect();
+        for domain in due {
+            self.flush(domain);
+        }
+    }
+
+    fn flush(&mut self, domain: DomainId) {
+        if let Some((txs, _, _)) = self.outbox.remove(&domain) {
+            self.net.broadcast(domain, &Gossip::Payload(txs));
+        }
     }
 
     /// Carry out a replica's effects, in order.
@@ -179,6 +205,9 @@ impl MainLoop {
                 warn!(%domain, from, ?peer, ?reason, "replica rejected a message");
             }
             Event::AnchorRejected { error } => self.on_anchor_rejected(error),
+            Event::PoolRefused { id, reason } => {
+                debug!(%domain, %id, reason = reason.label(), "payload pool refused an item")
+            }
             Event::Unavailable { hash } => {
                 let named = self
                     .drivers
@@ -203,12 +232,7 @@ impl MainLoop {
             Done::Committed { block, hash } => {
                 let domain = block.domain;
                 info!(%domain, height = block.height, %hash, txs = block.payload.len(), "committed");
-                for tx in &block.payload {
-                    if let Some((d, tx)) = self.pending.remove(&tx.id()) {
-                        self.pending_bytes -= tx.0.len();
-                        self.metrics.on_pending_removed(d, tx.0.len());
-                    }
-                }
+                self.show_pool(domain);
                 self.head.insert(domain, (block.height, hash));
                 self.on_anchoring_commit(&block);
                 self.metrics
@@ -245,12 +269,10 @@ impl MainLoop {
                 }
                 self.carry_out(domain, effects);
             }
-            NetEvent::Payload { domain, txs, .. } => {
-                // Pending traces answer `GET /v1/traces`; anchors are the replica's business.
-                for tx in txs.iter().filter(|tx| !Anchor::is_anchor(tx)) {
-                    self.remember(domain, tx);
+            NetEvent::Payload { domain, from, txs } => {
+                if !txs.is_empty() {
+                    self.feed(domain, Input::Relayed { from, txs });
                 }
-                self.feed(domain, Input::Payload(txs));
             }
             NetEvent::Anchored {
                 domain,
@@ -261,22 +283,6 @@ impl MainLoop {
         }
     }
 
-    /// Keep `tx` as pending unless the pool is full; true if it is (now) pending.
-    fn remember(&mut self, domain: DomainId, tx: &Tx) -> bool {
-        let id = tx.id();
-        if self.pending.contains_key(&id) {
-            return true;
-        }
-        if self.pending.len() >= MAX_PENDING || self.pending_bytes + tx.0.len() > MAX_PENDING_BYTES
-        {
-            return false;
-        }
-        self.pending_bytes += tx.0.len();
-        self.metrics.on_pending_added(domain, tx.0.len());
-        self.pending.insert(id, (domain, tx.clone()));
-        true
-    }
-
     fn on_api(&mut self, req: ApiRequest) {
         match req {
             ApiRequest::Submit { domain, tx, reply } => {
@@ -284,7 +290,10 @@ impl MainLoop {
                 let _ = reply.send(result);
             }
             ApiRequest::Pending { id, reply } => {
-                let _ = reply.send(self.pending.get(&id).cloned());
+                let found = self.drivers.iter().find_map(|(d, driver)| {
+                    driver.replica().pending(&id).map(|tx| (*d, tx.clone()))
+                });
+                let _ = reply.send(found);
             }
             ApiRequest::SubmitAnchor { tx, reply } => {
                 let _ = reply.send(self.submit_anchor_from_api(tx));
@@ -349,20 +358,52 @@ impl MainLoop {
         }
     }
 
-    /// A verified trace from the API: gossip it to the domain and give it to our replica.
+    /// A trace from the API: admitted by the one rule, into our pool, then gossiped to the
+    /// domain with the others submitted here in the same few milliseconds.
     fn submit(&mut self, domain: DomainId, tx: Tx) -> Result<bool, SubmitError> {
-        if !self.drivers.contains_key(&domain) {
+        let Some(driver) = self.drivers.get_mut(&domain) else {
             return Err(SubmitError::NotMember(domain_name(domain)));
-        }
-        if self.pending.contains_key(&tx.id()) {
+        };
+        let id = tx.id();
+        if driver.replica().pending(&id).is_some() {
             return Ok(false);
         }
-        if !self.remember(domain, &tx) {
-            return Err(SubmitError::Full);
+        if let Some(Err(refusal)) = self
+            .admission
+            .check(domain, std::slice::from_ref(&tx))
+            .pop()
+        {
+            return Err(SubmitError::Refused(refusal));
         }
-        self.net
-            .broadcast(domain, &Gossip::Payload(vec![tx.clone()]));
-        self.feed(domain, Input::Payload(vec![tx]));
+        let effects = driver.handle(Input::Payload(vec![tx.clone()]), Instant::now());
+        let refused = effects.iter().find_map(|e| match e {
+            Effect::Event(Event::PoolRefused { id: r, reason }) if *r == id => Some(*reason),
+            _ => None,
+        });
+        self.carry_out(domain, effects);
+        self.show_pool(domain);
+        if let Some(reason) = refused {
+            return Err(SubmitError::Full(reason));
+        }
+        let now = Instant::now();
+        let len = tx.0.len();
+        let entry = self
+            .outbox
+            .entry(domain)
+            .or_insert_with(|| (Vec::new(), 0, now + GOSSIP_BATCH_DELAY));
+        entry.0.push(tx);
+        entry.1 += len;
+        if entry.1 >= GOSSIP_BATCH_BYTES {
+            self.flush(domain);
+        }
         Ok(true)
+    }
+}
+
+/// Sleep until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -6,6 +6,7 @@ mod driver;
 mod main_loop;
 mod storage;
 
+use crate::admission::{Admission, ProposalRule};
 use crate::api::{self, ApiRequest, ApiState};
 use crate::config::Config;
 use crate::genesis::{self, Genesis, GenesisError, domain_tag};
@@ -104,6 +105,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             .filter(|d| *d != DomainId::Global),
     );
 
+    let admission = Admission::new(cfg.api.max_trace_bytes, store.clone(), metrics.clone());
     let mut drivers = BTreeMap::new();
     for (domain, index) in &memberships {
         let share = shares_dir.join(format!("{}.share", domain_tag(*domain)));
@@ -117,6 +119,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             ring.remove(&DomainId::Global);
             g.set_anchor_rules(AnchorRules::new(ring));
         }
+        replica.set_payload_rule(Box::new(ProposalRule(admission.clone())));
         info!(%domain, index, state = %replica.describe(), "replica restored");
         metrics.init_domain(*domain);
         let driver = Driver::new(*domain, *index, replica).observed(metrics.observer(*domain));
@@ -133,6 +136,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             liveness_timeout: cfg.network.liveness_timeout,
             redial_interval: cfg.network.redial_interval,
             idle_connection_timeout: cfg.network.idle_connection_timeout,
+            admission: Some(admission.clone()),
         },
         &mut registry,
         metrics.clone(),
@@ -175,6 +179,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         worker,
         metrics,
         anchoring,
+        admission,
     );
     let result = main.run(net_events, done_rx, api_rx, shutdown).await;
     net.shutdown();

@@ -220,7 +220,12 @@ mod tests {
                 let _ = p.insert(tx(1000 * u32::from(o) + i, 100), o);
             }
         }
-        assert!(p.bytes() <= 4000 && p.len() <= 100, "{} {}", p.bytes(), p.len());
+        assert!(
+            p.bytes() <= 4000 && p.len() <= 100,
+            "{} {}",
+            p.bytes(),
+            p.len()
+        );
     }
 
     #[test]

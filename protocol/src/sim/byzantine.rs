@@ -242,7 +242,8 @@ impl Byzantine {
             }
             (Strategy::BadPayload, Output::Broadcast(Message::Propose(mut p))) => {
                 self.proposals += 1;
-                let refused = Tx([crate::sim::REFUSED_PREFIX, &self.proposals.to_be_bytes()].concat());
+                let refused =
+                    Tx([crate::sim::REFUSED_PREFIX, &self.proposals.to_be_bytes()].concat());
                 let extra = match self.proposals % 3 {
                     1 => p.block.payload.first().cloned(),
                     2 => self.committed.clone(),

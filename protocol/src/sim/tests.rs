@@ -319,7 +319,10 @@ fn proposals_with_refused_items_never_commit() {
         for seed in 0..8 {
             let mut cfg = SimConfig::new(layer, 4, 1, 7000 + seed);
             cfg.strategy = Some(Strategy::BadPayload);
-            assert_ok(&format!("{layer:?} seed {seed}"), &Sim::new(cfg.clone()).run());
+            assert_ok(
+                &format!("{layer:?} seed {seed}"),
+                &Sim::new(cfg.clone()).run(),
+            );
             let broken = Sim::with_broken(cfg, Broken::NoPayloadRule).run();
             if broken
                 .safety_violations
@@ -329,6 +332,9 @@ fn proposals_with_refused_items_never_commit() {
                 caught += 1;
             }
         }
-        assert!(caught > 0, "{layer:?}: a refused item committed unnoticed in 8 seeds");
+        assert!(
+            caught > 0,
+            "{layer:?}: a refused item committed unnoticed in 8 seeds"
+        );
     }
 }
