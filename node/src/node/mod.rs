@@ -156,6 +156,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             registry,
             metrics: metrics.clone(),
             max_trace_bytes: cfg.api.max_trace_bytes,
+            payload: genesis.payload,
         };
         tokio::spawn(api::serve(listener, state));
     }
