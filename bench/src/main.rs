@@ -2,6 +2,7 @@
 //! never by timed assertions in tests.
 
 mod sim;
+mod throughput;
 
 use clap::{Parser, Subcommand};
 
@@ -17,10 +18,15 @@ enum Command {
     /// Run the deterministic simulator over many seeds (crashes, partitions, message loss and
     /// rotating Byzantine strategies) and print a JSON summary as the last line.
     Sim(sim::Args),
+    /// Start real `lcbft` processes (the binary next to this one), offer a load, and print one
+    /// JSON line per rate: committed/s, latency to local and global commit, blocks/s, bytes,
+    /// CPU and memory per role. Progress on stderr.
+    Throughput(throughput::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Sim(args) => sim::run(&args),
+        Command::Throughput(args) => throughput::run(&args),
     }
 }
