@@ -1,9 +1,10 @@
 //! Load: device traces into their local domains (most of it) and cloud traces into the global
 //! chain (a tenth), at a steady rate.
 //!
-//! Per target node, a producer thread signs traces ahead of time (about 20 µs each, so the
-//! sender is never CPU bound) into a bounded queue, and a sender thread (inside the node's
-//! network namespace, if any) posts them over one keep-alive connection as CBOR batches: every
+//! Per target node and per [`PER_CONNECTION`] items/s (at most [`MAX_CONNECTIONS`]), a
+//! producer thread signs traces ahead of time (about 20 µs each, so the sender is never CPU
+//! bound) into a bounded queue, and a sender thread (inside the node's network namespace, if
+//! any) posts them over one keep-alive connection as CBOR batches: every
 //! item that is due, at most [`MAX_BATCH`] per request, checked every [`TICK`] at most, so a
 //! low rate still sends each trace within a few milliseconds. On a raw network (genesis
 //! `payload = "raw"`) the producer makes random 512-byte payloads for `POST /v1/payloads`.
@@ -29,6 +30,10 @@ const GLOBAL_SHARE: f64 = 0.1;
 pub const MAX_BATCH: usize = 256;
 /// The sender looks for due items at least this often.
 const TICK: Duration = Duration::from_millis(20);
+/// Rate one connection (and its producer thread) is asked to carry at most.
+const PER_CONNECTION: f64 = 1000.0;
+/// Most connections (and producer threads) per target node.
+const MAX_CONNECTIONS: usize = 8;
 /// Size of a raw payload.
 pub const RAW_PAYLOAD_BYTES: usize = 512;
 
@@ -161,29 +166,35 @@ impl Load {
         let stats = Arc::new(Stats::default());
         let started = Instant::now();
         let mut workers = Vec::new();
-        for (node, domain, r) in plan(net, opts.rate) {
-            // About a quarter second of items signed ahead.
-            let depth = ((r / 4.0) as usize).clamp(MAX_BATCH, 16 * 1024);
-            let (tx, rx) = std::sync::mpsc::sync_channel(depth);
-            let producer = Producer {
-                key: key.clone(),
-                payload,
-                domain: domain.clone(),
-                name: node.name.clone(),
-                stop: stop.clone(),
-            };
-            workers.push(std::thread::spawn(move || producer.run(tx)));
-            let sender = Sender {
-                ep: net.endpoint(&node),
-                payload,
-                domain,
-                rate: r,
-                keep_ids: opts.keep_ids,
-                sample_every: opts.sample_every,
-                stop: stop.clone(),
-                stats: stats.clone(),
-            };
-            workers.push(std::thread::spawn(move || sender.run(rx)));
+        for (node, domain, rate) in plan(net, opts.rate) {
+            // One request in flight per connection: a node that takes a while to answer a
+            // batch would cap a single connection's rate, so high rates get several.
+            let lanes = ((rate / PER_CONNECTION).ceil() as usize).clamp(1, MAX_CONNECTIONS);
+            let r = rate / lanes as f64;
+            for lane in 0..lanes {
+                // About a quarter second of items signed ahead.
+                let depth = ((r / 4.0) as usize).clamp(MAX_BATCH, 16 * 1024);
+                let (tx, rx) = std::sync::mpsc::sync_channel(depth);
+                let producer = Producer {
+                    key: key.clone(),
+                    payload,
+                    domain: domain.clone(),
+                    name: format!("{}#{lane}", node.name),
+                    stop: stop.clone(),
+                };
+                workers.push(std::thread::spawn(move || producer.run(tx)));
+                let sender = Sender {
+                    ep: net.endpoint(&node),
+                    payload,
+                    domain: domain.clone(),
+                    rate: r,
+                    keep_ids: opts.keep_ids,
+                    sample_every: opts.sample_every,
+                    stop: stop.clone(),
+                    stats: stats.clone(),
+                };
+                workers.push(std::thread::spawn(move || sender.run(rx)));
+            }
         }
         Ok(Load {
             stop,
