@@ -34,6 +34,9 @@ fn font() -> bool {
     })
 }
 
+/// A line: its label, colour and points.
+type Series = (&'static str, RGBColor, Vec<(f64, f64)>);
+
 /// (committed/s, latency ms) for one latency figure of every result.
 fn series(results: &[Value], which: &str, q: &str) -> Vec<(f64, f64)> {
     results
@@ -61,7 +64,7 @@ pub fn draw(png: &Path, title: &str, results: &[Value]) -> anyhow::Result<()> {
         ("global_commit", "p50", "global commit p50", RED),
         ("global_commit", "p99", "global commit p99", MAGENTA),
     ];
-    let all: Vec<(&str, RGBColor, Vec<(f64, f64)>)> = lines
+    let all: Vec<Series> = lines
         .iter()
         .map(|(w, q, label, color)| (*label, *color, series(results, w, q)))
         .filter(|(_, _, s)| !s.is_empty())

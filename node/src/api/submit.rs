@@ -250,21 +250,21 @@ fn refuse(s: &ApiState, reason: &str, status: StatusCode, msg: impl std::fmt::Di
 }
 
 /// The body, or a JSON 413 / 400 naming the limit.
-fn body_or_refusal(s: &ApiState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+fn body_or_refusal(
+    s: &ApiState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, Box<Response>> {
     body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            refuse(
-                s,
-                "too_large",
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the body exceeds the {}-byte limit: send at most {MAX_BATCH_ITEMS} items and {MAX_BATCH_BYTES} bytes per request",
-                    body_limit(s.max_trace_bytes)
-                ),
-            )
+        let r = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            let msg = format!(
+                "the body exceeds the {}-byte limit: send at most {MAX_BATCH_ITEMS} items and {MAX_BATCH_BYTES} bytes per request",
+                body_limit(s.max_trace_bytes)
+            );
+            refuse(s, "too_large", StatusCode::PAYLOAD_TOO_LARGE, msg)
         } else {
             refuse(s, "bad_body", e.status(), e.body_text())
-        }
+        };
+        Box::new(r)
     })
 }
 
@@ -330,7 +330,7 @@ pub async fn submit_traces(
 ) -> Response {
     let body = match body_or_refusal(&s, body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if s.payload != PayloadKind::Traces {
         return refuse(
@@ -452,7 +452,7 @@ pub async fn submit_payloads(
 ) -> Response {
     let body = match body_or_refusal(&s, body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if s.payload != PayloadKind::Raw {
         return refuse(
