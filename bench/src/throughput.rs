@@ -126,7 +126,13 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     }
     if !a.sweep.is_empty() {
         let png = out.join("sweep.png");
-        let title = format!("lcbft {:?} {:?} {:?}", a.topology, a.scheme, a.payload).to_lowercase();
+        let first = results.first().cloned().unwrap_or_default();
+        let title = format!(
+            "lcbft {} {} {}",
+            first["topology"].as_str().unwrap_or(""),
+            first["scheme"].as_str().unwrap_or(""),
+            first["payload"].as_str().unwrap_or("")
+        );
         plot::draw(&png, &title, &results)?;
         eprintln!("drew {}", png.display());
     }
