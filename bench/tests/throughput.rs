@@ -24,7 +24,11 @@ fn ensure_lcbft() -> PathBuf {
             cmd.arg("--release");
         }
         let ok = cmd.status().expect("run cargo").success();
-        assert!(ok && bin.is_file(), "cannot build lcbft into {}", dir.display());
+        assert!(
+            ok && bin.is_file(),
+            "cannot build lcbft into {}",
+            dir.display()
+        );
     }
     bin
 }
@@ -54,7 +58,9 @@ fn throughput_prints_one_json_line_with_every_key() {
                 std::thread::sleep(Duration::from_millis(200));
             }
             eprintln!("lcbft-bench ran over 300 s: terminating it");
-            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         })
     };
     let o = child.wait_with_output().expect("wait for lcbft-bench");
@@ -84,9 +90,18 @@ fn throughput_prints_one_json_line_with_every_key() {
     let global = v["committed_per_s"]["global"].as_f64().unwrap_or(0.0);
     assert!(local > 0.0 && global > 0.0, "nothing committed: {v:#}");
     assert!(v["offered_per_s"].as_f64().unwrap_or(0.0) > 500.0, "{v:#}");
-    assert!(v["latency_ms"]["local_commit"]["p50"].as_f64().is_some(), "{v:#}");
+    assert!(
+        v["latency_ms"]["local_commit"]["p50"].as_f64().is_some(),
+        "{v:#}"
+    );
     for role in ["device", "edge", "cloud"] {
-        assert!(v["cpu_s_per_1000"][role].as_f64().is_some(), "{role}: {v:#}");
-        assert!(v["peak_rss_mb"][role].as_u64().is_some_and(|m| m > 0), "{role}: {v:#}");
+        assert!(
+            v["cpu_s_per_1000"][role].as_f64().is_some(),
+            "{role}: {v:#}"
+        );
+        assert!(
+            v["peak_rss_mb"][role].as_u64().is_some_and(|m| m > 0),
+            "{role}: {v:#}"
+        );
     }
 }
