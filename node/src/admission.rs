@@ -7,12 +7,17 @@
 //! Signatures are checked once per node: a verified id is remembered, and the items of one
 //! message are verified as a batch (ZIP-215 rules, under which a batch and a single check
 //! agree on every signature, so no two members judge one trace differently).
+//!
+//! A raw network (genesis `payload = "raw"`, for benchmarks comparable to other BFT systems)
+//! carries opaque items: they are only bounded in size, kept apart from anchors, and checked
+//! against the committed index.
 
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::trace::{MAX_APPLICATION, MAX_PARENTS, SignedTrace};
 use ed25519_zebra::{Signature, VerificationKey, VerificationKeyBytes, batch};
 use lcbft_protocol::PayloadRule;
+use lcbft_protocol::anchor::Anchor;
 use lcbft_protocol::codec;
 use lcbft_protocol::types::{DomainId, Hash, Tx};
 use quick_cache::sync::Cache;
@@ -73,6 +78,8 @@ pub struct Admission {
 
 struct Inner {
     max_body: usize,
+    /// A raw network (genesis `payload = "raw"`): items are opaque, only bounded in size.
+    raw: bool,
     verified: Cache<Hash, ()>,
     store: Store,
     metrics: Metrics,
@@ -81,10 +88,11 @@ struct Inner {
 impl Admission {
     /// `max_body`: the largest trace body admitted (`api.max_trace_bytes`); every member of a
     /// domain should use the same, or one refuses to vote for what the others admit.
-    pub fn new(max_body: usize, store: Store, metrics: Metrics) -> Admission {
+    pub fn new(max_body: usize, raw: bool, store: Store, metrics: Metrics) -> Admission {
         Admission {
             inner: Arc::new(Inner {
                 max_body,
+                raw,
                 verified: Cache::new(VERIFIED_CACHE),
                 store,
                 metrics,
@@ -129,6 +137,15 @@ impl Admission {
     /// Everything but the signature and the history. `Some` if the signature still needs a
     /// check.
     fn shape(&self, domain: DomainId, tx: &Tx) -> Result<Option<SignedTrace>, Refusal> {
+        if self.inner.raw {
+            if tx.0.len() > self.inner.max_body {
+                return Err(Refusal::Oversized);
+            }
+            if tx.0.is_empty() || Anchor::is_anchor(tx) {
+                return Err(Refusal::Malformed);
+            }
+            return Ok(None);
+        }
         if tx.0.len() > self.max_trace_bytes() {
             return Err(Refusal::Oversized);
         }

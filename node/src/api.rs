@@ -1,13 +1,12 @@
-//! The HTTP API (localhost by default): submit and look up traces, node status, blocks, and
-//! Prometheus metrics. Bad input gets a 4xx with a JSON `{"error": ..}` and stores nothing.
+//! The HTTP API (localhost by default): submit (one at a time or in batches, see `submit`) and
+//! look up traces, node status, blocks, and Prometheus metrics. Bad input gets a 4xx with a JSON `{"error": ..}` and stores nothing.
 
-use crate::genesis::{domain_name, parse_domain};
+use crate::genesis::{PayloadKind, domain_name, parse_domain};
 use crate::metrics::Metrics;
 use crate::net::{NetHandle, NetStatus};
 use crate::store::Store;
-use crate::trace::{SignedTrace, SignedTraceJson, TraceError};
+use crate::trace::SignedTrace;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,11 +21,12 @@ use tokio::sync::{mpsc, oneshot};
 /// Requests the API makes of the main loop.
 #[derive(Debug)]
 pub enum ApiRequest {
-    /// A verified trace; `Ok(true)` when new, `Ok(false)` when already pending.
+    /// Items the admission rule passed, for the pool; per item `Ok(true)` when new,
+    /// `Ok(false)` when already pending.
     Submit {
         domain: DomainId,
-        tx: Tx,
-        reply: oneshot::Sender<Result<bool, SubmitError>>,
+        txs: Vec<Tx>,
+        reply: oneshot::Sender<Vec<Result<bool, SubmitError>>>,
     },
     Pending {
         id: Hash,
@@ -42,14 +42,12 @@ pub enum ApiRequest {
     },
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("this node is not a member of domain {0}: submit to one of its members")]
     NotMember(String),
     #[error("the payload pool refused the trace ({}): retry later", .0.label())]
     Full(lcbft_protocol::PoolRefusal),
-    #[error("{0}")]
-    Refused(crate::admission::Refusal),
 }
 
 /// One domain as this node's replica sees it (`GET /v1/status`).
@@ -130,13 +128,22 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub max_trace_bytes: usize,
+    /// The genesis's network-wide payload kind: which submission endpoint is open.
+    pub payload: PayloadKind,
+    /// The one admission rule (shared with gossip and the replicas' vote check).
+    pub admission: crate::admission::Admission,
 }
 
 pub fn router(state: ApiState) -> Router {
     // JSON hex doubles the body; leave room for the other fields.
     let limit = state.max_trace_bytes * 2 + 8 * 1024;
+    let batch_limit = DefaultBodyLimit::max(submit::body_limit(state.max_trace_bytes));
     Router::new()
-        .route("/v1/traces", post(submit_trace))
+        .route("/v1/traces", post(submit::submit_traces).layer(batch_limit))
+        .route(
+            "/v1/payloads",
+            post(submit::submit_payloads).layer(batch_limit),
+        )
         .route("/v1/traces/{id}", get(get_trace))
         .route("/v1/status", get(status))
         .route("/v1/domains/{domain}/blocks/{height}", get(block))
@@ -172,88 +179,6 @@ pub(crate) async fn read<T: Send + 'static>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
-    }
-}
-
-async fn submit_trace(State(s): State<ApiState>, body: Bytes) -> Response {
-    let refuse = |reason: &str, status: StatusCode, msg: String| {
-        s.metrics
-            .traces_refused
-            .get_or_create(&Metrics::reason(reason))
-            .inc();
-        error(status, msg)
-    };
-    let json: SignedTraceJson = match serde_json::from_slice(&body) {
-        Ok(j) => j,
-        Err(e) => {
-            return refuse(
-                "bad_json",
-                StatusCode::BAD_REQUEST,
-                format!("bad JSON: {e}"),
-            );
-        }
-    };
-    let signed = match SignedTrace::from_json(&json, s.max_trace_bytes) {
-        Ok(t) => t,
-        Err(e @ TraceError::TooLarge { .. }) => {
-            return refuse("too_large", StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
-        }
-        Err(e @ TraceError::BadSignature) => {
-            return refuse("bad_signature", StatusCode::BAD_REQUEST, e.to_string());
-        }
-        Err(e) => return refuse("bad_field", StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let domain = signed.trace.domain;
-    let tx = signed.to_tx();
-    let id = tx.id();
-    let committed = match read(&s.store, move |st| st.tx_location(&id)).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if committed.is_some() {
-        return (
-            StatusCode::OK,
-            axum::Json(json!({ "id": id.to_hex(), "status": "committed", "duplicate": true })),
-        )
-            .into_response();
-    }
-    let (reply, rx) = oneshot::channel();
-    if s.requests
-        .send(ApiRequest::Submit { domain, tx, reply })
-        .await
-        .is_err()
-    {
-        return unavailable();
-    }
-    match rx.await {
-        Ok(Ok(new)) => {
-            if new {
-                s.metrics.traces_admitted.inc();
-            }
-            let code = if new {
-                StatusCode::ACCEPTED
-            } else {
-                StatusCode::OK
-            };
-            (
-                code,
-                axum::Json(json!({ "id": id.to_hex(), "status": "pending", "duplicate": !new })),
-            )
-                .into_response()
-        }
-        Ok(Err(e @ SubmitError::NotMember(_))) => refuse(
-            "not_member",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.to_string(),
-        ),
-        Ok(Err(e @ SubmitError::Full(_))) => {
-            refuse("full", StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
-        Ok(Err(SubmitError::Refused(r))) => {
-            // Counted by the admission rule itself.
-            error(StatusCode::UNPROCESSABLE_ENTITY, r.to_string())
-        }
-        Err(_) => unavailable(),
     }
 }
 
@@ -392,5 +317,6 @@ async fn metrics(State(s): State<ApiState>, headers: axum::http::HeaderMap) -> R
 }
 
 mod anchoring;
+pub mod submit;
 #[cfg(test)]
 mod tests;

@@ -46,6 +46,9 @@ pub enum Command {
         /// Threshold signature scheme of the network.
         #[arg(long, value_enum, default_value_t = Scheme::ThresholdCrypto)]
         scheme: Scheme,
+        /// What blocks carry: producer-signed traces, or opaque raw payloads (benchmarks).
+        #[arg(long, value_enum, default_value_t = Payload::Traces)]
+        payload: Payload,
     },
     /// Configuration file helpers.
     Config {
@@ -152,6 +155,23 @@ pub enum Scheme {
     ThresholdCrypto,
     /// The blst-based backend (needs a node built with it).
     Blsttc,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Payload {
+    /// Signed data traces, `POST /v1/traces` (the default).
+    Traces,
+    /// Opaque payloads without a producer signature, `POST /v1/payloads`.
+    Raw,
+}
+
+impl From<Payload> for crate::genesis::PayloadKind {
+    fn from(p: Payload) -> Self {
+        match p {
+            Payload::Traces => crate::genesis::PayloadKind::Traces,
+            Payload::Raw => crate::genesis::PayloadKind::Raw,
+        }
+    }
 }
 
 #[cfg(test)]

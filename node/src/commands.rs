@@ -21,7 +21,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             domain,
             out,
             scheme,
-        } => genesis_cmd(&global, &domain, &out, scheme),
+            payload,
+        } => genesis_cmd(&global, &domain, &out, scheme, payload.into()),
         Command::Config { command } => match command {
             ConfigCommand::Example => {
                 print!("{}", config::EXAMPLE);
@@ -222,6 +223,7 @@ fn genesis_cmd(
     domains: &[String],
     out: &Path,
     scheme: Scheme,
+    payload: genesis::PayloadKind,
 ) -> anyhow::Result<()> {
     let global = global
         .iter()
@@ -249,6 +251,7 @@ fn genesis_cmd(
     };
     let req = genesis::Request {
         scheme,
+        payload,
         global,
         locals,
     };

@@ -87,10 +87,33 @@ impl DomainGenesis {
     }
 }
 
+/// What the network's blocks carry: producer-signed data traces (the default), or opaque
+/// payloads with no producer signature, for benchmarks comparable to other BFT systems.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadKind {
+    /// Signed traces (`POST /v1/traces`).
+    #[default]
+    Traces,
+    /// Opaque byte strings (`POST /v1/payloads`); replicas check only their size.
+    Raw,
+}
+
+impl std::fmt::Display for PayloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PayloadKind::Traces => "traces",
+            PayloadKind::Raw => "raw",
+        })
+    }
+}
+
 /// A validated genesis.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Genesis {
     pub scheme: SchemeId,
+    /// Network-wide: what a block's payload items are.
+    pub payload: PayloadKind,
     pub domains: Vec<DomainGenesis>,
 }
 
@@ -165,6 +188,9 @@ pub fn share_path(dir: &Path, peer: &PeerId, domain: DomainId) -> PathBuf {
 struct GenesisFile {
     version: u32,
     scheme: SchemeId,
+    /// Absent in files written before it existed: traces.
+    #[serde(default)]
+    payload: PayloadKind,
     domains: Vec<DomainFile>,
 }
 
@@ -210,6 +236,7 @@ pub type DealtSecrets = Vec<(DomainId, Member, SecretBytes)>;
 /// What `lcbft genesis` was asked for.
 pub struct Request {
     pub scheme: SchemeId,
+    pub payload: PayloadKind,
     pub global: Vec<PeerId>,
     /// Local domains: id, edge, other members (devices).
     pub locals: Vec<(u32, PeerId, Vec<PeerId>)>,
@@ -272,6 +299,7 @@ pub fn deal(req: &Request) -> Result<(Genesis, DealtSecrets), GenesisError> {
     }
     let genesis = Genesis {
         scheme: req.scheme,
+        payload: req.payload,
         domains,
     };
     validate(&genesis).map_err(GenesisError::Request)?;
@@ -329,6 +357,7 @@ fn to_toml(genesis: &Genesis) -> String {
     let file = GenesisFile {
         version: VERSION,
         scheme: genesis.scheme,
+        payload: genesis.payload,
         domains: genesis
             .domains
             .iter()
@@ -412,6 +441,7 @@ pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
     }
     let genesis = Genesis {
         scheme: file.scheme,
+        payload: file.payload,
         domains,
     };
     validate(&genesis).map_err(invalid)?;
@@ -600,6 +630,7 @@ mod tests {
     fn request(global: &[PeerId], local: Option<(PeerId, Vec<PeerId>)>) -> Request {
         Request {
             scheme: SchemeId::ThresholdCrypto,
+            payload: PayloadKind::Traces,
             global: global.to_vec(),
             locals: local.map(|(e, d)| vec![(1, e, d)]).unwrap_or_default(),
         }
@@ -632,6 +663,22 @@ mod tests {
             load_member_keys(&back, DomainId::Local(1), &devices[1], &share).expect("keys");
         assert_eq!(index, 2);
         assert_eq!(keys.quorum(), 3);
+    }
+
+    #[test]
+    fn the_payload_kind_round_trips_and_defaults_to_traces() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let g = peers(4);
+        let mut req = request(&g, None);
+        req.payload = PayloadKind::Raw;
+        let (genesis, secrets) = deal(&req).expect("deal");
+        let path = write(dir.path(), &genesis, &secrets).expect("write");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains("payload = \"raw\""), "{text}");
+        assert_eq!(load(&path).expect("load").payload, PayloadKind::Raw);
+        // A genesis written before the field existed loads as a trace network.
+        std::fs::write(&path, text.replace("payload = \"raw\"\n", "")).expect("write");
+        assert_eq!(load(&path).expect("load").payload, PayloadKind::Traces);
     }
 
     #[test]
@@ -705,6 +752,7 @@ mod tests {
         let outsider = peers(1)[0];
         let req = Request {
             scheme: SchemeId::ThresholdCrypto,
+            payload: PayloadKind::Traces,
             global: vec![],
             locals: vec![],
         };

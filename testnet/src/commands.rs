@@ -16,13 +16,14 @@ pub fn init(
     domains: usize,
     devices: usize,
     base_port: Option<u16>,
+    opts: crate::init::GenesisOptions,
 ) -> anyhow::Result<bool> {
     let shape = Shape {
         global,
         domains,
         devices,
     };
-    let topo = crate::init::init(&out, shape, base_port)?;
+    let topo = crate::init::init_with(&out, shape, base_port, opts)?;
     println!(
         "wrote a testnet of {} nodes to {}: start it with `lcbft-testnet up {}`",
         topo.nodes.len(),

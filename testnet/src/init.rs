@@ -5,6 +5,7 @@ use crate::assets;
 use crate::topology::{NETNS_API_PORT, NETNS_P2P_PORT, NodeSpec, Role, Shape, Topology, layout};
 use anyhow::{Context, bail};
 use lcbft_node::config::Config;
+use lcbft_node::genesis::PayloadKind;
 use lcbft_node::{genesis, identity};
 use lcbft_protocol::crypto::SchemeId;
 use libp2p::{Multiaddr, PeerId};
@@ -22,8 +23,34 @@ pub fn genesis_file(root: &Path) -> PathBuf {
     root.join(GENESIS_DIR).join("genesis.toml")
 }
 
+/// What the genesis is dealt with: the threshold scheme and what blocks carry.
+#[derive(Clone, Copy, Debug)]
+pub struct GenesisOptions {
+    pub scheme: SchemeId,
+    pub payload: PayloadKind,
+}
+
+impl Default for GenesisOptions {
+    fn default() -> Self {
+        GenesisOptions {
+            scheme: SchemeId::ThresholdCrypto,
+            payload: PayloadKind::Traces,
+        }
+    }
+}
+
 /// Write a complete testnet under `out` (which must not hold one yet).
 pub fn init(out: &Path, shape: Shape, base_port: Option<u16>) -> anyhow::Result<Topology> {
+    init_with(out, shape, base_port, GenesisOptions::default())
+}
+
+/// [`init`] with a chosen scheme and payload kind.
+pub fn init_with(
+    out: &Path,
+    shape: Shape,
+    base_port: Option<u16>,
+    opts: GenesisOptions,
+) -> anyhow::Result<Topology> {
     shape.validate()?;
     if out.join(crate::topology::MANIFEST).exists() {
         bail!(
@@ -45,7 +72,7 @@ pub fn init(out: &Path, shape: Shape, base_port: Option<u16>) -> anyhow::Result<
         n.api_port = ports[2 * i + 1];
     }
     identity::generate(&out.join(PRODUCER_KEY))?;
-    write_genesis(out, &nodes, shape)?;
+    write_genesis(out, &nodes, shape, opts)?;
     let domains: Vec<u32> = (1..=shape.domains as u32).collect();
     let topo = Topology::new(domains, nodes);
     for n in &topo.nodes {
@@ -70,7 +97,12 @@ fn peer(n: &NodeSpec) -> anyhow::Result<PeerId> {
     PeerId::from_str(&n.peer_id).with_context(|| format!("bad PeerId for {}", n.name))
 }
 
-fn write_genesis(out: &Path, nodes: &[NodeSpec], shape: Shape) -> anyhow::Result<()> {
+fn write_genesis(
+    out: &Path,
+    nodes: &[NodeSpec],
+    shape: Shape,
+    opts: GenesisOptions,
+) -> anyhow::Result<()> {
     let global = nodes
         .iter()
         .filter(|n| n.global)
@@ -91,7 +123,8 @@ fn write_genesis(out: &Path, nodes: &[NodeSpec], shape: Shape) -> anyhow::Result
         locals.push((d, peer(edge)?, devices));
     }
     let req = genesis::Request {
-        scheme: SchemeId::ThresholdCrypto,
+        scheme: opts.scheme,
+        payload: opts.payload,
         global,
         locals,
     };

@@ -1,25 +1,9 @@
 //! `lcbft-testnet`: a layered lcbft network of node processes on one machine, on loopback or
 //! with one network namespace per node.
 
-mod assets;
-mod chaos;
-mod check;
-mod commands;
-mod http;
-mod init;
-mod load;
-mod net;
-mod netns;
-mod observe;
-mod procs;
-mod progress;
-mod session;
-mod status;
-mod summary;
-mod topology;
-mod up;
-
 use clap::{Parser, Subcommand};
+use lcbft_node::cli::{Payload, Scheme};
+use lcbft_testnet::{chaos, commands, init, net, status, up};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,6 +44,13 @@ enum Command {
         /// First of the loopback ports (2 per node); default: a free block chosen at random.
         #[arg(long)]
         base_port: Option<u16>,
+        /// Threshold signature scheme (blsttc needs an `lcbft` built with it).
+        #[arg(long, value_enum, default_value_t = Scheme::ThresholdCrypto)]
+        scheme: Scheme,
+        /// What blocks carry: signed traces, or raw 512-byte payloads (`load` and `up --load`
+        /// follow the genesis).
+        #[arg(long, value_enum, default_value_t = Payload::Traces)]
+        payload: Payload,
     },
     /// Start every node, show live progress, stop on Ctrl-C or after --duration, then check.
     ///
@@ -156,7 +147,22 @@ fn main() -> ExitCode {
             devices,
             out,
             base_port,
-        } => commands::init(out, global, domains, devices, base_port),
+            scheme,
+            payload,
+        } => commands::init(
+            out,
+            global,
+            domains,
+            devices,
+            base_port,
+            init::GenesisOptions {
+                scheme: match scheme {
+                    Scheme::ThresholdCrypto => lcbft_protocol::crypto::SchemeId::ThresholdCrypto,
+                    Scheme::Blsttc => lcbft_protocol::crypto::SchemeId::Blsttc,
+                },
+                payload: payload.into(),
+            },
+        ),
         Command::Up {
             dir,
             duration,

@@ -20,7 +20,7 @@ fn fixture() -> Fixture {
     let store = Store::open(&dir.path().join("db")).expect("open");
     let metrics = Metrics::register(&mut Registry::default());
     Fixture {
-        admission: Admission::new(1024, store.clone(), metrics.clone()),
+        admission: Admission::new(1024, false, store.clone(), metrics.clone()),
         store,
         metrics,
         key: Keypair::generate_ed25519(),

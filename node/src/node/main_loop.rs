@@ -7,16 +7,16 @@ use super::NodeError;
 use super::anchoring::Anchoring;
 use super::driver::{Driver, Effect};
 use super::storage::{Done, Job, Worker};
-use crate::admission::Admission;
 use crate::api::{ApiRequest, DomainStatus, SubmitError};
 use crate::genesis::{Genesis, domain_name};
 use crate::metrics::Metrics;
 use crate::net::wire::Gossip;
 use crate::net::{NetEvent, NetHandle};
 use crate::store::Store;
+use lcbft_protocol::PoolRefusal;
 use lcbft_protocol::io::{Event, Input};
 use lcbft_protocol::types::{DomainId, Hash, Tx};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -34,7 +34,6 @@ pub struct MainLoop {
     net: NetHandle,
     storage: Worker,
     metrics: Metrics,
-    admission: Admission,
     /// Per domain: traces submitted here, not yet gossiped, their bytes and the deadline.
     outbox: BTreeMap<DomainId, (Vec<Tx>, usize, Instant)>,
     /// Last committed (height, hash) per domain.
@@ -56,7 +55,6 @@ impl MainLoop {
         storage: Worker,
         metrics: Metrics,
         anchoring: Anchoring,
-        admission: Admission,
     ) -> MainLoop {
         let mut head = BTreeMap::new();
         for &d in drivers.keys() {
@@ -72,7 +70,6 @@ impl MainLoop {
             net,
             storage,
             metrics,
-            admission,
             outbox: BTreeMap::new(),
             head,
             anchoring,
@@ -285,8 +282,8 @@ impl MainLoop {
 
     fn on_api(&mut self, req: ApiRequest) {
         match req {
-            ApiRequest::Submit { domain, tx, reply } => {
-                let result = self.submit(domain, tx);
+            ApiRequest::Submit { domain, txs, reply } => {
+                let result = self.submit(domain, txs);
                 let _ = reply.send(result);
             }
             ApiRequest::Pending { id, reply } => {
@@ -358,45 +355,56 @@ impl MainLoop {
         }
     }
 
-    /// A trace from the API: admitted by the one rule, into our pool, then gossiped to the
-    /// domain with the others submitted here in the same few milliseconds.
-    fn submit(&mut self, domain: DomainId, tx: Tx) -> Result<bool, SubmitError> {
+    /// Traces the API admitted (by the one rule): into our pool, then gossiped to the domain
+    /// with the others submitted here in the same few milliseconds.
+    fn submit(&mut self, domain: DomainId, txs: Vec<Tx>) -> Vec<Result<bool, SubmitError>> {
         let Some(driver) = self.drivers.get_mut(&domain) else {
-            return Err(SubmitError::NotMember(domain_name(domain)));
+            return vec![Err(SubmitError::NotMember(domain_name(domain))); txs.len()];
         };
-        let id = tx.id();
-        if driver.replica().pending(&id).is_some() {
-            return Ok(false);
-        }
-        if let Some(Err(refusal)) = self
-            .admission
-            .check(domain, std::slice::from_ref(&tx))
-            .pop()
-        {
-            return Err(SubmitError::Refused(refusal));
-        }
-        let effects = driver.handle(Input::Payload(vec![tx.clone()]), Instant::now());
-        let refused = effects.iter().find_map(|e| match e {
-            Effect::Event(Event::PoolRefused { id: r, reason }) if *r == id => Some(*reason),
-            _ => None,
-        });
+        let fresh: Vec<bool> = txs
+            .iter()
+            .map(|tx| driver.replica().pending(&tx.id()).is_none())
+            .collect();
+        let new: Vec<Tx> = txs
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, f)| **f)
+            .map(|(tx, _)| tx.clone())
+            .collect();
+        let effects = driver.handle(Input::Payload(new), Instant::now());
+        let refused: HashMap<Hash, PoolRefusal> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Event(Event::PoolRefused { id, reason }) => Some((*id, *reason)),
+                _ => None,
+            })
+            .collect();
         self.carry_out(domain, effects);
         self.show_pool(domain);
-        if let Some(reason) = refused {
-            return Err(SubmitError::Full(reason));
+        let mut results = Vec::with_capacity(txs.len());
+        for (tx, fresh) in txs.into_iter().zip(fresh) {
+            if !fresh {
+                results.push(Ok(false));
+                continue;
+            }
+            if let Some(reason) = refused.get(&tx.id()) {
+                results.push(Err(SubmitError::Full(*reason)));
+                continue;
+            }
+            results.push(Ok(true));
+            let len = tx.0.len();
+            let now = Instant::now();
+            let entry = self
+                .outbox
+                .entry(domain)
+                .or_insert_with(|| (Vec::new(), 0, now + GOSSIP_BATCH_DELAY));
+            entry.0.push(tx);
+            entry.1 += len;
+            if entry.1 >= GOSSIP_BATCH_BYTES {
+                self.flush(domain);
+            }
         }
-        let now = Instant::now();
-        let len = tx.0.len();
-        let entry = self
-            .outbox
-            .entry(domain)
-            .or_insert_with(|| (Vec::new(), 0, now + GOSSIP_BATCH_DELAY));
-        entry.0.push(tx);
-        entry.1 += len;
-        if entry.1 >= GOSSIP_BATCH_BYTES {
-            self.flush(domain);
-        }
-        Ok(true)
+        results
     }
 }
 

@@ -105,7 +105,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             .filter(|d| *d != DomainId::Global),
     );
 
-    let admission = Admission::new(cfg.api.max_trace_bytes, store.clone(), metrics.clone());
+    let admission = Admission::new(
+        cfg.api.max_trace_bytes,
+        genesis.payload == genesis::PayloadKind::Raw,
+        store.clone(),
+        metrics.clone(),
+    );
     let mut drivers = BTreeMap::new();
     for (domain, index) in &memberships {
         let share = shares_dir.join(format!("{}.share", domain_tag(*domain)));
@@ -160,6 +165,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             registry,
             metrics: metrics.clone(),
             max_trace_bytes: cfg.api.max_trace_bytes,
+            payload: genesis.payload,
+            admission: admission.clone(),
         };
         tokio::spawn(api::serve(listener, state));
     }
@@ -179,7 +186,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         worker,
         metrics,
         anchoring,
-        admission,
     );
     let result = main.run(net_events, done_rx, api_rx, shutdown).await;
     net.shutdown();
