@@ -6,6 +6,8 @@ use crate::net::Net;
 use crate::topology::Shape;
 use crate::{netns, procs};
 use anyhow::bail;
+use lcbft_node::cli::Scheme;
+use lcbft_protocol::crypto::SchemeId;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,13 +18,18 @@ pub fn init(
     domains: usize,
     devices: usize,
     base_port: Option<u16>,
+    scheme: Scheme,
 ) -> anyhow::Result<bool> {
     let shape = Shape {
         global,
         domains,
         devices,
     };
-    let topo = crate::init::init(&out, shape, base_port)?;
+    let scheme = match scheme {
+        Scheme::ThresholdCrypto => SchemeId::ThresholdCrypto,
+        Scheme::Blsttc => SchemeId::Blsttc,
+    };
+    let topo = crate::init::init_with_scheme(&out, shape, base_port, scheme)?;
     println!(
         "wrote a testnet of {} nodes to {}: start it with `lcbft-testnet up {}`",
         topo.nodes.len(),

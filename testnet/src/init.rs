@@ -22,8 +22,19 @@ pub fn genesis_file(root: &Path) -> PathBuf {
     root.join(GENESIS_DIR).join("genesis.toml")
 }
 
-/// Write a complete testnet under `out` (which must not hold one yet).
+/// Write a complete testnet under `out` (which must not hold one yet), with threshold_crypto
+/// keys.
 pub fn init(out: &Path, shape: Shape, base_port: Option<u16>) -> anyhow::Result<Topology> {
+    init_with_scheme(out, shape, base_port, SchemeId::ThresholdCrypto)
+}
+
+/// [`init`] with the genesis dealing keys for `scheme`.
+pub fn init_with_scheme(
+    out: &Path,
+    shape: Shape,
+    base_port: Option<u16>,
+    scheme: SchemeId,
+) -> anyhow::Result<Topology> {
     shape.validate()?;
     if out.join(crate::topology::MANIFEST).exists() {
         bail!(
@@ -45,7 +56,7 @@ pub fn init(out: &Path, shape: Shape, base_port: Option<u16>) -> anyhow::Result<
         n.api_port = ports[2 * i + 1];
     }
     identity::generate(&out.join(PRODUCER_KEY))?;
-    write_genesis(out, &nodes, shape)?;
+    write_genesis(out, &nodes, shape, scheme)?;
     let domains: Vec<u32> = (1..=shape.domains as u32).collect();
     let topo = Topology::new(domains, nodes);
     for n in &topo.nodes {
@@ -70,7 +81,12 @@ fn peer(n: &NodeSpec) -> anyhow::Result<PeerId> {
     PeerId::from_str(&n.peer_id).with_context(|| format!("bad PeerId for {}", n.name))
 }
 
-fn write_genesis(out: &Path, nodes: &[NodeSpec], shape: Shape) -> anyhow::Result<()> {
+fn write_genesis(
+    out: &Path,
+    nodes: &[NodeSpec],
+    shape: Shape,
+    scheme: SchemeId,
+) -> anyhow::Result<()> {
     let global = nodes
         .iter()
         .filter(|n| n.global)
@@ -91,7 +107,7 @@ fn write_genesis(out: &Path, nodes: &[NodeSpec], shape: Shape) -> anyhow::Result
         locals.push((d, peer(edge)?, devices));
     }
     let req = genesis::Request {
-        scheme: SchemeId::ThresholdCrypto,
+        scheme,
         global,
         locals,
     };

@@ -20,6 +20,7 @@ mod topology;
 mod up;
 
 use clap::{Parser, Subcommand};
+use lcbft_node::cli::Scheme;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,6 +61,9 @@ enum Command {
         /// First of the loopback ports (2 per node); default: a free block chosen at random.
         #[arg(long)]
         base_port: Option<u16>,
+        /// Threshold signature scheme the genesis deals keys for.
+        #[arg(long, value_enum, default_value_t = Scheme::ThresholdCrypto)]
+        scheme: Scheme,
     },
     /// Start every node, show live progress, stop on Ctrl-C or after --duration, then check.
     ///
@@ -156,7 +160,8 @@ fn main() -> ExitCode {
             devices,
             out,
             base_port,
-        } => commands::init(out, global, domains, devices, base_port),
+            scheme,
+        } => commands::init(out, global, domains, devices, base_port, scheme),
         Command::Up {
             dir,
             duration,
