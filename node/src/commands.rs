@@ -4,6 +4,7 @@ use anyhow::{Context, bail};
 use lcbft_node::cli::{Cli, Command, ConfigCommand, Scheme, TraceCommand};
 use lcbft_node::config::{self, Config};
 use lcbft_node::http_client;
+use lcbft_node::proofs::{ProvenItem, verify_trace_proof};
 use lcbft_node::trace::{Action, Trace, TraceJson};
 use lcbft_node::{genesis, identity};
 use lcbft_protocol::crypto::SchemeId;
@@ -83,16 +84,27 @@ fn verify_proof(file: &Path, genesis_path: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let proof = TraceProof::decode(&bytes)
         .with_context(|| format!("{} is not a readable trace proof", file.display()))?;
-    let proven = proof
-        .verify(&keys)
-        .with_context(|| format!("{}: the proof does not verify", file.display()))?;
-    println!(
-        "valid: trace {} is committed in {} at height {} (global height {})",
-        proven.trace.to_hex(),
-        genesis::domain_name(proven.domain),
-        proven.height,
-        proven.global_height
-    );
+    // The block's commit, its anchor, and the trace's own producer signature and domain.
+    let (proven, item) = verify_trace_proof(&proof, &keys)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    match item {
+        ProvenItem::Trace(trace) => println!(
+            "valid: trace {} is committed in {} at height {} (global height {}), signed by producer {}",
+            proven.trace.to_hex(),
+            genesis::domain_name(proven.domain),
+            proven.height,
+            proven.global_height,
+            hex::encode(trace.trace.producer)
+        ),
+        ProvenItem::Anchor(anchor) => println!(
+            "valid: item {} is the anchor of {} height {}, committed in {} at height {}",
+            proven.trace.to_hex(),
+            genesis::domain_name(anchor.block.domain),
+            anchor.block.height,
+            genesis::domain_name(proven.domain),
+            proven.height
+        ),
+    }
     Ok(())
 }
 

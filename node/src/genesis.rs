@@ -310,6 +310,12 @@ fn deal_keys(scheme: SchemeId, n: usize) -> Result<DealtKeys, GenesisError> {
     let seed: [u8; 32] = rand::random();
     match scheme {
         SchemeId::ThresholdCrypto => Ok(ThresholdCryptoScheme::deal(n, quorum_for(n), seed)),
+        #[cfg(feature = "blsttc")]
+        SchemeId::Blsttc => Ok(lcbft_protocol::crypto::BlsttcScheme::deal(
+            n,
+            quorum_for(n),
+            seed,
+        )),
         other => Err(GenesisError::Request(format!(
             "scheme {other:?} is not available in this build"
         ))),

@@ -7,7 +7,7 @@ use crate::codec::{self, CodecError, MAX_MESSAGE_BYTES};
 use crate::crypto::ThresholdKeys;
 use crate::types::{Block, Certificate, DomainId, Hash, Header, Kind, Tx};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Public key sets by domain: what a verifier needs from the genesis.
 pub type KeyRing = BTreeMap<DomainId, Box<dyn ThresholdKeys>>;
@@ -234,31 +234,81 @@ impl AnchorError {
     }
 }
 
-/// Verified anchors remembered by payload id, so admission, proposing and voting pay the
-/// signature check once per anchor.
-const MAX_VERIFIED: usize = 65_536;
+/// Anchors whose certificate verified, remembered by payload id, so admission (from gossip
+/// or the API), proposing, voting and every replay of a branch's anchors pay the pairing once
+/// per anchor. Enough for every anchor in the mempool and on the uncommitted branches; a miss
+/// only costs a check again.
+const MAX_VERIFIED: usize = 16_384;
+/// Anchors whose certificate was refused, by payload id, so a peer repeating one costs no
+/// pairing either. Separate from the verified ones, so junk never pushes a good anchor out.
+const MAX_REFUSED: usize = 1024;
 
-/// A global validator's anchor rules: the local domains' key sets and a cache of anchors whose
-/// certificates verified.
+/// A map that forgets its oldest entry beyond `capacity`.
+struct Bounded<V> {
+    map: HashMap<Hash, V>,
+    /// Keys of `map`, oldest first.
+    order: VecDeque<Hash>,
+    capacity: usize,
+}
+
+impl<V> Bounded<V> {
+    fn new(capacity: usize) -> Bounded<V> {
+        Bounded {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn get(&self, id: &Hash) -> Option<&V> {
+        self.map.get(id)
+    }
+
+    fn insert(&mut self, id: Hash, value: V) {
+        if self.map.insert(id, value).is_none() {
+            self.order.push_back(id);
+            if self.order.len() > self.capacity
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.map.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// A global validator's anchor rules: the local domains' key sets and the verdicts of the
+/// certificate checks already made. A verdict depends only on the anchor's bytes (its id) and
+/// the key sets, which never change here, so a remembered one is exactly what checking again
+/// would say; only a check that ran and passed is remembered as valid.
 pub struct AnchorRules {
     keys: KeyRing,
-    verified: HashMap<Hash, Link>,
+    verified: Bounded<Link>,
+    /// The refused anchor's place (continuity is judged before the certificate) and why.
+    refused: Bounded<(Link, ProofError)>,
 }
 
 impl AnchorRules {
     pub fn new(keys: KeyRing) -> AnchorRules {
+        AnchorRules::with_capacity(keys, MAX_VERIFIED, MAX_REFUSED)
+    }
+
+    fn with_capacity(keys: KeyRing, verified: usize, refused: usize) -> AnchorRules {
         AnchorRules {
             keys,
-            verified: HashMap::new(),
+            verified: Bounded::new(verified),
+            refused: Bounded::new(refused),
         }
     }
 
-    /// The anchor's place, verifying its certificate unless already known good. Continuity is
+    /// The anchor's place, verifying its certificate unless already judged. Continuity is
     /// not judged here.
     pub fn link(&mut self, tx: &Tx) -> Option<Result<Link, AnchorError>> {
         let id = tx.id();
         if let Some(link) = self.verified.get(&id) {
             return Some(Ok(*link));
+        }
+        if let Some((_, error)) = self.refused.get(&id) {
+            return Some(Err(AnchorError::BadCertificate(error.clone())));
         }
         let anchor = match Anchor::from_tx(tx)? {
             Ok(a) => a,
@@ -284,34 +334,39 @@ impl AnchorRules {
         if !matches!(link.domain, DomainId::Local(_)) || !self.keys.contains_key(&link.domain) {
             return Err(AnchorError::UnknownDomain(link.domain));
         }
-        anchor
-            .verify(&self.keys)
-            .map_err(AnchorError::BadCertificate)?;
-        if self.verified.len() >= MAX_VERIFIED {
-            self.verified.clear();
+        match anchor.verify(&self.keys) {
+            Ok(()) => {
+                self.verified.insert(id, link);
+                Ok(link)
+            }
+            Err(error) => {
+                self.refused.insert(id, (link, error.clone()));
+                Err(AnchorError::BadCertificate(error))
+            }
         }
-        self.verified.insert(id, link);
-        Ok(link)
     }
 
     /// Judge `tx` against `tips` and advance them when it is a valid anchor. `Ok(None)`: not an
-    /// anchor. Continuity is checked before the signature so junk costs no pairing.
+    /// anchor. Continuity is checked before the signature so junk costs no pairing, and a
+    /// remembered verdict gives the same answer in the same order.
     pub fn apply(&mut self, tips: &mut Tips, tx: &Tx) -> Result<Option<Link>, AnchorError> {
         if !Anchor::is_anchor(tx) {
             return Ok(None);
         }
         let id = tx.id();
-        let link = match self.verified.get(&id) {
-            Some(link) => *link,
-            None => {
-                let anchor = match Anchor::from_tx(tx) {
-                    None => return Ok(None),
-                    Some(Err(_)) => return Err(AnchorError::Undecodable),
-                    Some(Ok(a)) => a,
-                };
-                continues(tips, &anchor.link())?;
-                self.verify(id, &anchor)?
-            }
+        let link = if let Some(link) = self.verified.get(&id) {
+            *link
+        } else if let Some((link, error)) = self.refused.get(&id) {
+            continues(tips, link)?;
+            return Err(AnchorError::BadCertificate(error.clone()));
+        } else {
+            let anchor = match Anchor::from_tx(tx) {
+                None => return Ok(None),
+                Some(Err(_)) => return Err(AnchorError::Undecodable),
+                Some(Ok(a)) => a,
+            };
+            continues(tips, &anchor.link())?;
+            self.verify(id, &anchor)?
         };
         continues(tips, &link)?;
         tips.insert(link.domain, (link.height, link.hash));

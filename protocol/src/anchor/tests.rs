@@ -3,12 +3,16 @@
 
 use super::*;
 use crate::Config;
-use crate::crypto::{Dealer, DealtKeys, SimScheme, ThresholdCryptoScheme, load_keys};
+use crate::crypto::{
+    Counting, CryptoCounters, CryptoOp, Dealer, DealtKeys, SimScheme, ThresholdCryptoScheme,
+    load_keys,
+};
 use crate::io::{Event, Input, Output, Reject};
 use crate::proof::{AnchorProof, Finality, Inclusion, TraceProof};
 use crate::replica::Replica;
 use crate::types::ReplicaIndex;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 const N: usize = 4;
 const LOCAL: DomainId = DomainId::Local(1);
@@ -375,4 +379,109 @@ fn a_long_running_local_replica_holds_a_bounded_tree() {
     local.submit_to(&[0, 1, 2, 3], vec![trace(9999)]);
     local.run();
     assert!(local.committed_txs(0).contains(&trace(9999)));
+}
+
+fn counted(dealt: &DealtKeys, counters: &Arc<CryptoCounters>) -> KeyRing {
+    let keys: Box<dyn ThresholdKeys> = Box::new(Counting::new(public(dealt), Arc::clone(counters)));
+    KeyRing::from([(LOCAL, keys)])
+}
+
+#[test]
+fn an_anchor_certificate_is_checked_once_and_a_forged_one_never_passes() {
+    let local = deal(1);
+    let (anchors, _) = local_chain(&local, 3);
+    let counters = Arc::new(CryptoCounters::default());
+    let mut rules = AnchorRules::new(counted(&local, &counters));
+    let pairings = || counters.get(CryptoOp::Verify);
+    let tx = anchors[0].to_tx();
+    // Admission from gossip or the API, the leader's selection, a vote, a branch replay.
+    let link = rules.link(&tx).unwrap().unwrap();
+    assert_eq!(pairings(), 1);
+    assert_eq!(rules.link(&tx), Some(Ok(link)));
+    for _ in 0..3 {
+        let mut tips = Tips::new();
+        assert_eq!(rules.apply(&mut tips, &tx), Ok(Some(link)));
+    }
+    assert_eq!(pairings(), 1, "the second and later checks do no pairing");
+
+    // The next block under the first one's signature: refused, and refused again from memory
+    // (continuity first, as on the first check), never cached as valid.
+    let mut forged = anchors[1].clone();
+    forged.commit.qc.signature = anchors[0].commit.qc.signature.clone();
+    let forged = forged.to_tx();
+    let mut tips = Tips::new();
+    rules.apply(&mut tips, &tx).unwrap();
+    for _ in 0..3 {
+        assert!(matches!(
+            rules.apply(&mut tips.clone(), &forged),
+            Err(AnchorError::BadCertificate(ProofError::BadSignature(LOCAL)))
+        ));
+        assert!(matches!(
+            rules.link(&forged),
+            Some(Err(AnchorError::BadCertificate(_)))
+        ));
+        assert!(matches!(
+            rules.apply(&mut Tips::new(), &forged),
+            Err(AnchorError::Gap { .. })
+        ));
+    }
+    assert_eq!(pairings(), 2, "the forged anchor was checked once");
+    // The genuine block at that height is a different payload item: checked on its own.
+    assert!(
+        rules
+            .apply(&mut tips, &anchors[1].to_tx())
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(pairings(), 3);
+}
+
+#[test]
+fn a_forgotten_verdict_is_checked_again() {
+    let local = deal(1);
+    let (anchors, _) = local_chain(&local, 3);
+    let counters = Arc::new(CryptoCounters::default());
+    let mut rules = AnchorRules::with_capacity(counted(&local, &counters), 2, 1);
+    for a in &anchors[..3] {
+        rules.link(&a.to_tx()).unwrap().unwrap();
+    }
+    assert_eq!(counters.get(CryptoOp::Verify), 3);
+    // The oldest was pushed out: checked again, still valid; the newest is remembered.
+    rules.link(&anchors[0].to_tx()).unwrap().unwrap();
+    rules.link(&anchors[0].to_tx()).unwrap().unwrap();
+    assert_eq!(counters.get(CryptoOp::Verify), 4);
+    rules.link(&anchors[2].to_tx()).unwrap().unwrap();
+    assert_eq!(counters.get(CryptoOp::Verify), 4);
+}
+
+/// Across a whole run (admission on every validator, proposals, votes, the branch replays of
+/// later blocks) each validator pays one signature check per anchor.
+#[test]
+fn each_validator_checks_each_anchor_once_in_a_run() {
+    let local = deal(1);
+    let (anchors, _) = local_chain(&local, 5);
+    let counters: Vec<Arc<CryptoCounters>> = (0..N).map(|_| Arc::default()).collect();
+    let mut global = Cluster::new(DomainId::Global, &deal(3));
+    for (r, c) in global.replicas.iter_mut().zip(&counters) {
+        if let Replica::Global(g) = r {
+            g.set_anchor_rules(AnchorRules::new(counted(&local, c)));
+        }
+    }
+    for a in &anchors {
+        global.submit_to(&[0, 1, 2, 3], vec![a.to_tx()]);
+        global.run();
+    }
+    // Twice more from another edge: stale now, and known.
+    let all: Vec<Tx> = anchors.iter().map(Anchor::to_tx).collect();
+    global.submit_to(&[0, 1, 2, 3], all);
+    global.run();
+    for (i, c) in counters.iter().enumerate() {
+        let anchored = global
+            .committed_txs(i)
+            .iter()
+            .filter(|t| Anchor::is_anchor(t))
+            .count();
+        assert_eq!(anchored, anchors.len(), "replica {i}");
+        assert_eq!(c.get(CryptoOp::Verify), anchors.len() as u64, "replica {i}");
+    }
 }

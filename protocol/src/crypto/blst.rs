@@ -5,14 +5,15 @@
 //! a secret share is its 32-byte big-endian scalar; shares and signatures are 96-byte
 //! compressed G2 points.
 
+use super::hashed::{self, HashedMessages};
 use super::{
     CryptoError, Dealer, DealtKeys, SchemeId, SecretBytes, Share, Signature, ThresholdKeys,
     bls_quorum, distinct_quorum, fixed,
 };
 use crate::types::ReplicaIndex;
 use blsttc::{
-    PublicKey, PublicKeySet, PublicKeyShare, SIG_SIZE, SK_SIZE, SecretKeySet, SecretKeyShare,
-    Signature as BlsSignature, SignatureShare,
+    G2Affine, PublicKey, PublicKeySet, PublicKeyShare, SIG_SIZE, SK_SIZE, SecretKeySet,
+    SecretKeyShare, Signature as BlsSignature, SignatureShare,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -71,6 +72,7 @@ impl Dealer for BlsttcScheme {
             set,
             shares,
             secret,
+            hashed: HashedMessages::new(hashed::CAPACITY),
         }))
     }
 }
@@ -82,6 +84,14 @@ struct BlsKeys {
     /// By member index; deriving one costs `quorum` curve multiplications.
     shares: Vec<PublicKeyShare>,
     secret: Option<SecretKeyShare>,
+    /// Hash-to-curve (SSWU and cofactor clearing) is a fifth of a share check here.
+    hashed: HashedMessages<G2Affine>,
+}
+
+impl BlsKeys {
+    fn hash(&self, msg: &[u8]) -> G2Affine {
+        self.hashed.point(msg, |m| blsttc::hash_g2(m))
+    }
 }
 
 impl ThresholdKeys for BlsKeys {
@@ -99,13 +109,14 @@ impl ThresholdKeys for BlsKeys {
 
     fn sign_share(&self, msg: &[u8]) -> Result<Share, CryptoError> {
         let secret = self.secret.as_ref().ok_or(CryptoError::NoSecret)?;
-        Ok(Share(secret.sign(msg).to_bytes().to_vec()))
+        Ok(Share(secret.sign_g2(self.hash(msg)).to_bytes().to_vec()))
     }
 
     fn verify_share(&self, signer: ReplicaIndex, msg: &[u8], share: &Share) -> bool {
-        self.shares
-            .get(usize::from(signer))
-            .is_some_and(|key| parse_share(share).is_ok_and(|share| key.verify(&share, msg)))
+        // Malformed input is refused before the message is hashed.
+        self.shares.get(usize::from(signer)).is_some_and(|key| {
+            parse_share(share).is_ok_and(|share| key.verify_g2(&share, self.hash(msg)))
+        })
     }
 
     fn combine(&self, shares: &[(ReplicaIndex, &Share)]) -> Result<Signature, CryptoError> {
@@ -127,7 +138,7 @@ impl ThresholdKeys for BlsKeys {
         fixed::<SIG_SIZE>(&sig.0, "signature")
             .ok()
             .and_then(|bytes| BlsSignature::from_bytes(bytes).ok())
-            .is_some_and(|sig| self.public_key.verify(&sig, msg))
+            .is_some_and(|sig| self.public_key.verify_g2(&sig, self.hash(msg)))
     }
 }
 

@@ -11,6 +11,7 @@ mod blst;
 #[cfg(test)]
 mod conformance;
 mod counting;
+mod hashed;
 pub mod sim;
 mod tc;
 

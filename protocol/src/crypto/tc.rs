@@ -5,6 +5,7 @@
 //! a secret share is its 32-byte big-endian scalar; shares and signatures are 96-byte
 //! compressed G2 points.
 
+use super::hashed::{self, HashedMessages};
 use super::{
     CryptoError, Dealer, DealtKeys, G1_COMPRESSED, SchemeId, SecretBytes, Share, Signature,
     ThresholdKeys, bls_quorum, distinct_quorum, fixed,
@@ -83,6 +84,7 @@ impl Dealer for ThresholdCryptoScheme {
             public_key: set.public_key(),
             shares,
             secret,
+            hashed: HashedMessages::new(hashed::CAPACITY),
         }))
     }
 }
@@ -93,6 +95,15 @@ struct TcKeys {
     /// By member index; deriving one costs `quorum` curve multiplications.
     shares: Vec<PublicKeyShare>,
     secret: Option<SecretKeyShare>,
+    /// `hash_g2` draws a random point and clears its cofactor: a pairing's worth of work.
+    hashed: HashedMessages<G2Affine>,
+}
+
+impl TcKeys {
+    fn hash(&self, msg: &[u8]) -> G2Affine {
+        self.hashed
+            .point(msg, |m| threshold_crypto::hash_g2(m).into_affine())
+    }
 }
 
 impl ThresholdKeys for TcKeys {
@@ -110,13 +121,14 @@ impl ThresholdKeys for TcKeys {
 
     fn sign_share(&self, msg: &[u8]) -> Result<Share, CryptoError> {
         let secret = self.secret.as_ref().ok_or(CryptoError::NoSecret)?;
-        Ok(Share(secret.sign(msg).to_bytes().to_vec()))
+        Ok(Share(secret.sign_g2(self.hash(msg)).to_bytes().to_vec()))
     }
 
     fn verify_share(&self, signer: ReplicaIndex, msg: &[u8], share: &Share) -> bool {
-        self.shares
-            .get(usize::from(signer))
-            .is_some_and(|key| parse_share(share).is_ok_and(|share| key.verify(&share, msg)))
+        // Malformed input is refused before the message is hashed.
+        self.shares.get(usize::from(signer)).is_some_and(|key| {
+            parse_share(share).is_ok_and(|share| key.verify_g2(&share, self.hash(msg)))
+        })
     }
 
     fn combine(&self, shares: &[(ReplicaIndex, &Share)]) -> Result<Signature, CryptoError> {
@@ -153,7 +165,7 @@ impl ThresholdKeys for TcKeys {
         fixed::<SIG_SIZE>(&sig.0, "signature")
             .ok()
             .and_then(|bytes| TcSignature::from_bytes(bytes).ok())
-            .is_some_and(|sig| self.public_key.verify(&sig, msg))
+            .is_some_and(|sig| self.public_key.verify_g2(&sig, self.hash(msg)))
     }
 }
 
