@@ -79,7 +79,10 @@ fn one_bad_item_in_a_batch_is_refused_alone() {
 fn each_rule_refuses_with_its_reason() {
     let f = fixture();
     let good = signed(&f.key, trace(&f.key, 1));
-    assert_eq!(f.admission.check(DOMAIN, &[good.clone()]), vec![Ok(())]);
+    assert_eq!(
+        f.admission.check(DOMAIN, std::slice::from_ref(&good)),
+        vec![Ok(())]
+    );
 
     let mut big = trace(&f.key, 2);
     big.body = Some(vec![0; 1025]);
@@ -124,7 +127,10 @@ fn each_rule_refuses_with_its_reason() {
 fn a_committed_trace_is_refused() {
     let f = fixture();
     let tx = signed(&f.key, trace(&f.key, 9));
-    assert_eq!(f.admission.check(DOMAIN, &[tx.clone()]), vec![Ok(())]);
+    assert_eq!(
+        f.admission.check(DOMAIN, std::slice::from_ref(&tx)),
+        vec![Ok(())]
+    );
     let genesis = Block::genesis(DOMAIN);
     let mut block = genesis.clone();
     block.height = 1;
