@@ -1,2 +1,2 @@
-+ lcbft-bench throughput --topology global4 --sweep 200,500,1000 --duration 20 --out /tmp/lcbft-global4-sweep-21156
++ lcbft-bench throughput --topology global4 --sweep 200,500,1000 --duration 20 --out runs
 exit 0
