@@ -107,21 +107,25 @@ impl Admission {
 
     /// One verdict per item, in order; refusals are counted by reason.
     pub fn check(&self, domain: DomainId, txs: &[Tx]) -> Vec<Result<(), Refusal>> {
+        let ids: Vec<Hash> = txs.iter().map(Tx::id).collect();
         let mut verdicts: Vec<Result<(), Refusal>> = Vec::with_capacity(txs.len());
         let mut unverified = Vec::new();
-        for (i, tx) in txs.iter().enumerate() {
-            let verdict = self.shape(domain, tx);
-            if let Ok(Some(trace)) = &verdict {
-                unverified.push((i, tx.id(), trace.clone()));
+        for (i, (tx, id)) in txs.iter().zip(&ids).enumerate() {
+            match self.shape(domain, tx, id) {
+                Ok(Some(trace)) => {
+                    unverified.push((i, *id, trace));
+                    verdicts.push(Ok(()));
+                }
+                Ok(None) => verdicts.push(Ok(())),
+                Err(r) => verdicts.push(Err(r)),
             }
-            verdicts.push(verdict.map(|_| ()));
         }
         for (i, ok) in self.verify(&unverified) {
             if !ok {
                 verdicts[i] = Err(Refusal::BadSignature);
             }
         }
-        self.not_committed(txs, &mut verdicts);
+        self.not_committed(&ids, &mut verdicts);
         for v in &verdicts {
             if let Err(r) = v {
                 self.inner
@@ -136,7 +140,7 @@ impl Admission {
 
     /// Everything but the signature and the history. `Some` if the signature still needs a
     /// check.
-    fn shape(&self, domain: DomainId, tx: &Tx) -> Result<Option<SignedTrace>, Refusal> {
+    fn shape(&self, domain: DomainId, tx: &Tx, id: &Hash) -> Result<Option<SignedTrace>, Refusal> {
         if self.inner.raw {
             if tx.0.len() > self.inner.max_body {
                 return Err(Refusal::Oversized);
@@ -167,7 +171,7 @@ impl Admission {
         if t.domain != domain {
             return Err(Refusal::WrongDomain);
         }
-        if self.inner.verified.get(&tx.id()).is_some() {
+        if self.inner.verified.get(id).is_some() {
             return Ok(None);
         }
         Ok(Some(signed))
@@ -218,9 +222,8 @@ impl Admission {
         verdicts
     }
 
-    fn not_committed(&self, txs: &[Tx], verdicts: &mut [Result<(), Refusal>]) {
-        let ids: Vec<Hash> = txs.iter().map(Tx::id).collect();
-        match self.inner.store.committed_ids(&ids) {
+    fn not_committed(&self, ids: &[Hash], verdicts: &mut [Result<(), Refusal>]) {
+        match self.inner.store.committed_ids(ids) {
             Ok(found) => {
                 for (v, committed) in verdicts.iter_mut().zip(found) {
                     if committed && v.is_ok() {

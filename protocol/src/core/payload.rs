@@ -89,18 +89,23 @@ impl Core {
                 return false;
             }
         }
-        let checks_anchors = self.anchors.is_some();
-        let (anchors, items): (Vec<&Tx>, Vec<&Tx>) = block
-            .payload
-            .iter()
-            .partition(|tx| checks_anchors && Anchor::is_anchor(tx));
-        if !items.is_empty() {
-            let items: Vec<Tx> = items.into_iter().cloned().collect();
-            let domain = self.cfg.domain;
-            if self.rule.admit(domain, &items).contains(&false) {
+        let domain = self.cfg.domain;
+        if self.anchors.is_none() {
+            // Local domains: every item is a trace, judged without a copy.
+            if self.rule.admit(domain, &block.payload).contains(&false) {
                 self.reject(from, Reject::BadPayload);
                 return false;
             }
+            return true;
+        }
+        let (anchors, items): (Vec<&Tx>, Vec<Tx>) = {
+            let (a, i): (Vec<&Tx>, Vec<&Tx>) =
+                block.payload.iter().partition(|tx| Anchor::is_anchor(tx));
+            (a, i.into_iter().cloned().collect())
+        };
+        if !items.is_empty() && self.rule.admit(domain, &items).contains(&false) {
+            self.reject(from, Reject::BadPayload);
+            return false;
         }
         if anchors.is_empty() {
             return true;
