@@ -142,20 +142,20 @@ impl Admission {
     /// check.
     fn shape(&self, domain: DomainId, tx: &Tx, id: &Hash) -> Result<Option<SignedTrace>, Refusal> {
         if self.inner.raw {
-            if tx.0.len() > self.inner.max_body {
+            if tx.len() > self.inner.max_body {
                 return Err(Refusal::Oversized);
             }
-            if tx.0.is_empty() || Anchor::is_anchor(tx) {
+            if tx.is_empty() || Anchor::is_anchor(tx) {
                 return Err(Refusal::Malformed);
             }
             return Ok(None);
         }
-        if tx.0.len() > self.max_trace_bytes() {
+        if tx.len() > self.max_trace_bytes() {
             return Err(Refusal::Oversized);
         }
         let signed: SignedTrace =
-            codec::decode(&tx.0, self.max_trace_bytes()).map_err(|_| Refusal::Malformed)?;
-        if codec::encode(&signed) != tx.0 {
+            codec::decode(tx.bytes(), self.max_trace_bytes()).map_err(|_| Refusal::Malformed)?;
+        if codec::encode(&signed) != tx.bytes() {
             return Err(Refusal::NonCanonical);
         }
         let t = &signed.trace;

@@ -75,7 +75,8 @@ pub struct ConsensusConfig {
     /// Cap of the doubling timeout.
     #[serde(with = "humantime_serde")]
     pub max_timeout: Duration,
-    /// Most payload items (traces, anchors) in one block.
+    /// Most payload items (traces, anchors) in one block. Every member of a domain must use the
+    /// same value: a replica votes for no block over it.
     pub max_block_txs: usize,
     /// Local domains: send votes to the edge, which combines them, instead of the leader.
     pub offload: bool,
@@ -131,7 +132,7 @@ impl Default for ConsensusConfig {
         ConsensusConfig {
             base_timeout: Duration::from_secs(1),
             max_timeout: Duration::from_secs(30),
-            max_block_txs: 512,
+            max_block_txs: 8192,
             offload: true,
             local_window: 256,
         }
@@ -183,8 +184,10 @@ idle_connection_timeout = "1m"
 # First view/term timeout; doubles per view without a commit, up to max_timeout.
 base_timeout = "1s"
 max_timeout = "30s"
-# Most payload items (traces, anchors) in one block.
-max_block_txs = 512
+# Most payload items (traces, anchors) in one block; blocks are also bounded by bytes (1 MiB
+# local, 3 MiB global), which is what binds with traces of a few hundred bytes. Every member of
+# a domain must use the same value: a block over it gets no vote.
+max_block_txs = 8192
 # Local domains: votes go to the edge, which combines them, instead of the leader.
 offload = true
 # Local domains: committed blocks kept on disk; older ones are deleted once anchored in a

@@ -255,10 +255,10 @@ mod tests {
         );
 
         // Not a trace at all; an anchor-tagged item that is no anchor.
-        let proof = commit_and_prove(&dealt, &Tx(vec![0xa1, 1, 2, 3]));
+        let proof = commit_and_prove(&dealt, &Tx::new(vec![0xa1, 1, 2, 3]));
         let err = verify_trace_proof(&proof, &keys).expect_err("junk");
         assert!(matches!(err, TraceProofError::NotATrace(_)), "{err}");
-        let proof = commit_and_prove(&dealt, &Tx(vec![0, 1, 2, 3]));
+        let proof = commit_and_prove(&dealt, &Tx::new(vec![0, 1, 2, 3]));
         let err = verify_trace_proof(&proof, &keys).expect_err("junk anchor");
         assert!(matches!(err, TraceProofError::BadAnchor(_)), "{err}");
 

@@ -228,14 +228,14 @@ impl SignedTrace {
     }
 
     pub fn to_tx(&self) -> Tx {
-        Tx(codec::encode(self))
+        Tx::new(codec::encode(self))
     }
 
     /// Decode a block item; only the canonical encoding is a trace, so one trace has one id.
     pub fn from_tx(tx: &Tx) -> Result<SignedTrace, TraceError> {
-        let s: SignedTrace = codec::decode(&tx.0, codec::MAX_MESSAGE_BYTES)
+        let s: SignedTrace = codec::decode(tx.bytes(), codec::MAX_MESSAGE_BYTES)
             .map_err(|e| TraceError::Undecodable(e.to_string()))?;
-        if codec::encode(&s) != tx.0 {
+        if codec::encode(&s) != tx.bytes() {
             return Err(TraceError::Undecodable("not in canonical encoding".into()));
         }
         Ok(s)
@@ -297,6 +297,6 @@ mod tests {
             SignedTrace::from_json(&j3, 2),
             Err(TraceError::TooLarge { len: 5, max: 2 })
         ));
-        assert!(SignedTrace::from_tx(&Tx(b"junk".to_vec())).is_err());
+        assert!(SignedTrace::from_tx(&Tx::new(b"junk".to_vec())).is_err());
     }
 }

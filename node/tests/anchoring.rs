@@ -208,7 +208,7 @@ fn post_anchor(api: SocketAddr, tx: &Tx) -> (u16, String) {
             "POST",
             "/v1/anchors",
             "application/cbor",
-            &tx.0,
+            tx.bytes(),
         ))
         .unwrap();
     (r.status, r.body)

@@ -81,7 +81,7 @@ fn refused_items(key: &Keypair, round: u64, committed: &Tx) -> Vec<Tx> {
         panic!("a signed trace is a map");
     };
     entries.reverse();
-    let non_canonical = Tx(lcbft_protocol::codec::encode(&cbor4ii::core::Value::Map(
+    let non_canonical = Tx::new(lcbft_protocol::codec::encode(&cbor4ii::core::Value::Map(
         entries,
     )));
     let wrong_domain = signed(trace(key, DomainId::Local(7), n + 2, 16));

@@ -84,7 +84,7 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
     let rejected = wait_until(Duration::from_secs(60), || {
         outsider.broadcast(
             DomainId::Global,
-            &Gossip::Payload(vec![Tx(b"spam".to_vec())]),
+            &Gossip::Payload(vec![Tx::new(b"spam".to_vec())]),
         );
         counter(
             &metrics_text(&net, 1),
@@ -125,7 +125,7 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
         member.broadcast_raw(DomainId::Global, b"\xff\xfe not cbor".to_vec());
         member.broadcast(
             DomainId::Global,
-            &Gossip::Payload(vec![Tx(b"not a trace".to_vec())]),
+            &Gossip::Payload(vec![Tx::new(b"not a trace".to_vec())]),
         );
         member.send(
             DomainId::Global,

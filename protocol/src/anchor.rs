@@ -135,19 +135,19 @@ impl Anchor {
     pub fn to_tx(&self) -> Tx {
         let mut bytes = vec![ANCHOR_TAG];
         bytes.extend(codec::encode(self));
-        Tx(bytes)
+        Tx::new(bytes)
     }
 
     /// `None` when `tx` is not an anchor at all.
     pub fn from_tx(tx: &Tx) -> Option<Result<Anchor, CodecError>> {
-        match tx.0.split_first() {
+        match tx.bytes().split_first() {
             Some((&ANCHOR_TAG, rest)) => Some(codec::decode(rest, MAX_MESSAGE_BYTES)),
             _ => None,
         }
     }
 
     pub fn is_anchor(tx: &Tx) -> bool {
-        tx.0.first() == Some(&ANCHOR_TAG)
+        tx.bytes().first() == Some(&ANCHOR_TAG)
     }
 
     pub fn verify(&self, keys: &KeyRing) -> Result<(), ProofError> {

@@ -53,7 +53,7 @@ impl Config {
             n,
             base_timeout_ms: 1000,
             max_timeout_ms: 30_000,
-            max_block_txs: 512,
+            max_block_txs: 8192,
             max_block_bytes,
             pool: PoolLimits::new(max_block_bytes),
             edge: None,
@@ -448,7 +448,7 @@ impl Core {
                     .block
                     .payload
                     .iter()
-                    .map(|t| t.0.len() + 8)
+                    .map(|t| t.len() + 8)
                     .sum::<usize>();
             if !blocks.is_empty() && bytes > SYNC_BATCH_BYTES {
                 break;
@@ -590,8 +590,15 @@ impl Core {
         if self.mempool.is_empty() {
             return false;
         }
-        let in_chain = self.tree.uncommitted_payload(&self.safety.high_qc.block());
-        self.mempool.ids().any(|id| !in_chain.contains(id))
+        // Called on every input: count instead of building the branch's id set. An item is
+        // at most once on a branch, so the pool holds new payload iff it holds more items
+        // than the branch has pooled.
+        let pooled_on_branch = self
+            .tree
+            .uncommitted_ids(&self.safety.high_qc.block())
+            .filter(|id| self.mempool.get(id).is_some())
+            .count();
+        self.mempool.len() > pooled_on_branch
     }
 
     /// Payload from `origin` (ourselves for the node's own submissions): refusals are reported
@@ -643,14 +650,14 @@ impl Core {
         let checks_anchors = self.anchors.is_some();
         for (id, tx) in self.mempool.oldest() {
             if txs.len() + anchors.len() >= self.cfg.max_block_txs
-                || bytes + tx.0.len() > self.cfg.max_block_bytes
+                || bytes + tx.len() > self.cfg.max_block_bytes
             {
                 break;
             }
             if in_chain.contains(id) {
                 continue;
             }
-            bytes += tx.0.len();
+            bytes += tx.len();
             if checks_anchors && Anchor::is_anchor(tx) {
                 anchors.push(tx.clone());
             } else {

@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn proposals_from_the_wrong_sender_or_domain_are_filtered() {
         let mut leader = replica(DomainId::Global, 1);
-        let out = leader.handle(Input::Payload(vec![Tx(b"t".to_vec())]));
+        let out = leader.handle(Input::Payload(vec![Tx::new(b"t".to_vec())]));
         let proposal = out
             .into_iter()
             .find_map(|o| match o {

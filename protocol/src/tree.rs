@@ -1,7 +1,7 @@
 //! The block tree a replica knows, rooted at genesis: parent links, the commit rule's chain
 //! walk, and per-block summaries the leader rules read in O(1).
 
-use crate::types::{Block, Certificate, DomainId, Hash, ReplicaIndex, View};
+use crate::types::{Block, Certificate, DomainId, Hash, ReplicaIndex, Tx, View};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -282,16 +282,21 @@ impl BlockTree {
 
     /// Payload ids in blocks from `tip` down to the last committed block (being decided).
     pub fn uncommitted_payload(&self, tip: &Hash) -> HashSet<Hash> {
-        let mut ids = HashSet::new();
-        let mut hash = *tip;
-        while let Some(node) = self.nodes.get(&hash) {
+        self.uncommitted_ids(tip).collect()
+    }
+
+    /// Ids of the payload on the branch from `tip` down to the committed block, tip first.
+    pub fn uncommitted_ids(&self, tip: &Hash) -> impl Iterator<Item = Hash> + '_ {
+        let mut next = Some(*tip);
+        std::iter::from_fn(move || {
+            let node = self.nodes.get(&next?)?;
             if node.block.height <= self.committed_height {
-                break;
+                return None;
             }
-            ids.extend(node.block.payload.iter().map(|t| t.id()));
-            hash = node.block.parent;
-        }
-        ids
+            next = Some(node.block.parent);
+            Some(node.block.payload.iter().map(Tx::id))
+        })
+        .flatten()
     }
 
     /// Members ranked by availability at `hash` (Algorithm 2): most certificates first, then
@@ -337,7 +342,7 @@ mod tests {
         b.height = parent.height + 1;
         b.view = view;
         b.parent = parent.hash();
-        b.payload = vec![crate::types::Tx(tag.to_vec())];
+        b.payload = vec![crate::types::Tx::new(tag.to_vec())];
         b
     }
 

@@ -211,19 +211,85 @@ impl fmt::Debug for Certificate {
     }
 }
 
-/// An opaque payload item: a data trace or an anchor, encoded by the node.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Tx(#[serde(with = "serde_bytes")] pub Vec<u8>);
+/// An opaque payload item: a data trace or an anchor, encoded by the node. Its id, the hash of
+/// its bytes, is computed once when the item is made or decoded: an item is looked up by id at
+/// every step of its way (pool, block hash, branch checks, index), and hashing it again at each
+/// step cost more than any other per-item work under load. The bytes cannot change afterwards.
+#[derive(Clone)]
+pub struct Tx {
+    bytes: Vec<u8>,
+    id: Hash,
+}
 
 impl Tx {
+    pub fn new(bytes: Vec<u8>) -> Tx {
+        let id = Hash::of(&bytes);
+        Tx { bytes, id }
+    }
+
     pub fn id(&self) -> Hash {
-        Hash::of(&self.0)
+        self.id
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl PartialEq for Tx {
+    fn eq(&self, other: &Tx) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Tx {}
+
+impl std::hash::Hash for Tx {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state)
+    }
+}
+
+impl PartialOrd for Tx {
+    fn partial_cmp(&self, other: &Tx) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Tx {
+    fn cmp(&self, other: &Tx) -> std::cmp::Ordering {
+        self.bytes.cmp(&other.bytes)
+    }
+}
+
+impl Serialize for Tx {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde_bytes::serialize(&self.bytes, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Tx {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Tx, D::Error> {
+        let bytes: Vec<u8> = serde_bytes::deserialize(d)?;
+        Ok(Tx::new(bytes))
     }
 }
 
 impl fmt::Debug for Tx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tx({:?}, {}B)", self.id(), self.0.len())
+        write!(f, "Tx({:?}, {}B)", self.id, self.bytes.len())
     }
 }
 

@@ -64,7 +64,7 @@ fn a_vote_leaves_only_after_its_safety_state_is_durable() {
     let dealt = SimScheme::deal(4, 3, [1; 32]);
     let lead = leader(1, 4);
     let mut l = replica(&dealt, lead);
-    let out = l.handle(Input::Payload(vec![Tx(b"t".to_vec())]));
+    let out = l.handle(Input::Payload(vec![Tx::new(b"t".to_vec())]));
     let proposal = proposal_of(&out);
 
     // Not the next leader, so the vote must travel.
@@ -104,7 +104,7 @@ fn a_restarted_replica_never_votes_twice_in_a_view() {
     let dealt = SimScheme::deal(4, 3, [2; 32]);
     let lead = leader(1, 4);
     let mut l = replica(&dealt, lead);
-    let proposal = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])));
+    let proposal = proposal_of(&l.handle(Input::Payload(vec![Tx::new(b"t".to_vec())])));
     let me = (lead + 2) % 4;
     let mut r = replica(&dealt, me);
     let out = r.handle(Input::Message {
@@ -148,7 +148,7 @@ fn a_proposal_from_a_non_leader_is_rejected_and_counted() {
     let dealt = SimScheme::deal(4, 3, [3; 32]);
     let lead = leader(1, 4);
     let mut l = replica(&dealt, lead);
-    let proposal = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])));
+    let proposal = proposal_of(&l.handle(Input::Payload(vec![Tx::new(b"t".to_vec())])));
     let liar = (lead + 1) % 4;
     let mut r = replica(&dealt, (lead + 2) % 4);
     let out = r.handle(Input::Message {
@@ -238,7 +238,7 @@ fn a_missing_block_named_by_the_safety_state_is_reported_and_fetched() {
     let dealt = SimScheme::deal(4, 3, [4; 32]);
     let lead = leader(1, 4);
     let mut l = replica(&dealt, lead);
-    let Message::Propose(p) = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])))
+    let Message::Propose(p) = proposal_of(&l.handle(Input::Payload(vec![Tx::new(b"t".to_vec())])))
     else {
         unreachable!()
     };
@@ -308,7 +308,7 @@ fn the_next_leaders_own_vote_completes_a_qc_only_once_durable() {
     let lead = leader(1, 4);
     let next = leader(2, 4);
     let mut l = replica(&dealt, lead);
-    let proposal = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])));
+    let proposal = proposal_of(&l.handle(Input::Payload(vec![Tx::new(b"t".to_vec())])));
     let mut n = replica(&dealt, next);
     let out = n.handle(Input::Message {
         from: lead,
@@ -348,7 +348,7 @@ fn a_certificate_with_a_padded_bitmap_is_refused() {
     let dealt = SimScheme::deal(4, 3, [6; 32]);
     let lead = leader(1, 4);
     let mut l = replica(&dealt, lead);
-    let Message::Propose(p) = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])))
+    let Message::Propose(p) = proposal_of(&l.handle(Input::Payload(vec![Tx::new(b"t".to_vec())])))
     else {
         unreachable!()
     };
@@ -431,7 +431,8 @@ fn messages_for_the_last_view_are_dropped_without_overflow() {
     let dealt = SimScheme::deal(4, 3, [8; 32]);
     let lead = leader(1, 4);
     let mut l = replica(&dealt, lead);
-    let Message::Propose(mut p) = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])))
+    let Message::Propose(mut p) =
+        proposal_of(&l.handle(Input::Payload(vec![Tx::new(b"t".to_vec())])))
     else {
         unreachable!()
     };
@@ -486,18 +487,18 @@ fn a_member_cannot_make_us_write_per_message() {
     let me = (lead + 2) % 4;
     let mut l = replica(&dealt, lead);
     let mut r = replica(&dealt, me);
-    let proposal = proposal_of(&l.handle(Input::Payload(vec![Tx(b"t".to_vec())])));
+    let proposal = proposal_of(&l.handle(Input::Payload(vec![Tx::new(b"t".to_vec())])));
     let mut written = 0;
     for i in 0..50 {
         let mut p = proposal.clone();
         if let Message::Propose(p) = &mut p {
-            p.block.payload = vec![Tx(format!("equivocation {i}").into_bytes())];
+            p.block.payload = vec![Tx::new(format!("equivocation {i}").into_bytes())];
         }
         let out = r.handle(Input::Message { from: lead, msg: p });
         written += persists(&out).iter().map(|b| b.len()).sum::<usize>();
     }
     // The next write (a timeout) carries none of the equivocations either.
-    r.handle(Input::Payload(vec![Tx(b"pending".to_vec())]));
+    r.handle(Input::Payload(vec![Tx::new(b"pending".to_vec())]));
     let out = r.handle(Input::Timeout(Timer::View(1)));
     assert_eq!(persists(&out).len(), 1, "{out:?}");
     written += persists(&out).iter().map(|b| b.len()).sum::<usize>();

@@ -240,7 +240,7 @@ impl Producer {
             let item = match self.payload {
                 PayloadKind::Traces => {
                     match signed_trace(&self.key, &self.domain, &format!("{} {k}", self.name)) {
-                        Ok(t) => t.to_tx().0,
+                        Ok(t) => t.to_tx().into_bytes(),
                         Err(_) => return,
                     }
                 }
@@ -482,7 +482,7 @@ mod tests {
             let traces: Vec<SignedTrace> = (0..n)
                 .map(|i| signed_trace(&key, "local/1", &i.to_string()).expect("sign"))
                 .collect();
-            let items: Vec<Vec<u8>> = traces.iter().map(|t| t.to_tx().0).collect();
+            let items: Vec<Vec<u8>> = traces.iter().map(|t| t.to_tx().into_bytes()).collect();
             let back: Vec<SignedTrace> =
                 lcbft_protocol::codec::decode(&cbor_array(&items), usize::MAX).expect("decode");
             assert_eq!(back, traces, "{n} items");

@@ -96,15 +96,15 @@ fn each_rule_refuses_with_its_reason() {
         panic!("a signed trace is a map");
     };
     entries.reverse();
-    let reordered = Tx(codec::encode(&cbor4ii::core::Value::Map(entries)));
+    let reordered = Tx::new(codec::encode(&cbor4ii::core::Value::Map(entries)));
     assert_ne!(reordered, good);
     assert_eq!(SignedTrace::from_tx(&reordered).ok(), None);
 
     let cases = [
         (signed(&f.key, big), Refusal::Oversized),
         (signed(&f.key, many), Refusal::BadField),
-        (Tx(vec![0xff; 40]), Refusal::Malformed),
-        (Tx(vec![0; 70_000]), Refusal::Oversized),
+        (Tx::new(vec![0xff; 40]), Refusal::Malformed),
+        (Tx::new(vec![0; 70_000]), Refusal::Oversized),
         (reordered, Refusal::NonCanonical),
     ];
     let mut counted = std::collections::HashMap::new();

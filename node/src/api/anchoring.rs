@@ -172,7 +172,7 @@ pub async fn anchors(
 /// `POST /v1/anchors` (body: an anchor payload item, as edges gossip it): judged by this
 /// node's global replica and, if taken, gossiped.
 pub async fn submit_anchor(State(s): State<ApiState>, body: Bytes) -> Response {
-    let tx = Tx(body.to_vec());
+    let tx = Tx::new(body.to_vec());
     if !matches!(Anchor::from_tx(&tx), Some(Ok(_))) {
         s.metrics.on_anchor_rejected("undecodable");
         return error(StatusCode::BAD_REQUEST, "the body is not an encoded anchor");

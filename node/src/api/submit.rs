@@ -142,7 +142,7 @@ pub async fn admit(s: &ApiState, items: Vec<Submission>) -> Vec<Admission> {
         .into_iter()
         .map(|item| match item {
             Submission::Trace(t) => (t.trace.domain, t.to_tx()),
-            Submission::Raw { domain, bytes } => (domain, Tx(bytes)),
+            Submission::Raw { domain, bytes } => (domain, Tx::new(bytes)),
         })
         .collect();
     let rule = s.admission.clone();

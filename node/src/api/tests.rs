@@ -310,7 +310,7 @@ async fn raw_payloads_only_on_a_raw_network_and_traces_only_on_a_trace_network()
     assert_eq!(e[0]["status"], "pending");
     assert_eq!(
         e[0]["id"],
-        Tx(vec![1u8; 512]).id().to_hex(),
+        Tx::new(vec![1u8; 512]).id().to_hex(),
         "the id of a raw payload is its hash as a Tx"
     );
     assert_eq!(e[1]["duplicate"], false);

@@ -156,7 +156,7 @@ fn an_observed_domain_records_commits_certificates_and_crypto() {
         for i in 0..n {
             queue.push_back((
                 i,
-                Input::Payload(vec![Tx(format!("t{round}").into_bytes())]),
+                Input::Payload(vec![Tx::new(format!("t{round}").into_bytes())]),
             ));
         }
     }

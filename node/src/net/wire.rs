@@ -138,12 +138,12 @@ mod tests {
             sequence_number: Some(seq),
             topic: topic(DomainId::Local(1)).hash(),
         };
-        let payload = Gossip::Payload(vec![Tx(b"t".to_vec())]).encode();
+        let payload = Gossip::Payload(vec![Tx::new(b"t".to_vec())]).encode();
         assert_eq!(
             message_id(&msg(payload.clone(), 1)),
             message_id(&msg(payload.clone(), 2))
         );
-        let other = Gossip::Payload(vec![Tx(b"u".to_vec())]).encode();
+        let other = Gossip::Payload(vec![Tx::new(b"u".to_vec())]).encode();
         assert_ne!(message_id(&msg(payload, 1)), message_id(&msg(other, 1)));
         let anchored = Gossip::Consensus(Box::new(Message::BlockRequest {
             hash: lcbft_protocol::types::Hash([1; 32]),

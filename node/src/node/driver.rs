@@ -136,7 +136,7 @@ mod tests {
         let mut d = Driver::new(DomainId::Global, 1, replica);
         assert!(d.next_deadline().is_none(), "idle: no timer before work");
         let now = Instant::now();
-        let effects = d.handle(Input::Payload(vec![Tx(b"x".to_vec())]), now);
+        let effects = d.handle(Input::Payload(vec![Tx::new(b"x".to_vec())]), now);
         assert!(
             effects
                 .iter()

@@ -392,7 +392,7 @@ impl MainLoop {
                 continue;
             }
             results.push(Ok(true));
-            let len = tx.0.len();
+            let len = tx.len();
             let now = Instant::now();
             let entry = self
                 .outbox

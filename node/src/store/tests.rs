@@ -16,7 +16,7 @@ fn committed_chain_and_safety_survive_a_crash_and_restore_a_replica() {
     let dealt = deal(4);
     let mut cluster = Cluster::new(&dealt, open_all(dir.path(), 4));
     for i in 0..6 {
-        cluster.submit(Tx(format!("trace-{i}").into_bytes()));
+        cluster.submit(Tx::new(format!("trace-{i}").into_bytes()));
         cluster.run(10_000);
     }
     let height = cluster.stores[1]
@@ -49,7 +49,7 @@ fn committed_chain_and_safety_survive_a_crash_and_restore_a_replica() {
     assert_eq!(stored, safety);
     // Voting state is never ahead of what is on disk.
     assert_eq!(stored.last_voted, last_voted);
-    let first_tx = Tx(b"trace-0".to_vec());
+    let first_tx = Tx::new(b"trace-0".to_vec());
     let loc = store.tx_location(&first_tx.id()).expect("index");
     assert!(loc.is_some_and(|l| l.domain == DomainId::Global && l.height >= 1));
 
@@ -84,7 +84,7 @@ fn conflicting_or_gapped_commits_are_refused_and_recommits_are_noops() {
     let dealt = deal(4);
     let mut cluster = Cluster::new(&dealt, open_all(dir.path(), 4));
     for i in 0..4 {
-        cluster.submit(Tx(format!("t{i}").into_bytes()));
+        cluster.submit(Tx::new(format!("t{i}").into_bytes()));
         cluster.run(10_000);
     }
     let store = cluster.stores[0].clone();
@@ -99,7 +99,7 @@ fn conflicting_or_gapped_commits_are_refused_and_recommits_are_noops() {
         .expect("recommit is a no-op");
 
     let mut forged = chain[0].clone();
-    forged.payload.push(Tx(b"forged".to_vec()));
+    forged.payload.push(Tx::new(b"forged".to_vec()));
     let err = store.commit_block(&forged, &proof).expect_err("conflict");
     assert!(
         matches!(err, StoreError::Conflict { height: 1, .. }),
@@ -137,7 +137,7 @@ fn pruning_keeps_the_window_and_a_pruned_store_still_restores_a_replica() {
     let dealt = deal(4);
     let mut cluster = Cluster::new(&dealt, open_all(dir.path(), 4));
     for i in 0..8 {
-        cluster.submit(Tx(format!("p{i}").into_bytes()));
+        cluster.submit(Tx::new(format!("p{i}").into_bytes()));
         cluster.run(10_000);
     }
     let store = cluster.stores[2].clone();
@@ -200,7 +200,7 @@ fn anchors_are_indexed_only_from_the_global_chain() {
     use lcbft_protocol::types::Certificate;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("db")).expect("open");
-    let inner_trace = Tx(b"a trace the fake anchor claims".to_vec());
+    let inner_trace = Tx::new(b"a trace the fake anchor claims".to_vec());
     let anchor = Anchor {
         block: first_block(DomainId::Local(2), vec![inner_trace.clone()]),
         commit: CommitProof {

@@ -104,7 +104,7 @@ fn trace(i: u32) -> Tx {
     // Traces are CBOR maps on the wire; any first byte but the anchor tag will do here.
     let mut bytes = vec![0xa1];
     bytes.extend(i.to_be_bytes());
-    Tx(bytes)
+    Tx::new(bytes)
 }
 
 /// A local domain that committed `blocks` blocks, one trace each; its anchors in order.

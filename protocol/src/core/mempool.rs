@@ -64,6 +64,9 @@ pub struct Mempool {
     items: HashMap<Hash, Entry>,
     /// Arrival order: blocks take the oldest first.
     order: BTreeMap<u64, Hash>,
+    /// Arrival order per origin: eviction takes an origin's newest without a scan of the pool
+    /// (a full pool evicts on every insert, and a peer decides how often that is).
+    by_origin: HashMap<ReplicaIndex, BTreeMap<u64, Hash>>,
     usage: HashMap<ReplicaIndex, Usage>,
     bytes: usize,
     next: u64,
@@ -76,6 +79,7 @@ impl Mempool {
             members: members.max(1),
             items: HashMap::new(),
             order: BTreeMap::new(),
+            by_origin: HashMap::new(),
             usage: HashMap::new(),
             bytes: 0,
             next: 0,
@@ -98,10 +102,6 @@ impl Mempool {
         self.items.get(id).map(|e| &e.tx)
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = &Hash> {
-        self.items.keys()
-    }
-
     /// Items oldest first.
     pub fn oldest(&self) -> impl Iterator<Item = (&Hash, &Tx)> {
         self.order
@@ -119,7 +119,7 @@ impl Mempool {
     /// Take `tx` from `origin`. `Ok(false)` if it was already here. When the pool is full, an
     /// origin within its share evicts the newest item of the origin holding the most.
     pub fn insert(&mut self, tx: Tx, origin: ReplicaIndex) -> Result<bool, PoolRefusal> {
-        let len = tx.0.len();
+        let len = tx.len();
         if len > self.limits.max_tx_bytes {
             return Err(PoolRefusal::Oversized);
         }
@@ -149,6 +149,7 @@ impl Mempool {
         let seq = self.next;
         self.next += 1;
         self.order.insert(seq, id);
+        self.by_origin.entry(origin).or_default().insert(seq, id);
         let u = self.usage.entry(origin).or_default();
         u.txs += 1;
         u.bytes += len;
@@ -159,10 +160,9 @@ impl Mempool {
 
     fn evict_newest(&mut self, origin: ReplicaIndex) {
         let newest = self
-            .order
-            .iter()
-            .rev()
-            .find(|(_, id)| self.items.get(*id).is_some_and(|e| e.origin == origin))
+            .by_origin
+            .get(&origin)
+            .and_then(|o| o.last_key_value())
             .map(|(_, id)| *id);
         if let Some(id) = newest {
             self.remove(&id);
@@ -172,7 +172,13 @@ impl Mempool {
     pub fn remove(&mut self, id: &Hash) -> Option<Tx> {
         let e = self.items.remove(id)?;
         self.order.remove(&e.seq);
-        let len = e.tx.0.len();
+        if let Some(o) = self.by_origin.get_mut(&e.origin) {
+            o.remove(&e.seq);
+            if o.is_empty() {
+                self.by_origin.remove(&e.origin);
+            }
+        }
+        let len = e.tx.len();
         self.bytes -= len;
         if let Some(u) = self.usage.get_mut(&e.origin) {
             u.txs -= 1;
@@ -192,7 +198,7 @@ mod tests {
     fn tx(tag: u32, len: usize) -> Tx {
         let mut b = tag.to_be_bytes().to_vec();
         b.resize(len.max(4), 0);
-        Tx(b)
+        Tx::new(b)
     }
 
     fn small() -> PoolLimits {

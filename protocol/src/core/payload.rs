@@ -75,7 +75,7 @@ impl Core {
         let Some(block) = self.tree.get(hash).map(|n| Arc::clone(&n.block)) else {
             return false;
         };
-        let bytes: usize = block.payload.iter().map(|tx| tx.0.len()).sum();
+        let bytes: usize = block.payload.iter().map(|tx| tx.len()).sum();
         if block.payload.len() > self.cfg.max_block_txs || bytes > self.cfg.max_block_bytes {
             self.reject(from, Reject::BadPayload);
             return false;

@@ -215,7 +215,7 @@ impl Byzantine {
         match (self.strategy, out) {
             (Strategy::Equivocator, Output::Broadcast(Message::Propose(p))) => {
                 let mut twin = p.clone();
-                twin.block.payload.push(Tx(b"equivocation".to_vec()));
+                twin.block.payload.push(Tx::new(b"equivocation".to_vec()));
                 self.others()
                     .enumerate()
                     .map(|(k, to)| Output::Send {
@@ -243,7 +243,7 @@ impl Byzantine {
             (Strategy::BadPayload, Output::Broadcast(Message::Propose(mut p))) => {
                 self.proposals += 1;
                 let refused =
-                    Tx([crate::sim::REFUSED_PREFIX, &self.proposals.to_be_bytes()].concat());
+                    Tx::new([crate::sim::REFUSED_PREFIX, &self.proposals.to_be_bytes()].concat());
                 let extra = match self.proposals % 3 {
                     1 => p.block.payload.first().cloned(),
                     2 => self.committed.clone(),

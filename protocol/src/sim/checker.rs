@@ -102,7 +102,7 @@ impl Checker {
             None => {
                 self.by_height.insert(block.height, (hash, node));
                 for tx in &block.payload {
-                    if tx.0.starts_with(super::REFUSED_PREFIX) {
+                    if tx.bytes().starts_with(super::REFUSED_PREFIX) {
                         self.violations.push(format!(
                             "height {}: committed an item the admission rule refuses",
                             block.height

@@ -34,7 +34,7 @@ struct SimRule;
 impl crate::core::PayloadRule for SimRule {
     fn admit(&mut self, _: DomainId, txs: &[Tx]) -> Vec<bool> {
         txs.iter()
-            .map(|tx| !tx.0.starts_with(REFUSED_PREFIX))
+            .map(|tx| !tx.bytes().starts_with(REFUSED_PREFIX))
             .collect()
     }
 }
@@ -633,7 +633,7 @@ impl Sim {
             return;
         }
         self.tx_counter += 1;
-        let tx = Tx(format!("tx-{}-{}", self.cfg.seed, self.tx_counter).into_bytes());
+        let tx = Tx::new(format!("tx-{}-{}", self.cfg.seed, self.tx_counter).into_bytes());
         self.checker.submitted(tx.id(), self.now);
         // The node gossips payload to every member; model that as a direct hand-off.
         for node in 0..self.nodes.len() {

@@ -63,12 +63,12 @@ impl MainLoop {
         let mut batch = Vec::new();
         let mut bytes = 0;
         for tx in &txs {
-            if !batch.is_empty() && bytes + tx.0.len() > GOSSIP_BATCH_BYTES {
+            if !batch.is_empty() && bytes + tx.len() > GOSSIP_BATCH_BYTES {
                 let full = std::mem::take(&mut batch);
                 self.net.broadcast(DomainId::Global, &Gossip::Payload(full));
                 bytes = 0;
             }
-            bytes += tx.0.len();
+            bytes += tx.len();
             batch.push(tx.clone());
         }
         self.net
