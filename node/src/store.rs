@@ -131,7 +131,10 @@ impl Store {
         if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
             return Err(damaged("the file is empty".into()));
         }
-        let mut database = Database::create(path).map_err(|e| match e {
+        // redb asserts (panics) on a file shorter than its header says: a truncated file.
+        let opened = std::panic::catch_unwind(|| Database::create(path))
+            .map_err(|_| damaged("truncated: shorter than its header says".into()))?;
+        let mut database = opened.map_err(|e| match e {
             redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => damaged(why),
             redb::DatabaseError::Storage(redb::StorageError::Io(io))
                 if io.kind() == std::io::ErrorKind::UnexpectedEof =>
@@ -380,5 +383,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, St
 mod anchors;
 pub use anchors::AnchorEntry;
 
+#[cfg(test)]
+mod faults;
 #[cfg(test)]
 mod tests;

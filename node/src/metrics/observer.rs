@@ -49,7 +49,7 @@ impl DomainObserver {
         let labels = Metrics::domain(domain);
         // Exported as 0 from the start: a scrape that finds no series cannot tell "none" from
         // "not counted".
-        metrics.double_votes.get_or_create(&labels);
+        let _ = metrics.double_votes.get_or_create(&labels);
         DomainObserver {
             view: metrics.view.get_or_create(&labels).clone(),
             term: metrics.term.get_or_create(&labels).clone(),
