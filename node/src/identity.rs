@@ -101,7 +101,7 @@ mod tests {
         let kp = generate(&path).expect("generate");
         for mode in [0o640, 0o604, 0o660, 0o606] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-            let err = load(&path).err().expect("refused").to_string();
+            let err = load(&path).expect_err("refused").to_string();
             assert!(
                 err.contains(&path.display().to_string()) && err.contains("chmod 600"),
                 "{mode:o}: {err}"
