@@ -16,6 +16,10 @@ pub enum FileError {
     Exists { path: PathBuf, fix: String },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
+    #[error(
+        "{path} holds a secret key but is readable by group or others (mode {mode:04o}): make it private with `chmod 600 {path}`"
+    )]
+    Exposed { path: PathBuf, mode: u32 },
 }
 
 /// Read a whole file; a missing file gets `fix` as its advice.
@@ -29,6 +33,39 @@ pub fn read(path: &Path, fix: &str) -> Result<Vec<u8>, FileError> {
             path: path.to_owned(),
             reason: e.to_string(),
         },
+    })
+}
+
+/// Read a file holding a secret key: refused when group or others may read or write it, since
+/// anyone who can read it can sign as this node (and a key others can write is not ours).
+pub fn read_secret(path: &Path, fix: &str) -> Result<Vec<u8>, FileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => FileError::Missing {
+            path: path.to_owned(),
+            fix: fix.to_owned(),
+        },
+        _ => FileError::Read {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        },
+    })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(FileError::Exposed {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    read(path, fix)
+}
+
+/// [`read_secret`] as UTF-8 text.
+pub fn read_secret_text(path: &Path, fix: &str) -> Result<String, FileError> {
+    let bytes = read_secret(path, fix)?;
+    String::from_utf8(bytes).map_err(|_| FileError::Read {
+        path: path.to_owned(),
+        reason: "not UTF-8 text".into(),
     })
 }
 

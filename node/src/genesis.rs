@@ -563,7 +563,7 @@ pub fn load_member_keys(
         path: share.to_owned(),
         reason: format!("this node ({me}) is not a member of {name}"),
     })?;
-    let text = files::read_text(
+    let text = files::read_secret_text(
         share,
         "copy the share `lcbft genesis` wrote for this node (keys/<peer-id>/<domain>.share)",
     )?;
@@ -669,6 +669,16 @@ mod tests {
             load_member_keys(&back, DomainId::Local(1), &devices[1], &share).expect("keys");
         assert_eq!(index, 2);
         assert_eq!(keys.quorum(), 3);
+        // A share others can read is refused, naming the file and the fix.
+        std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = load_member_keys(&back, DomainId::Local(1), &devices[1], &share)
+            .err()
+            .expect("exposed share")
+            .to_string();
+        assert!(
+            err.contains(&share.display().to_string()) && err.contains("chmod 600"),
+            "{err}"
+        );
     }
 
     #[test]

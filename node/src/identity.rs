@@ -34,7 +34,7 @@ pub fn generate(path: &Path) -> Result<Keypair, IdentityError> {
 
 /// Load an identity written by [`generate`].
 pub fn load(path: &Path) -> Result<Keypair, IdentityError> {
-    let bytes = files::read(path, "create it with `lcbft keygen --out <path>`")?;
+    let bytes = files::read_secret(path, "create it with `lcbft keygen --out <path>`")?;
     let keypair = Keypair::from_protobuf_encoding(&bytes).map_err(|_| IdentityError::Corrupt {
         path: path.to_owned(),
     })?;
@@ -85,11 +85,32 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains('\n'));
-        std::fs::write(&path, b"garbage").expect("write");
+        // Private, so the content is what is judged.
+        crate::files::write_secret(&path, b"garbage", "").expect("write");
         let err = load(&path).expect_err("corrupt").to_string();
         assert!(
             err.contains("corrupt") && err.contains("lcbft keygen"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_key_readable_by_others_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.key");
+        let kp = generate(&path).expect("generate");
+        for mode in [0o640, 0o604, 0o660, 0o606] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let err = load(&path).expect_err("refused").to_string();
+            assert!(
+                err.contains(&path.display().to_string()) && err.contains("chmod 600"),
+                "{mode:o}: {err}"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let back = load(&path).expect("private key loads");
+            assert_eq!(peer_id(&back), peer_id(&kp));
+        }
     }
 }

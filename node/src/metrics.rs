@@ -216,6 +216,7 @@ pub struct Metrics {
     pub certificates: Family<KindLabels, Counter>,
     pub certificate_seconds: HistogramFamily<KindLabels>,
     pub consensus_rejected: Family<DomainReasonLabels, Counter>,
+    pub double_votes: Family<DomainLabels, Counter>,
     // Threshold crypto.
     pub crypto_ops: Family<OpLabels, Counter>,
     pub crypto_seconds: HistogramFamily<OpLabels>,
@@ -265,6 +266,7 @@ impl Metrics {
             certificates: Family::default(),
             certificate_seconds: Family::new_with_constructor(certificate_histogram),
             consensus_rejected: Family::default(),
+            double_votes: Family::default(),
             crypto_ops: Family::default(),
             crypto_seconds: Family::new_with_constructor(crypto_histogram),
             messages: Family::default(),
@@ -348,6 +350,11 @@ impl Metrics {
                 "rejected_messages",
                 "Consensus messages the replica refused, by reason",
                 m.consensus_rejected.clone(),
+            );
+            c.register(
+                "double_votes",
+                "Votes for a second block in one view from one signer, both shares valid (must stay 0)",
+                m.double_votes.clone(),
             );
         }
         {

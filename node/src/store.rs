@@ -3,12 +3,20 @@
 //! -> where it was committed). Synchronous: async code calls it from a dedicated thread or
 //! `spawn_blocking`. Every write is one redb transaction committed with fsync, so what a
 //! method returned `Ok` for survives `kill -9`.
+//!
+//! Corruption is refused, never repaired into an older state. redb's default one-phase commit
+//! recognises a torn last commit by its checksums and falls back to the commit before it; a
+//! file damaged later (a flipped page, a bad disk) would take the same path and silently
+//! roll back an acknowledged commit, and with it the safety state: the replica could vote a
+//! second time in a view. So every write uses two-phase commit (the primary slot is then
+//! always valid after a crash, and redb reports a bad one as corruption instead of falling
+//! back), and `open` runs redb's full checksum walk before anything is read.
 
 use lcbft_protocol::anchor::CommitProof;
 use lcbft_protocol::codec;
 use lcbft_protocol::io::SafetyState;
 use lcbft_protocol::types::{Block, DomainId, Hash};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,6 +52,16 @@ pub enum StoreError {
     #[error("corrupt {what} in the database: {reason}")]
     Corrupt { what: &'static str, reason: String },
     #[error(
+        "{path} is damaged ({reason}); refusing to use it, since a repaired or rolled-back \
+         database could make this replica vote twice in one view. Restore the file from a backup \
+         of this node, or move it away and rejoin with a fresh data directory only as described for \
+         a lost database"
+    )]
+    Damaged {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error(
         "conflicting commit in {domain} at height {height}: stored {stored}, new {new} (safety violation)"
     )]
     Conflict {
@@ -62,6 +80,14 @@ pub enum StoreError {
 
 fn db<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Db(Box::new(e.into()))
+}
+
+/// Every write transaction: fsync on commit (redb's default) and two-phase commit, so a bad
+/// primary commit slot is reported as corruption instead of rolled back (see the module doc).
+pub(crate) fn write_txn(database: &Database) -> Result<WriteTransaction, StoreError> {
+    let mut txn = database.begin_write().map_err(db)?;
+    txn.set_two_phase_commit(true);
+    Ok(txn)
 }
 
 /// Typed domain key: global is 0, local domain `id` is `2^32 + id`.
@@ -93,10 +119,42 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (or create) the database at `path`, creating every table.
+    /// Open (or create) the database at `path`, creating every table. An existing file is
+    /// checked in full first: a damaged or truncated one is refused with `Damaged`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let database = Database::create(path).map_err(db)?;
-        let txn = database.begin_write().map_err(db)?;
+        let damaged = |reason: String| StoreError::Damaged {
+            path: path.to_owned(),
+            reason,
+        };
+        // redb would initialise an empty file as a new database: a file cut to nothing must
+        // not come back as a replica with genesis safety state.
+        if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+            return Err(damaged("the file is empty".into()));
+        }
+        // redb asserts (panics) on a file shorter than its header says: a truncated file.
+        let opened = std::panic::catch_unwind(|| Database::create(path))
+            .map_err(|_| damaged("truncated: shorter than its header says".into()))?;
+        let mut database = opened.map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => damaged(why),
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                damaged(format!("truncated: {io}"))
+            }
+            e => db(e),
+        })?;
+        match database.check_integrity() {
+            Ok(true) => {}
+            // Only the allocator state was rebuilt (after an unclean stop): no data changed.
+            Ok(false) => {
+                tracing::info!(path = %path.display(), "database allocator state rebuilt after an unclean stop")
+            }
+            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why))) => {
+                return Err(damaged(why));
+            }
+            Err(e) => return Err(damaged(e.to_string())),
+        }
+        let txn = write_txn(&database)?;
         {
             txn.open_table(SAFETY).map_err(db)?;
             txn.open_table(BLOCKS).map_err(db)?;
@@ -123,7 +181,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let key = domain_key(domain);
         let bytes = codec::encode(state);
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = write_txn(&self.db)?;
         {
             let mut t = txn.open_table(SAFETY).map_err(db)?;
             t.insert(key, bytes.as_slice()).map_err(db)?;
@@ -169,7 +227,7 @@ impl Store {
         let domain = block.domain;
         let key = domain_key(domain);
         let hash = block.hash();
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = write_txn(&self.db)?;
         {
             let mut chain = txn.open_table(CHAIN).map_err(db)?;
             if let Some(stored) = chain.get((key, block.height)).map_err(db)? {
@@ -325,5 +383,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, St
 mod anchors;
 pub use anchors::AnchorEntry;
 
+#[cfg(test)]
+mod faults;
 #[cfg(test)]
 mod tests;

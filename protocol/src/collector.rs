@@ -25,6 +25,15 @@ pub enum Added {
     Ignored,
     /// Shares that failed verification, by signer: penalise them.
     Invalid(Vec<ReplicaIndex>),
+    /// `signer` voted for two blocks in one view and both shares verify: evidence of a double
+    /// vote (a Byzantine member, or a replica that lost its safety state). Reported once per
+    /// signer and view; the second share is not counted.
+    DoubleVote {
+        signer: ReplicaIndex,
+        view: View,
+        first: Hash,
+        second: Hash,
+    },
 }
 
 #[derive(Default)]
@@ -47,8 +56,20 @@ pub struct Collector {
 #[derive(Default)]
 struct Slot {
     /// Which digest each signer signed in this slot: honest replicas sign one.
-    signed: HashMap<ReplicaIndex, Hash>,
+    signed: HashMap<ReplicaIndex, Signed>,
     by_digest: HashMap<Hash, Pending>,
+}
+
+/// A signer's first share in a slot. For votes the share is kept until a conflicting vote was
+/// judged: a double vote is only reported when both shares verify, so a share forged in a
+/// signer's name (relayed inside a NewView or Timeout) never makes an honest member look
+/// like an equivocator.
+struct Signed {
+    digest: Hash,
+    share: Option<Share>,
+    /// A conflicting vote from this signer was judged already: one verdict per signer and
+    /// slot, so a liar cannot make us pay pairings again and again.
+    judged: bool,
 }
 
 impl Collector {
@@ -66,8 +87,11 @@ impl Collector {
         // A vote for a second block in one view is equivocation: only the first counts. Other
         // kinds may be re-signed for a new digest (a new leader retrying with a higher QC),
         // within a bound so a liar cannot make us hold unbounded digests.
-        if msg.kind == Kind::Vote && slot.signed.get(&signer).is_some_and(|d| *d != msg.digest) {
-            return Added::Ignored;
+        if msg.kind == Kind::Vote
+            && let Some(first) = slot.signed.get_mut(&signer)
+            && first.digest != msg.digest
+        {
+            return judge_double_vote(keys, msg, signer, &share, first);
         }
         if !slot.by_digest.contains_key(&msg.digest) && slot.by_digest.len() >= 2 * keys.size() {
             return Added::Ignored;
@@ -85,7 +109,11 @@ impl Collector {
         {
             return Added::Invalid(vec![signer]);
         }
-        slot.signed.insert(signer, msg.digest);
+        slot.signed.entry(signer).or_insert_with(|| Signed {
+            digest: msg.digest,
+            share: (msg.kind == Kind::Vote).then(|| share.clone()),
+            judged: false,
+        });
         pending.shares.insert(signer, share);
         if pending.shares.len() < keys.quorum() {
             return Added::Pending;
@@ -124,6 +152,40 @@ impl Collector {
     /// Forget slots of `kind` below `view`: they can no longer matter.
     pub fn prune(&mut self, kind: Kind, below: View) {
         self.slots.retain(|(k, v), _| *k != kind || *v >= below);
+    }
+}
+
+/// A second vote from `signer` in `msg`'s view, for another block than its `first`: evidence
+/// only if both shares verify (the first may have been forged and relayed by someone else).
+fn judge_double_vote(
+    keys: &dyn ThresholdKeys,
+    msg: SignedMsg,
+    signer: ReplicaIndex,
+    share: &Share,
+    first: &mut Signed,
+) -> Added {
+    if first.judged {
+        return Added::Ignored;
+    }
+    first.judged = true;
+    let earlier = SignedMsg {
+        digest: first.digest,
+        ..msg
+    };
+    let Some(first_share) = first.share.take() else {
+        return Added::Ignored;
+    };
+    if keys.verify_share(signer, &msg.bytes(), share)
+        && keys.verify_share(signer, &earlier.bytes(), &first_share)
+    {
+        Added::DoubleVote {
+            signer,
+            view: msg.view,
+            first: first.digest,
+            second: msg.digest,
+        }
+    } else {
+        Added::Ignored
     }
 }
 

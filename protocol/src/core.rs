@@ -276,6 +276,20 @@ impl Core {
             Added::Formed { cert, invalid } => (Some(cert), invalid),
             Added::Invalid(bad) => (None, bad),
             Added::Pending | Added::Ignored => (None, Vec::new()),
+            Added::DoubleVote {
+                signer,
+                view,
+                first,
+                second,
+            } => {
+                self.event(Event::DoubleVote {
+                    signer,
+                    view,
+                    first,
+                    second,
+                });
+                (None, Vec::new())
+            }
         };
         for b in bad {
             self.reject(b, Reject::BadShare);

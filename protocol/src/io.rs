@@ -88,6 +88,14 @@ pub enum Event {
     Unavailable { hash: Hash },
     /// The payload pool would not take this item.
     PoolRefused { id: Hash, reason: PoolRefusal },
+    /// `signer` voted for two blocks in `view` (both shares verified): a Byzantine member, or
+    /// a replica that voted before its safety state was durable and then lost it.
+    DoubleVote {
+        signer: ReplicaIndex,
+        view: View,
+        first: Hash,
+        second: Hash,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -204,11 +204,70 @@ fn the_collector_forms_one_certificate_from_a_quorum() {
         other => panic!("expected a certificate, got {other:?}"),
     }
     assert_eq!(c.add(verifier.as_ref(), msg, 1, share(1)), Added::Ignored);
-    // A vote for another block in the same view is equivocation: ignored.
+    // A vote for another block in the same view is equivocation: not counted, reported.
     let mut fork = msg;
     fork.digest = Hash::of(b"fork");
     let s = keys(&dealt, 0).sign_share(&fork.bytes()).unwrap();
-    assert_eq!(c.add(verifier.as_ref(), fork, 0, s), Added::Ignored);
+    assert_eq!(
+        c.add(verifier.as_ref(), fork, 0, s),
+        Added::DoubleVote {
+            signer: 0,
+            view: 9,
+            first: msg.digest,
+            second: fork.digest,
+        }
+    );
+}
+
+/// Two different valid votes from one signer in one view are reported once, as a double vote;
+/// a forged share in a signer's name (relayed by someone else) never makes an honest signer
+/// look like an equivocator; votes in different views or for the same block are no evidence.
+#[test]
+fn the_collector_reports_a_double_vote_only_on_two_valid_shares() {
+    use lcbft_protocol::collector::{Added, Collector};
+    use lcbft_protocol::types::{Hash, SignedMsg};
+    let dealt = SimScheme::deal(4, 3, [6; 32]);
+    let verifier = keys(&dealt, 0);
+    let vote = |view: u64, block: &[u8]| SignedMsg {
+        domain: DomainId::Local(1),
+        kind: Kind::Vote,
+        view,
+        digest: Hash::of(block),
+    };
+    let sign = |i: ReplicaIndex, m: &SignedMsg| keys(&dealt, i).sign_share(&m.bytes()).unwrap();
+    let mut c = Collector::default();
+    let (a, b) = (vote(4, b"a"), vote(4, b"b"));
+    assert_eq!(c.add(verifier.as_ref(), a, 2, sign(2, &a)), Added::Pending);
+    // The same vote again, or a vote in another view: no evidence.
+    assert_eq!(c.add(verifier.as_ref(), a, 2, sign(2, &a)), Added::Ignored);
+    let later = vote(5, b"b");
+    assert_eq!(
+        c.add(verifier.as_ref(), later, 2, sign(2, &later)),
+        Added::Pending
+    );
+    // Signer 2 votes for b in view 4 too: reported once, never counted.
+    let double = Added::DoubleVote {
+        signer: 2,
+        view: 4,
+        first: a.digest,
+        second: b.digest,
+    };
+    assert_eq!(c.add(verifier.as_ref(), b, 2, sign(2, &b)), double);
+    assert_eq!(c.add(verifier.as_ref(), b, 2, sign(2, &b)), Added::Ignored);
+    let c_msg = vote(4, b"c");
+    assert_eq!(
+        c.add(verifier.as_ref(), c_msg, 2, sign(2, &c_msg)),
+        Added::Ignored
+    );
+    // A share forged in signer 3's name for a (signed by 1), then 3's real vote for b: the
+    // forged first share fails verification, so 3 is not accused.
+    let forged = sign(1, &a);
+    assert_eq!(c.add(verifier.as_ref(), a, 3, forged), Added::Pending);
+    assert_eq!(c.add(verifier.as_ref(), b, 3, sign(3, &b)), Added::Ignored);
+    // And a forged second share does not accuse the first signer either.
+    let (x, y) = (vote(6, b"x"), vote(6, b"y"));
+    assert_eq!(c.add(verifier.as_ref(), x, 0, sign(0, &x)), Added::Pending);
+    assert_eq!(c.add(verifier.as_ref(), y, 0, sign(1, &y)), Added::Ignored);
 }
 
 /// A QC over `block` in `view`, signed by members 0..3.

@@ -1,6 +1,8 @@
 //! `chaos`: fault scenarios against a testnet, each ending with `check`. Against a network
 //! `up` runs in the directory, or else on a network this command starts and stops itself.
 
+mod kill9;
+
 use crate::check;
 use crate::load::Load;
 use crate::net::Net;
@@ -23,6 +25,10 @@ pub enum Scenario {
     KillLeader,
     /// Kill -9 a random node and restart it, `--rounds` times (one node down at a time).
     KillRestart,
+    /// The crash campaign: `--rounds` times, kill -9 a leader, an edge or any node at a random
+    /// instant under load, restart it after a random pause, and measure its catch-up; report
+    /// conflicting commits, lost committed blocks and double votes (all must be 0).
+    Kill9,
     /// Split the global LAN 2|2 (no side has a quorum), then heal: global commits resume.
     /// Needs --netns.
     PartitionGlobal,
@@ -185,6 +191,7 @@ pub fn run(a: Args) -> anyhow::Result<bool> {
         p.note("warning: not every node is up and connected; going on anyway");
     }
     let load = Load::start(&s.net, a.load)?;
+    let mut crash: Option<kill9::Report> = None;
     let outcome = {
         let mut ctx = Ctx {
             s: &mut s,
@@ -196,6 +203,16 @@ pub fn run(a: Args) -> anyhow::Result<bool> {
             .and_then(|_| match a.scenario {
                 Scenario::KillLeader => kill_leader(&mut ctx),
                 Scenario::KillRestart => kill_restart(&mut ctx, a.seed, a.rounds),
+                Scenario::Kill9 => {
+                    let started = Instant::now();
+                    let r = kill9::run(&mut ctx, a.seed, a.rounds);
+                    crash = Some(r.as_ref().cloned().unwrap_or_default());
+                    ctx.p.note(&format!(
+                        "kill9 took {:.0}s",
+                        started.elapsed().as_secs_f64()
+                    ));
+                    r.map(|_| ())
+                }
                 Scenario::PartitionGlobal => partition_global(&mut ctx),
                 Scenario::IsolateEdge => isolate_edge(&mut ctx),
                 Scenario::RestartAll => {
@@ -229,14 +246,37 @@ pub fn run(a: Args) -> anyhow::Result<bool> {
         Ok(()) => "ok".to_owned(),
         Err(e) => format!("{e:#}"),
     };
-    let json = serde_json::json!({
+    let mut json = serde_json::json!({
         "scenario": format!("{:?}", a.scenario),
         "scenario_result": verdict,
         "safety": report.safety(),
         "check": report,
     });
+    let mut clean = true;
+    if let Some(k) = &crash {
+        // Forks `check` finds in the full chains count as conflicting commits too.
+        let forks = report
+            .problems
+            .iter()
+            .filter(|p| p.contains(": fork at height "))
+            .count();
+        let conflicting = k.conflicting_commits.len() + forks;
+        clean = conflicting == 0 && k.clean();
+        json["kill9"] = serde_json::json!({
+            "rounds": k.rounds.len(),
+            "conflicting_commits": conflicting,
+            "lost_committed_blocks": k.lost_committed_blocks.len(),
+            "double_votes": k.double_votes(),
+            "catch_up_ms": {
+                "p50": k.catch_up_ms_p50,
+                "p99": k.catch_up_ms_p99,
+                "max": k.catch_up_ms_max,
+            },
+            "detail": k,
+        });
+    }
     println!("{}", serde_json::to_string_pretty(&json)?);
-    Ok(outcome.is_ok() && report.problems.is_empty())
+    Ok(outcome.is_ok() && report.problems.is_empty() && clean)
 }
 
 fn kill_leader(c: &mut Ctx) -> anyhow::Result<()> {

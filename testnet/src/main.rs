@@ -111,10 +111,10 @@ enum Command {
         /// When this command starts the testnet itself: in network namespaces.
         #[arg(long)]
         netns: bool,
-        /// Seed of the random choices (kill-restart).
+        /// Seed of the random choices (kill-restart, kill9).
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Kill-and-restart rounds (kill-restart).
+        /// Kill-and-restart rounds (kill-restart, kill9).
         #[arg(long, default_value_t = 3)]
         rounds: u32,
         /// Background load during the scenario, traces per second.

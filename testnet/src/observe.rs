@@ -50,6 +50,8 @@ impl NodeStatus {
 pub struct Counters {
     /// `lcbft_protocol_events_total{event="view_change"}` per domain.
     pub view_changes: BTreeMap<String, u64>,
+    /// `lcbft_consensus_double_votes_total` per layer (summed over domains).
+    pub double_votes: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -232,6 +234,17 @@ impl Snapshot {
 pub fn parse_counters(text: &str) -> Counters {
     let mut c = Counters::default();
     for line in text.lines() {
+        if let Some(r) = line.strip_prefix("lcbft_consensus_double_votes_total{")
+            && let Some((labels, value)) = r.split_once('}')
+            && let Some(layer) = parse_labels(labels).get("layer")
+            && let Some(v) = value
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+        {
+            *c.double_votes.entry(layer.clone()).or_default() += v as u64;
+            continue;
+        }
         let (rest, needs_event) =
             if let Some(r) = line.strip_prefix("lcbft_consensus_view_changes_total{") {
                 (r, false)
@@ -276,12 +289,16 @@ mod tests {
                     lcbft_protocol_events_total{domain=\"global\",event=\"proposed\"} 40\n\
                     lcbft_commits_total{domain=\"global\"} 9\n\
                     lcbft_consensus_view_changes_total{layer=\"local\",domain=\"local/2\",cause=\"timeout\"} 4\n\
-                    lcbft_consensus_view_changes_total{layer=\"local\",domain=\"local/2\",cause=\"peers\"} 1\n# EOF\n";
+                    lcbft_consensus_view_changes_total{layer=\"local\",domain=\"local/2\",cause=\"peers\"} 1\n\
+                    lcbft_consensus_double_votes_total{layer=\"local\",domain=\"local/2\"} 2\n\
+                    lcbft_consensus_double_votes_total{layer=\"local\",domain=\"local/1\"} 1\n# EOF\n";
         let c = parse_counters(text);
         assert_eq!(c.view_changes.get("global"), Some(&3));
         assert_eq!(c.view_changes.get("local/1"), Some(&2));
         assert_eq!(c.view_changes.get("local/2"), Some(&5));
         assert_eq!(c.view_changes.len(), 3);
+        assert_eq!(c.double_votes.get("local"), Some(&3));
+        assert_eq!(c.double_votes.get("global"), None);
     }
 
     #[test]

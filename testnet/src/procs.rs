@@ -138,6 +138,8 @@ pub fn spawn_node(root: &Path, bin: &Path, n: &NodeSpec, netns: bool) -> anyhow:
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
         )
+        // The node reads every LCBFT_* variable as a config field and refuses unknown ones.
+        .env_remove(BIN_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

@@ -163,3 +163,34 @@ fn link_scenarios_refuse_loopback_mode() {
     );
     assert!(!o.status.success());
 }
+
+/// The crash campaign (issue 11): ten kill -9 rounds of leaders, edges and any node at random
+/// instants under load. No two nodes may commit different blocks at one height, no restarted
+/// node may come back without a block it had committed, and no node may see two valid votes
+/// from one signer in one view.
+#[test]
+fn chaos_kill9_ten_rounds_no_fork_no_loss_no_double_vote() {
+    let _g = serial();
+    let v = chaos(
+        "kill9",
+        &["--rounds", "10", "--seed", "3"],
+        Duration::from_secs(240),
+    );
+    let k = &v["kill9"];
+    assert_eq!(k["rounds"], 10, "{v:#}");
+    assert_eq!(k["conflicting_commits"], 0, "{v:#}");
+    assert_eq!(k["lost_committed_blocks"], 0, "{v:#}");
+    assert_eq!(k["double_votes"], 0, "{v:#}");
+    let picked: Vec<&str> = k["detail"]["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["picked_as"].as_str().unwrap())
+        .collect();
+    assert!(
+        picked.iter().any(|p| p.starts_with("leader of")),
+        "{picked:?}"
+    );
+    assert!(picked.contains(&"edge"), "{picked:?}");
+    assert!(k["catch_up_ms"]["p99"].as_u64().is_some(), "{v:#}");
+}

@@ -47,6 +47,9 @@ pub struct DomainObserver {
 impl DomainObserver {
     pub fn new(metrics: Metrics, domain: DomainId) -> DomainObserver {
         let labels = Metrics::domain(domain);
+        // Exported as 0 from the start: a scrape that finds no series cannot tell "none" from
+        // "not counted".
+        let _ = metrics.double_votes.get_or_create(&labels);
         DomainObserver {
             view: metrics.view.get_or_create(&labels).clone(),
             term: metrics.term.get_or_create(&labels).clone(),
@@ -183,6 +186,9 @@ impl DomainObserver {
                         reason: reject_reason(*reason),
                     })
                     .inc();
+            }
+            Event::DoubleVote { .. } => {
+                self.metrics.double_votes.get_or_create(d).inc();
             }
             _ => {}
         }

@@ -202,6 +202,15 @@ impl MainLoop {
                 warn!(%domain, from, ?peer, ?reason, "replica rejected a message");
             }
             Event::AnchorRejected { error } => self.on_anchor_rejected(error),
+            Event::DoubleVote {
+                signer,
+                view,
+                first,
+                second,
+            } => {
+                let peer = self.genesis.domain(domain).and_then(|d| d.peer(*signer));
+                error!(%domain, signer, ?peer, view, %first, %second, "double vote: one signer voted for two blocks in one view");
+            }
             Event::PoolRefused { id, reason } => {
                 debug!(%domain, %id, reason = reason.label(), "payload pool refused an item")
             }

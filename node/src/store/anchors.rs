@@ -189,7 +189,7 @@ impl Store {
     pub fn prune(&self, domain: DomainId, below: u64, keep_index: bool) -> Result<u64, StoreError> {
         let key = domain_key(domain);
         let below = below.min(self.committed_height(domain)?);
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = super::write_txn(&self.db)?;
         let mut pruned = 0;
         {
             let mut chain = txn.open_table(CHAIN).map_err(db)?;

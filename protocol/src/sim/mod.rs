@@ -144,6 +144,9 @@ pub struct SimReport {
     pub crypto: [u64; 4],
     /// Proposals made (views/rounds that carried a block).
     pub proposals: u64,
+    /// Double votes by honest signers, as seen by any replica (each is also a safety
+    /// violation).
+    pub double_votes: u64,
     pub strategies: Vec<Strategy>,
 }
 
@@ -601,6 +604,16 @@ impl Sim {
             Event::ViewChange { to, .. } => {
                 if self.honest(node) {
                     self.checker.view_change(to);
+                }
+            }
+            Event::DoubleVote { signer, view, .. } => {
+                // Seen by anyone, about an honest signer: that replica voted twice in one view,
+                // which only a share sent before its safety state was durable can cause.
+                if !self.byzantine.contains(&signer) {
+                    self.report.double_votes += 1;
+                    self.report.safety_violations.push(format!(
+                        "honest replica {signer} voted twice in view {view} (seen by node {node})"
+                    ));
                 }
             }
             Event::NewLeader { .. }
