@@ -3,8 +3,8 @@
 //! the file; everything is validated once, at load, with errors naming the field.
 
 use crate::files::{self, FileError};
-use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +55,10 @@ pub struct NetworkConfig {
     pub peers: Vec<Multiaddr>,
     /// Discover peers on the LAN with mDNS.
     pub mdns: bool,
+    /// Peer ids outside the genesis that may connect and read this node's topics (a
+    /// monitoring or archive node). Anyone else who is not a genesis member is refused at
+    /// connection; observers can never author anything a member accepts.
+    pub observers: Vec<PeerId>,
     /// A domain member silent this long is disconnected (pings run at a third of it).
     #[serde(with = "humantime_serde")]
     pub liveness_timeout: Duration,
@@ -120,6 +124,7 @@ impl Default for NetworkConfig {
             ],
             peers: Vec::new(),
             mdns: true,
+            observers: Vec::new(),
             liveness_timeout: Duration::from_secs(1),
             redial_interval: Duration::from_millis(500),
             idle_connection_timeout: Duration::from_secs(60),
@@ -173,6 +178,9 @@ listen = ["/ip4/0.0.0.0/tcp/7600"]
 peers = []
 # Discover peers on the LAN with mDNS.
 mdns = true
+# Peer ids outside the genesis allowed to connect and read (e.g. a monitoring node); every
+# other non-member is refused at connection.
+observers = []
 # A domain member silent this long is disconnected (pings run at a third of it).
 liveness_timeout = "1s"
 # How often to redial known domain members we are not connected to.
@@ -405,6 +413,15 @@ mod tests {
     }
 
     #[test]
+    fn observers_are_peer_ids() {
+        let peer = PeerId::random();
+        let cfg = load_text(&format!("[network]\nobservers = [\"{peer}\"]\n"), &[]).expect("load");
+        assert_eq!(cfg.network.observers, vec![peer]);
+        let back = load_text(&cfg.to_toml(), &[]).expect("round trip");
+        assert_eq!(back.network.observers, vec![peer]);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
         let cases: &[Case] = &[
@@ -425,6 +442,11 @@ mod tests {
                 "liveness_timeout",
             ),
             ("[network]\nlisen = []\n", &[], "lisen"),
+            (
+                "[network]\nobservers = [\"not-a-peer-id\"]\n",
+                &[],
+                "observers",
+            ),
             ("", &[("LCBFT_NETWORK__NOPE", "1")], "LCBFT_NETWORK__NOPE"),
             (
                 "",

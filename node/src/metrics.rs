@@ -106,6 +106,13 @@ pub struct TransportReasonLabels {
     pub reason: String,
 }
 
+/// What the network task could not hand to the main loop (its queue was full).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventKindLabels {
+    /// `consensus`, `payload`, `anchored` or `listening`.
+    pub kind: &'static str,
+}
+
 /// The anchored local domain.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AnchorLabels {
@@ -150,6 +157,9 @@ const NET_REJECT_REASONS: [(&str, &[&str]); 2] = [
             "bad_trace",
             "bad_anchor_notice",
             "replica",
+            "not_edge",
+            "notice_rate_limited",
+            "sync_by_gossip",
         ],
     ),
     (
@@ -160,9 +170,18 @@ const NET_REJECT_REASONS: [(&str, &[&str]); 2] = [
             "malformed",
             "oversized",
             "unreadable",
+            "rate_limited",
+            "sync_rate_limited",
         ],
     ),
 ];
+
+/// Why a connection is refused (`net/behaviour.rs`): `not_member` (neither in the genesis nor
+/// a configured observer), `limit` (connection limits).
+const CONNECTION_REFUSAL_REASONS: [&str; 2] = ["not_member", "limit"];
+
+/// What the network task drops when the main loop's queue is full.
+const NET_EVENT_KINDS: [&str; 4] = ["consensus", "payload", "anchored", "listening"];
 
 /// Why a replica refuses a message (`Reject` in the protocol, snake_case).
 const CONSENSUS_REJECT_REASONS: [&str; 7] = [
@@ -226,6 +245,12 @@ pub struct Metrics {
     pub net_rejected: Family<TransportReasonLabels, Counter>,
     pub peers: Gauge,
     pub sync_requests: Family<DirectionLabels, Counter>,
+    pub connections_refused: Family<ReasonLabels, Counter>,
+    pub net_events_dropped: Family<EventKindLabels, Counter>,
+    pub addresses_evicted: Counter,
+    pub addresses_known: Gauge,
+    pub peers_graylisted: Gauge,
+    pub peers_penalised: Gauge,
     // Traces and the pending pool.
     pub mempool_traces: Family<DomainLabels, Gauge>,
     pub mempool_bytes: Family<DomainLabels, Gauge>,
@@ -273,6 +298,12 @@ impl Metrics {
             message_bytes: Family::default(),
             net_rejected: Family::default(),
             peers: Gauge::default(),
+            connections_refused: Family::default(),
+            net_events_dropped: Family::default(),
+            addresses_evicted: Counter::default(),
+            addresses_known: Gauge::default(),
+            peers_graylisted: Gauge::default(),
+            peers_penalised: Gauge::default(),
             sync_requests: Family::default(),
             mempool_traces: Family::default(),
             mempool_bytes: Family::default(),
@@ -388,6 +419,36 @@ impl Metrics {
                 m.net_rejected.clone(),
             );
             c.register("peers", "Connected peers", m.peers.clone());
+            c.register(
+                "refused_connections",
+                "Connections refused: peers neither in the genesis nor configured observers, or over the connection limits",
+                m.connections_refused.clone(),
+            );
+            c.register(
+                "dropped_events",
+                "Messages the network task dropped because the main loop's queue was full, by kind",
+                m.net_events_dropped.clone(),
+            );
+            c.register(
+                "evicted_addresses",
+                "Peer addresses forgotten to keep the address book within its bounds",
+                m.addresses_evicted.clone(),
+            );
+            c.register(
+                "known_addresses",
+                "Member addresses in the address book",
+                m.addresses_known.clone(),
+            );
+            c.register(
+                "graylisted_peers",
+                "Connected peers whose gossipsub score is below the graylist threshold (their gossip is ignored)",
+                m.peers_graylisted.clone(),
+            );
+            c.register(
+                "penalised_peers",
+                "Peers holding penalty points for requests over their rate limit or unreadable",
+                m.peers_penalised.clone(),
+            );
         }
         r.register(
             "sync_requests",
@@ -475,6 +536,14 @@ impl Metrics {
             for reason in reasons {
                 m.net_rejected_counter(transport, reason);
             }
+        }
+        for reason in CONNECTION_REFUSAL_REASONS {
+            m.connection_refused_counter(reason);
+        }
+        for kind in NET_EVENT_KINDS {
+            let _ = m
+                .net_events_dropped
+                .get_or_create(&EventKindLabels { kind });
         }
         m
     }
@@ -681,6 +750,22 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .clone()
+    }
+
+    /// A connection refused; `reason` as in `CONNECTION_REFUSAL_REASONS`.
+    pub fn connection_refused_counter(&self, reason: &str) -> Counter {
+        self.connections_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .clone()
+    }
+
+    /// A message for the main loop dropped because its queue was full.
+    pub fn on_net_event_dropped(&self, kind: &'static str) {
+        self.net_events_dropped
+            .get_or_create(&EventKindLabels { kind })
+            .inc();
     }
 
     pub fn set_peers(&self, n: usize) {

@@ -1,21 +1,34 @@
-//! The libp2p behaviour: gossipsub (one topic per domain, validation on), request-response for
-//! point-to-point messages, identify, ping (the liveness heartbeat) and optional mDNS.
+//! The libp2p behaviour: admission (genesis members and configured observers only) and
+//! connection limits first, then gossipsub (one topic per domain, validation and peer scoring
+//! on), request-response for point-to-point messages, identify, ping (the liveness heartbeat),
+//! optional mDNS and Kademlia.
 
 use super::codec::DirectCodec;
+use super::scoring;
 use super::wire::{Ack, DIRECT_PROTOCOL, Direct, IDENTIFY_PROTOCOL, MAX_WIRE_BYTES, message_id};
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, gossipsub, identify, mdns, ping};
+use libp2p::{
+    PeerId, StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, mdns, ping,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
+use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::time::Duration;
 
 #[derive(NetworkBehaviour)]
 #[behaviour(to_swarm = "BehaviourEvent")]
 pub struct Behaviour {
+    /// Only genesis members and configured observers get a connection, in either direction:
+    /// anyone else is refused right after the noise handshake proves who it is, before any
+    /// protocol (gossipsub subscriptions included) runs on the connection.
+    pub admitted: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    /// Bounds what handshakes cost us before admission can judge the peer.
+    pub limits: connection_limits::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
     pub direct: request_response::Behaviour<DirectCodec>,
     pub identify: identify::Behaviour,
@@ -36,6 +49,13 @@ pub enum BehaviourEvent {
     Ping(ping::Event),
     Mdns(mdns::Event),
     Kad(kad::Event),
+}
+
+/// Admission and limits only refuse connections; they have no events.
+impl From<Infallible> for BehaviourEvent {
+    fn from(e: Infallible) -> Self {
+        match e {}
+    }
 }
 
 impl From<kad::Event> for BehaviourEvent {
@@ -79,6 +99,10 @@ pub enum BehaviourError {
 }
 
 pub struct Params {
+    /// Everyone who may connect: genesis members and configured observers.
+    pub admitted: BTreeSet<PeerId>,
+    /// The gossipsub topics we score (ours).
+    pub topics: Vec<gossipsub::TopicHash>,
     pub liveness_timeout: Duration,
     pub mdns: bool,
     /// Counts point-to-point requests the codec could not read.
@@ -102,7 +126,7 @@ impl Behaviour {
             .message_id_fn(message_id)
             .build()
             .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
-        let gossipsub = gossipsub::Behaviour::new(
+        let mut gossipsub = gossipsub::Behaviour::new(
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossip_cfg,
         )
@@ -111,6 +135,9 @@ impl Behaviour {
             registry.sub_registry_with_prefix("libp2p_gossipsub"),
             gossipsub::MetricsConfig::default(),
         );
+        gossipsub
+            .with_peer_score(scoring::params(&p.topics), scoring::thresholds())
+            .map_err(BehaviourError::Gossipsub)?;
         let codec = DirectCodec::new(p.unreadable.clone());
         let direct = request_response::Behaviour::with_codec(
             codec,
@@ -140,7 +167,14 @@ impl Behaviour {
             kad::Behaviour::with_config(me, MemoryStore::new(me), kad::Config::new(KAD_PROTOCOL));
         // Every node serves lookups: there are no light clients in a domain.
         kad.set_mode(Some(kad::Mode::Server));
+        let mut admitted = allow_block_list::Behaviour::default();
+        for peer in &p.admitted {
+            admitted.allow_peer(*peer);
+        }
+        let limits = connection_limits::Behaviour::new(limits(p.admitted.len()));
         Ok(Behaviour {
+            admitted,
+            limits,
             gossipsub,
             direct,
             identify,
@@ -150,3 +184,17 @@ impl Behaviour {
         })
     }
 }
+
+/// Connection limits. Admission decides after the handshake, so what a stranger can cost is
+/// bounded here: few handshakes at once, and at most two connections per peer (a simultaneous
+/// dial in both directions) and two per admitted peer in total.
+fn limits(admitted: usize) -> connection_limits::ConnectionLimits {
+    let admitted = u32::try_from(admitted).unwrap_or(u32::MAX);
+    connection_limits::ConnectionLimits::default()
+        .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+        .with_max_established_per_peer(Some(2))
+        .with_max_established(Some(admitted.saturating_mul(2).max(2)))
+}
+
+/// Inbound handshakes in flight at once.
+const MAX_PENDING_INCOMING: u32 = 32;

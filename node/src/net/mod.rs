@@ -1,14 +1,23 @@
 //! Networking (DESIGN §1, §7). The network task alone owns the libp2p swarm; the rest of the
 //! node talks to it through a cloneable [`NetHandle`] sending [`Command`]s and receives
 //! [`NetEvent`]s: consensus messages and payload already checked for membership and bounds.
+//!
+//! Trust no peer (DESIGN §7): only genesis members and configured observers get a connection;
+//! gossipsub scores peers by the messages we reject; point-to-point work, block sync and
+//! anchor notices are rate-limited per peer; address books are bounded and dialling backs
+//! off; the swarm never waits for the main loop (a full queue is a counted drop).
 
+mod addresses;
 mod behaviour;
 mod codec;
+mod limits;
+mod scoring;
 mod task;
 pub mod wire;
 
 use crate::genesis::Genesis;
 use crate::metrics::Metrics;
+use lcbft_protocol::io::Reject;
 use lcbft_protocol::message::Message;
 use lcbft_protocol::proof::AnchorProof;
 use lcbft_protocol::types::{DomainId, ReplicaIndex, Tx};
@@ -42,6 +51,9 @@ pub struct NetConfig {
     /// Configured peer addresses, each ending in `/p2p/<peer-id>`.
     pub peers: Vec<Multiaddr>,
     pub mdns: bool,
+    /// Peers outside the genesis that may connect and read our topics (they can never author
+    /// anything we accept). Everyone else is refused at connection.
+    pub observers: Vec<PeerId>,
     pub liveness_timeout: Duration,
     pub redial_interval: Duration,
     pub idle_connection_timeout: Duration,
@@ -67,11 +79,13 @@ pub enum NetEvent {
         from: ReplicaIndex,
         txs: Vec<Tx>,
     },
-    /// An edge's proof of how far `domain` is anchored.
+    /// An edge's proof of how far `domain` is anchored. It is forwarded only once the main
+    /// loop verified it and said so with [`NetHandle::validate`].
     Anchored {
         domain: DomainId,
         from: ReplicaIndex,
         proof: Box<AnchorProof>,
+        gossip: Option<GossipRef>,
     },
     /// The listening addresses are known (the first one bound).
     Listening(Multiaddr),
@@ -91,6 +105,38 @@ pub struct NetStatus {
     pub connected: Vec<String>,
 }
 
+/// What becomes of a gossip message once judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: deliver and forward.
+    Accept,
+    /// Not forwarded, no fault of the sender (it may be late or early, as honest ones are).
+    Ignore,
+    /// Not forwarded and held against the peer that sent it (gossipsub score).
+    Reject,
+}
+
+impl Verdict {
+    /// The replica's judgement of a consensus message: `None` if it did not reject the sender.
+    /// Reasons that a timing difference between honest members can produce (a proposal from
+    /// the leader of a term we already left, a block we no longer wait for) are ignored, not
+    /// punished: our verdict also falls on honest relays.
+    pub fn of_replica(rejected: Option<Reject>) -> Verdict {
+        match rejected {
+            None => Verdict::Accept,
+            Some(Reject::NotLeader | Reject::Unrequested) => Verdict::Ignore,
+            Some(
+                Reject::WrongDomain
+                | Reject::BadCertificate
+                | Reject::BadShare
+                | Reject::Malformed
+                | Reject::BadAnchor
+                | Reject::BadPayload,
+            ) => Verdict::Reject,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum Command {
     /// Publish on `domain`'s topic.
@@ -104,11 +150,17 @@ pub enum Command {
         to: PeerId,
         msg: Vec<u8>,
     },
-    /// The replica's verdict on a gossip message: accepted messages are forwarded, rejected
-    /// ones are not and count against their propagator in gossipsub.
+    /// Point-to-point to every other member of `domain`: what the replica broadcasts but only
+    /// direct requests may carry (block sync requests, see [`NetHandle::broadcast`]).
+    SendToMembers {
+        domain: DomainId,
+        msg: Vec<u8>,
+    },
+    /// The node's verdict on a gossip message: accepted messages are forwarded, others are
+    /// not, and rejected ones count against their propagator in gossipsub.
     Validate {
         gossip: GossipRef,
-        accept: bool,
+        verdict: Verdict,
     },
     Status(oneshot::Sender<NetStatus>),
     /// Close connections and stop.
@@ -136,6 +188,17 @@ impl NetHandle {
     }
 
     pub fn broadcast(&self, domain: DomainId, gossip: &wire::Gossip) {
+        // A sync request answered by every member that reads it would let one small message
+        // cost the domain a megabyte per member, with no sender to charge for relayed copies:
+        // members answer sync requests only point-to-point, where each requester has a budget.
+        if let wire::Gossip::Consensus(msg) = gossip
+            && matches!(**msg, Message::BlockRequest { .. })
+        {
+            let bytes = lcbft_protocol::codec::encode(&**msg);
+            self.metrics.on_message_sent(domain, msg, bytes.len());
+            self.command(Command::SendToMembers { domain, msg: bytes });
+            return;
+        }
         let bytes = gossip.encode();
         self.metrics.on_gossip(domain, true, gossip, bytes.len());
         self.command(Command::Broadcast {
@@ -165,7 +228,16 @@ impl NetHandle {
     }
 
     pub fn validate(&self, gossip: GossipRef, accept: bool) {
-        self.command(Command::Validate { gossip, accept });
+        let verdict = if accept {
+            Verdict::Accept
+        } else {
+            Verdict::Reject
+        };
+        self.judge(gossip, verdict);
+    }
+
+    pub fn judge(&self, gossip: GossipRef, verdict: Verdict) {
+        self.command(Command::Validate { gossip, verdict });
     }
 
     pub async fn status(&self) -> NetStatus {

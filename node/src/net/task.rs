@@ -3,25 +3,38 @@
 //! libp2p alone notices a cut link only after 30 s or more and never redials (STYLE.md), so
 //! every `redial_interval` this task disconnects members silent for `liveness_timeout` (pings
 //! run three times per window, so a live link is never silent that long) and redials the
-//! members it is not connected to.
+//! members it is not connected to; a member whose dials keep failing is tried less often
+//! (doubling up to [`MAX_DIAL_BACKOFF`]).
+//!
+//! Nothing a peer does may stall this task: it never awaits the main loop. When the main
+//! loop's queue is full, what a peer sent is dropped and counted
+//! (`lcbft_net_dropped_events_total{kind}`); our own commands queue unbounded and are never
+//! dropped.
 
+use super::addresses::{Added, AddressBook, Source};
 use super::behaviour::{Behaviour, BehaviourEvent, Params};
+use super::limits::{self, Limits, Work};
+use super::scoring;
 use super::wire::{Ack, Direct, Gossip, topic};
-use super::{Command, GossipRef, NetConfig, NetError, NetEvent, NetHandle, NetStatus};
+use super::{Command, GossipRef, NetConfig, NetError, NetEvent, NetHandle, NetStatus, Verdict};
 use crate::admission::{Admission, Refusal};
-use crate::genesis::Genesis;
+use crate::genesis::{Genesis, Role};
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use lcbft_protocol::anchor::Anchor;
 use lcbft_protocol::codec::CodecError;
+use lcbft_protocol::message::Message;
 use lcbft_protocol::types::{DomainId, Tx};
 use libp2p::gossipsub::{self, MessageAcceptance, PublishError, TopicHash};
 use libp2p::metrics::{Metrics as Libp2pMetrics, Recorder};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, Message as RrMessage};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{Swarm, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, identify, kad, mdns, noise, tcp, yamux};
+use libp2p::swarm::{ConnectionDenied, DialError, ListenError, Swarm, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, allow_block_list, connection_limits, identify, kad, mdns, noise, tcp, yamux,
+};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -30,8 +43,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-/// Events buffered towards the main loop before the network task waits for it.
+/// Events buffered towards the main loop; beyond it what peers send is dropped (counted).
 const EVENT_QUEUE: usize = 4096;
+/// Longest wait between dials of a member whose dials fail.
+const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Build the swarm, listen, subscribe, and start the task.
 pub fn spawn(
@@ -46,7 +61,12 @@ pub fn spawn(
     ),
     NetError,
 > {
+    let network_peers = cfg.genesis.all_peers();
+    let mut admitted = network_peers.clone();
+    admitted.extend(cfg.observers.iter().copied());
     let params = Params {
+        admitted,
+        topics: cfg.domains.iter().map(|d| topic(*d).hash()).collect(),
         liveness_timeout: cfg.liveness_timeout,
         mdns: cfg.mdns,
         unreadable: metrics.net_rejected_counter("direct", "unreadable"),
@@ -100,19 +120,22 @@ pub fn spawn(
         .flat_map(|d| d.members.iter().map(|m| m.peer_id))
         .filter(|p| *p != local)
         .collect();
-    let mut addresses: HashMap<PeerId, BTreeSet<Multiaddr>> = HashMap::new();
+    let mut addresses = AddressBook::default();
     for addr in &cfg.peers {
         let mut base = addr.clone();
         if let Some(Protocol::P2p(peer)) = base.pop() {
             swarm.behaviour_mut().kad.add_address(&peer, base.clone());
             swarm.add_peer_address(peer, base.clone());
-            addresses.entry(peer).or_default().insert(base);
+            addresses.add(peer, base, Source::Configured);
         }
     }
     // A node listening only on loopback is in a one-host testnet, where loopback addresses
     // learned from peers are right; anywhere else they would point back at ourselves.
     let loopback_only = cfg.listen.iter().all(is_loopback);
-    let network_peers = cfg.genesis.all_peers();
+    let refused = Refused {
+        not_member: metrics.connection_refused_counter("not_member"),
+        limit: metrics.connection_refused_counter("limit"),
+    };
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
     let handle = NetHandle {
@@ -137,6 +160,9 @@ pub fn spawn(
         lookups: HashMap::new(),
         bootstrapped: false,
         admission: cfg.admission,
+        limits: Limits::default(),
+        dialing: HashMap::new(),
+        refused,
     };
     let task = tokio::spawn(net.run(cmd_rx));
     Ok((handle, ev_rx, task))
@@ -147,7 +173,7 @@ struct Network {
     genesis: Arc<Genesis>,
     topics: HashMap<TopicHash, DomainId>,
     watched: BTreeSet<PeerId>,
-    addresses: HashMap<PeerId, BTreeSet<Multiaddr>>,
+    addresses: AddressBook,
     last_seen: HashMap<PeerId, Instant>,
     events: mpsc::Sender<NetEvent>,
     lib_metrics: Libp2pMetrics,
@@ -162,6 +188,33 @@ struct Network {
     lookups: HashMap<PeerId, Instant>,
     bootstrapped: bool,
     admission: Option<Admission>,
+    /// Per-peer budgets and penalty points.
+    limits: Limits,
+    /// Members whose last dials failed: how many in a row, and when to try next.
+    dialing: HashMap<PeerId, (u32, Instant)>,
+    refused: Refused,
+}
+
+/// Counters of refused connections, by reason.
+struct Refused {
+    not_member: Counter,
+    limit: Counter,
+}
+
+impl Refused {
+    fn count(&self, cause: &ConnectionDenied) {
+        if cause
+            .downcast_ref::<allow_block_list::NotAllowed>()
+            .is_some()
+        {
+            self.not_member.inc();
+        } else if cause
+            .downcast_ref::<connection_limits::Exceeded>()
+            .is_some()
+        {
+            self.limit.inc();
+        }
+    }
 }
 
 /// How often to look up a member whose address we do not know.
@@ -173,7 +226,7 @@ impl Network {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                ev = self.swarm.select_next_some() => self.on_swarm(ev).await,
+                ev = self.swarm.select_next_some() => self.on_swarm(ev),
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
                     Some(c) => self.on_command(c),
@@ -212,14 +265,30 @@ impl Network {
                     .direct
                     .send_request(&to, Direct::raw(domain, msg));
             }
-            Command::Validate { gossip, accept } => {
-                let acceptance = if accept {
-                    MessageAcceptance::Accept
-                } else {
-                    self.metrics.on_net_rejected("gossip", "replica");
-                    debug!(source = %gossip.source, "gossip rejected by the replica");
-                    MessageAcceptance::Reject
+            Command::SendToMembers { domain, msg } => {
+                let local = *self.swarm.local_peer_id();
+                let members: Vec<PeerId> = self
+                    .genesis
+                    .domain(domain)
+                    .map(|d| d.members.iter().map(|m| m.peer_id).collect())
+                    .unwrap_or_default();
+                for to in members.into_iter().filter(|p| *p != local) {
+                    self.swarm
+                        .behaviour_mut()
+                        .direct
+                        .send_request(&to, Direct::raw(domain, msg.clone()));
+                }
+            }
+            Command::Validate { gossip, verdict } => {
+                let acceptance = match verdict {
+                    Verdict::Accept => MessageAcceptance::Accept,
+                    Verdict::Ignore => MessageAcceptance::Ignore,
+                    Verdict::Reject => MessageAcceptance::Reject,
                 };
+                if verdict != Verdict::Accept {
+                    self.metrics.on_net_rejected("gossip", "replica");
+                    debug!(source = %gossip.source, ?verdict, "gossip refused by the node");
+                }
                 self.swarm
                     .behaviour_mut()
                     .gossipsub
@@ -244,9 +313,10 @@ impl Network {
         }
     }
 
-    /// Liveness check and redial (see the module doc).
+    /// Liveness check, redial (see the module doc), and penalties aged and shown to gossipsub.
     fn maintain(&mut self) {
         let now = Instant::now();
+        self.show_penalties(now);
         for peer in self.watched.clone() {
             if self.swarm.is_connected(&peer) {
                 let silent = self
@@ -258,9 +328,11 @@ impl Network {
                     self.last_seen.remove(&peer);
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
-            } else if let Some(addrs) = self.addresses.get(&peer).filter(|a| !a.is_empty()) {
+            } else if self.dialing.get(&peer).is_some_and(|(_, next)| *next > now) {
+                // Backing off after failed dials.
+            } else if let Some(addrs) = Some(self.addresses.get(&peer)).filter(|a| !a.is_empty()) {
                 let opts = DialOpts::peer_id(peer)
-                    .addresses(addrs.iter().cloned().collect())
+                    .addresses(addrs)
                     .condition(PeerCondition::DisconnectedAndNotDialing)
                     .build();
                 if let Err(e) = self.swarm.dial(opts) {
@@ -277,6 +349,43 @@ impl Network {
         }
     }
 
+    /// Age penalty points and hand them to gossipsub as application scores; publish how many
+    /// peers are penalised and graylisted.
+    fn show_penalties(&mut self, now: Instant) {
+        for (peer, score) in self.limits.decay(now) {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .set_application_score(&peer, score);
+        }
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let graylisted = self
+            .swarm
+            .connected_peers()
+            .filter(|p| {
+                gossipsub
+                    .peer_score(p)
+                    .is_some_and(|s| s < scoring::GRAYLIST_THRESHOLD)
+            })
+            .count();
+        self.metrics.peers_graylisted.set(graylisted as i64);
+        self.metrics
+            .peers_penalised
+            .set(self.limits.penalised() as i64);
+    }
+
+    /// A dial of `peer` failed: wait longer before the next.
+    fn dial_failed(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        let (failures, next) = self.dialing.entry(peer).or_insert((0, now));
+        *failures = failures.saturating_add(1);
+        let backoff = self
+            .redial
+            .saturating_mul(1 << (*failures).min(16))
+            .min(MAX_DIAL_BACKOFF);
+        *next = now + backoff;
+    }
+
     fn touch(&mut self, peer: PeerId) {
         if self.watched.contains(&peer) {
             self.last_seen.insert(peer, Instant::now());
@@ -284,34 +393,44 @@ impl Network {
     }
 
     /// Remember an address of a network member (for redial, request-response and Kademlia).
-    fn learn(&mut self, peer: PeerId, addr: Multiaddr) {
+    fn learn(&mut self, peer: PeerId, addr: Multiaddr, source: Source) {
         if !self.network_peers.contains(&peer)
             || peer == *self.swarm.local_peer_id()
             || (is_loopback(&addr) && !self.loopback_only)
         {
             return;
         }
-        if self.addresses.entry(peer).or_default().insert(addr.clone()) {
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&peer, addr.clone());
-            self.swarm.add_peer_address(peer, addr);
+        match self.addresses.add(peer, addr.clone(), source) {
+            Added::Known => return,
+            Added::New => {}
+            Added::Evicted(old) => {
+                debug!(%peer, %old, "address book full for this peer: forgot the oldest");
+                self.metrics.addresses_evicted.inc();
+            }
         }
+        self.metrics
+            .addresses_known
+            .set(self.addresses.len() as i64);
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .add_address(&peer, addr.clone());
+        self.swarm.add_peer_address(peer, addr);
     }
 
-    async fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+    fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         self.lib_metrics.record(&ev);
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
                 if !self.announced_listen {
                     self.announced_listen = true;
-                    self.emit(NetEvent::Listening(address)).await;
+                    self.emit(NetEvent::Listening(address));
                 }
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 debug!(peer = %peer_id, "connected");
+                self.dialing.remove(&peer_id);
                 self.touch(peer_id);
                 if !self.bootstrapped {
                     self.bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
@@ -332,12 +451,36 @@ impl Network {
                     .peers
                     .set(self.swarm.connected_peers().count() as i64);
             }
-            SwarmEvent::Behaviour(b) => self.on_behaviour(b).await,
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } => {
+                self.refused.count(&cause);
+                debug!(from = %send_back_addr, "inbound connection refused: {cause}");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                if let DialError::Denied { cause } = &error {
+                    self.refused.count(cause);
+                }
+                // Only our own redials of members back off; a dial already under way or a
+                // peer already connected is no failure.
+                if let Some(peer) = peer_id.filter(|p| self.watched.contains(p))
+                    && !matches!(
+                        error,
+                        DialError::DialPeerConditionFalse(_) | DialError::Aborted
+                    )
+                    && !self.swarm.is_connected(&peer)
+                {
+                    self.dial_failed(peer);
+                }
+            }
+            SwarmEvent::Behaviour(b) => self.on_behaviour(b),
             _ => {}
         }
     }
 
-    async fn on_behaviour(&mut self, ev: BehaviourEvent) {
+    fn on_behaviour(&mut self, ev: BehaviourEvent) {
         match ev {
             BehaviourEvent::Gossipsub(e) => {
                 self.lib_metrics.record(&e);
@@ -348,24 +491,36 @@ impl Network {
                 } = e
                 {
                     self.touch(propagation_source);
+                    let gossip = GossipRef {
+                        id: message_id.clone(),
+                        source: propagation_source,
+                    };
                     let verdict = match self.validate_gossip(&message) {
                         // A consensus message is judged by the replica (signatures, shares,
-                        // leader): the main loop reports its verdict with `Command::Validate`.
+                        // leader), an anchor notice by the main loop (its proof): it reports
+                        // its verdict with `Command::Validate`, and only then is it forwarded.
                         Ok(NetEvent::Consensus {
                             domain, from, msg, ..
                         }) => {
-                            let gossip = Some(GossipRef {
-                                id: message_id,
-                                source: propagation_source,
+                            return self.emit(NetEvent::Consensus {
+                                domain,
+                                from,
+                                msg,
+                                gossip: Some(gossip),
                             });
-                            return self
-                                .emit(NetEvent::Consensus {
-                                    domain,
-                                    from,
-                                    msg,
-                                    gossip,
-                                })
-                                .await;
+                        }
+                        Ok(NetEvent::Anchored {
+                            domain,
+                            from,
+                            proof,
+                            ..
+                        }) => {
+                            return self.emit(NetEvent::Anchored {
+                                domain,
+                                from,
+                                proof,
+                                gossip: Some(gossip),
+                            });
                         }
                         v => v,
                     };
@@ -386,11 +541,11 @@ impl Network {
                             acceptance,
                         );
                     if let Ok(ev) = verdict {
-                        self.emit(ev).await;
+                        self.emit(ev);
                     }
                 }
             }
-            BehaviourEvent::Direct(e) => self.on_direct(e).await,
+            BehaviourEvent::Direct(e) => self.on_direct(e),
             BehaviourEvent::Identify(e) => {
                 self.lib_metrics.record(&*e);
                 if let identify::Event::Received { peer_id, info, .. } = *e {
@@ -398,7 +553,7 @@ impl Network {
                     // identify reports 127.0.0.1 for a node listening on 0.0.0.0: `learn`
                     // drops loopback addresses unless we are on a one-host testnet.
                     for addr in info.listen_addrs {
-                        self.learn(peer_id, addr);
+                        self.learn(peer_id, addr, Source::Itself);
                     }
                 }
             }
@@ -410,7 +565,7 @@ impl Network {
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
-                    self.learn(peer, addr);
+                    self.learn(peer, addr, Source::Hearsay);
                 }
                 // mDNS never dials; the next maintenance tick does.
             }
@@ -422,7 +577,7 @@ impl Network {
                         peer, addresses, ..
                     } => {
                         for addr in addresses.iter().cloned().collect::<Vec<_>>() {
-                            self.learn(peer, addr);
+                            self.learn(peer, addr, Source::Hearsay);
                         }
                     }
                     kad::Event::OutboundQueryProgressed {
@@ -431,7 +586,7 @@ impl Network {
                     } => {
                         for info in ok.peers {
                             for addr in info.addrs {
-                                self.learn(info.peer_id, addr);
+                                self.learn(info.peer_id, addr, Source::Hearsay);
                             }
                         }
                     }
@@ -441,7 +596,7 @@ impl Network {
         }
     }
 
-    fn validate_gossip(&self, m: &gossipsub::Message) -> Result<NetEvent, &'static str> {
+    fn validate_gossip(&mut self, m: &gossipsub::Message) -> Result<NetEvent, &'static str> {
         let domain = *self.topics.get(&m.topic).ok_or("unknown_topic")?;
         let members = self.genesis.domain(domain).ok_or("unknown_topic")?;
         let author = m.source.ok_or("anonymous")?;
@@ -449,6 +604,10 @@ impl Network {
         let gossip = Gossip::decode(&m.data).map_err(codec_reason)?;
         self.metrics.on_gossip(domain, false, &gossip, m.data.len());
         match gossip {
+            // Answered only point-to-point (see `NetHandle::broadcast`).
+            Gossip::Consensus(msg) if matches!(*msg, Message::BlockRequest { .. }) => {
+                Err("sync_by_gossip")
+            }
             Gossip::Consensus(msg) => Ok(NetEvent::Consensus {
                 domain,
                 from,
@@ -492,16 +651,30 @@ impl Network {
                 );
                 Ok(NetEvent::Payload { domain, from, txs })
             }
-            // Checked against the genesis key sets by the main loop.
-            Gossip::Anchored(proof) => Ok(NetEvent::Anchored {
-                domain,
-                from,
-                proof,
-            }),
+            // Only a local domain's edge anchors it; its notices cost pairings to check (the
+            // main loop does, against the genesis key sets), so each edge has a budget.
+            Gossip::Anchored(proof) => {
+                let edge = members
+                    .members
+                    .get(usize::from(from))
+                    .is_some_and(|m| m.role == Role::Edge);
+                if domain == DomainId::Global || !edge {
+                    return Err("not_edge");
+                }
+                if !self.limits.allow(author, Work::Notice, Instant::now()) {
+                    return Err("notice_rate_limited");
+                }
+                Ok(NetEvent::Anchored {
+                    domain,
+                    from,
+                    proof,
+                    gossip: None,
+                })
+            }
         }
     }
 
-    async fn on_direct(&mut self, e: request_response::Event<Direct, Ack>) {
+    fn on_direct(&mut self, e: request_response::Event<Direct, Ack>) {
         match e {
             request_response::Event::Message {
                 peer,
@@ -520,10 +693,14 @@ impl Network {
                     .direct
                     .send_response(channel, Ack(ok));
                 match verdict {
-                    Ok(ev) => self.emit(ev).await,
+                    Ok(ev) => self.emit(ev),
                     Err(reason) => {
                         self.metrics.on_net_rejected("direct", reason);
                         debug!(%peer, reason, "direct message rejected");
+                        // Rate-limited requests were charged by the limiter already.
+                        if !reason.ends_with("rate_limited") {
+                            self.limits.penalise(peer, limits::INVALID_POINTS);
+                        }
                     }
                 }
             }
@@ -542,13 +719,21 @@ impl Network {
         }
     }
 
-    fn validate_direct(&self, peer: &PeerId, req: &Direct) -> Result<NetEvent, &'static str> {
+    fn validate_direct(&mut self, peer: &PeerId, req: &Direct) -> Result<NetEvent, &'static str> {
+        let now = Instant::now();
+        if !self.limits.allow(*peer, Work::Direct, now) {
+            return Err("rate_limited");
+        }
         if !self.topics.values().any(|d| *d == req.domain) {
             return Err("unknown_domain");
         }
         let members = self.genesis.domain(req.domain).ok_or("unknown_domain")?;
         let from = members.index_of(peer).ok_or("not_member")?;
         let msg = req.message().map_err(codec_reason)?;
+        if matches!(msg, Message::BlockRequest { .. }) && !self.limits.allow(*peer, Work::Sync, now)
+        {
+            return Err("sync_rate_limited");
+        }
         self.metrics
             .on_message_received(req.domain, &msg, req.msg.len());
         Ok(NetEvent::Consensus {
@@ -559,9 +744,29 @@ impl Network {
         })
     }
 
-    async fn emit(&mut self, ev: NetEvent) {
-        // The main loop only stops after the network task does; a closed channel means shutdown.
-        let _ = self.events.send(ev).await;
+    /// Hand `ev` to the main loop without waiting: a full queue drops it (counted by kind),
+    /// and a dropped gossip message is neither forwarded nor held against its sender.
+    fn emit(&mut self, ev: NetEvent) {
+        let ev = match self.events.try_send(ev) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(ev)) => ev,
+            // The main loop only stops after the network task does: shutdown.
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        };
+        let (kind, gossip) = match ev {
+            NetEvent::Consensus { gossip, .. } => ("consensus", gossip),
+            NetEvent::Anchored { gossip, .. } => ("anchored", gossip),
+            NetEvent::Payload { .. } => ("payload", None),
+            NetEvent::Listening(_) => ("listening", None),
+        };
+        self.metrics.on_net_event_dropped(kind);
+        debug!(kind, "main loop busy: dropped a message");
+        if let Some(g) = gossip {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&g.id, &g.source, MessageAcceptance::Ignore);
+        }
     }
 }
 

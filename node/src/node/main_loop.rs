@@ -11,7 +11,7 @@ use crate::api::{ApiRequest, DomainStatus, SubmitError};
 use crate::genesis::{Genesis, domain_name};
 use crate::metrics::Metrics;
 use crate::net::wire::Gossip;
-use crate::net::{NetEvent, NetHandle};
+use crate::net::{NetEvent, NetHandle, Verdict};
 use crate::store::Store;
 use lcbft_protocol::PoolRefusal;
 use lcbft_protocol::io::{Event, Input};
@@ -266,12 +266,16 @@ impl MainLoop {
                 };
                 let effects = driver.handle(Input::Message { from, msg: *msg }, Instant::now());
                 // The replica is the judge of a consensus message: if it rejected the sender,
-                // gossipsub must not forward the message and holds it against the sender.
-                let rejected = effects.iter().any(
-                    |e| matches!(e, Effect::Event(Event::Rejected { from: f, .. }) if *f == from),
-                );
+                // gossipsub must not forward the message and, unless honest timing explains
+                // it, holds it against the sender (`Verdict::of_replica`).
+                let rejected = effects.iter().find_map(|e| match e {
+                    Effect::Event(Event::Rejected { from: f, reason }) if *f == from => {
+                        Some(*reason)
+                    }
+                    _ => None,
+                });
                 if let Some(g) = gossip {
-                    self.net.validate(g, !rejected);
+                    self.net.judge(g, Verdict::of_replica(rejected));
                 }
                 self.carry_out(domain, effects);
             }
@@ -284,7 +288,14 @@ impl MainLoop {
                 domain,
                 from,
                 proof,
-            } => self.on_notice(domain, from, &proof),
+                gossip,
+            } => {
+                let valid = self.on_notice(domain, from, &proof);
+                // Forwarded only once verified.
+                if let Some(g) = gossip {
+                    self.net.validate(g, valid);
+                }
+            }
             NetEvent::Listening(_) => {}
         }
     }

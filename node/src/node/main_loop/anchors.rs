@@ -99,12 +99,22 @@ impl MainLoop {
         }
     }
 
-    pub(super) fn on_notice(&mut self, domain: DomainId, from: ReplicaIndex, proof: &AnchorProof) {
+    /// An edge's anchor notice; whether it verified.
+    pub(super) fn on_notice(
+        &mut self,
+        domain: DomainId,
+        from: ReplicaIndex,
+        proof: &AnchorProof,
+    ) -> bool {
         match self.anchoring.on_notice(domain, proof) {
-            Ok(height) => self.metrics.set_anchored_height(domain, height),
+            Ok(height) => {
+                self.metrics.set_anchored_height(domain, height);
+                true
+            }
             Err(e) => {
                 self.metrics.on_net_rejected("gossip", "bad_anchor_notice");
                 warn!(%domain, from, error = %e, "anchor notice refused");
+                false
             }
         }
     }
