@@ -218,7 +218,17 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
         let text = files::read_text(path, "write one with `lcbft config example > FILE`")?;
-        let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        Config::parse(&text, path, env)
+    }
+
+    /// [`Config::load`] on text already read; `path` names the file in errors and is the base of
+    /// relative paths. The fuzzer calls this.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             reason: one_line(&e.to_string()),
         })?;

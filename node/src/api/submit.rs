@@ -325,82 +325,102 @@ pub async fn submit_traces(
             "this network carries raw payloads (genesis `payload = \"raw\"`): submit with POST /v1/payloads",
         );
     }
-    if is_cbor(&headers) {
-        let traces: Vec<SignedTrace> = match codec::decode(&body, body.len()) {
-            Ok(t) => t,
-            Err(e) => {
-                return refuse(
-                    &s,
-                    "bad_cbor",
-                    StatusCode::BAD_REQUEST,
-                    format!("not a CBOR array of signed traces: {e}"),
-                );
-            }
-        };
-        if traces.len() > MAX_BATCH_ITEMS {
-            return too_many(&s, traces.len());
+    let items = match decode_traces(&body, is_cbor(&headers), s.max_trace_bytes) {
+        Ok(items) => items,
+        Err(r) => return refuse(&s, r.reason, r.status, r.message),
+    };
+    match items {
+        TraceBody::Batch(items) => {
+            let items = items
+                .into_iter()
+                .map(|item| item.map(Submission::Trace))
+                .collect();
+            admit_batch(&s, items).await
         }
-        let items = traces
-            .into_iter()
-            .map(|t| Ok(Submission::Trace(t)))
-            .collect();
-        return admit_batch(&s, items).await;
+        TraceBody::Single(item) => {
+            let admission = match item {
+                Ok(t) => admit(&s, vec![Submission::Trace(t)])
+                    .await
+                    .pop()
+                    .unwrap_or(Admission::Unavailable),
+                Err(r) => {
+                    refused(&s.metrics, r.reason);
+                    Admission::Refused(r)
+                }
+            };
+            admission.response()
+        }
+    }
+}
+
+/// A `POST /v1/traces` body, decoded but not verified.
+pub enum TraceBody {
+    /// A JSON or CBOR array: one entry per item, in order.
+    Batch(Vec<Result<SignedTrace, Refusal>>),
+    /// One JSON trace, answered as before batches existed.
+    Single(Result<SignedTrace, Refusal>),
+}
+
+/// Decode a `POST /v1/traces` body: a CBOR array of signed traces when `cbor`, else a JSON
+/// array or one JSON trace. `Err` refuses the whole request. Kept apart from the handler so the
+/// fuzzer reaches exactly what a client's bytes reach.
+pub fn decode_traces(
+    body: &[u8],
+    cbor: bool,
+    max_trace_bytes: usize,
+) -> Result<TraceBody, Refusal> {
+    let too_many = |n: usize| {
+        Refusal::new(
+            "too_many",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{n} items in one request: at most {MAX_BATCH_ITEMS}"),
+        )
+    };
+    let bad_json = |e: serde_json::Error| {
+        Refusal::new(
+            "bad_json",
+            StatusCode::BAD_REQUEST,
+            format!("bad JSON: {e}"),
+        )
+    };
+    if cbor {
+        let traces: Vec<SignedTrace> = codec::decode(body, body.len()).map_err(|e| {
+            Refusal::new(
+                "bad_cbor",
+                StatusCode::BAD_REQUEST,
+                format!("not a CBOR array of signed traces: {e}"),
+            )
+        })?;
+        if traces.len() > MAX_BATCH_ITEMS {
+            return Err(too_many(traces.len()));
+        }
+        return Ok(TraceBody::Batch(traces.into_iter().map(Ok).collect()));
     }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
-        let values: Vec<Value> = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                return refuse(
-                    &s,
-                    "bad_json",
-                    StatusCode::BAD_REQUEST,
-                    format!("bad JSON: {e}"),
-                );
-            }
-        };
+        let values: Vec<Value> = serde_json::from_slice(body).map_err(bad_json)?;
         if values.len() > MAX_BATCH_ITEMS {
-            return too_many(&s, values.len());
+            return Err(too_many(values.len()));
         }
-        let items = values
-            .into_iter()
-            .map(|v| from_json_item(v, s.max_trace_bytes).map(Submission::Trace))
-            .collect();
-        return admit_batch(&s, items).await;
+        return Ok(TraceBody::Batch(
+            values
+                .into_iter()
+                .map(|v| from_json_item(v, max_trace_bytes))
+                .collect(),
+        ));
     }
-    if body.len() > single_limit(s.max_trace_bytes) {
-        return refuse(
-            &s,
+    if body.len() > single_limit(max_trace_bytes) {
+        return Err(Refusal::new(
             "too_large",
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "a single trace body exceeds the {}-byte limit",
-                single_limit(s.max_trace_bytes)
+                single_limit(max_trace_bytes)
             ),
-        );
+        ));
     }
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return refuse(
-                &s,
-                "bad_json",
-                StatusCode::BAD_REQUEST,
-                format!("bad JSON: {e}"),
-            );
-        }
-    };
-    let admission = match from_json_item(value, s.max_trace_bytes) {
-        Ok(t) => admit(&s, vec![Submission::Trace(t)])
-            .await
-            .pop()
-            .unwrap_or(Admission::Unavailable),
-        Err(r) => {
-            refused(&s.metrics, r.reason);
-            Admission::Refused(r)
-        }
-    };
-    admission.response()
+    let value: Value = serde_json::from_slice(body).map_err(bad_json)?;
+    Ok(TraceBody::Single(from_json_item(value, max_trace_bytes)))
 }
 
 #[derive(serde::Deserialize)]
