@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
         0 | 1 => {
             let cbor = mode % 3 == 0;
             if cbor {
-                judge(LOCAL, Tx(body.to_vec()));
+                judge(LOCAL, Tx::new(body.to_vec()));
             }
             let items = match decode_traces(body, cbor, MAX_BODY) {
                 Ok(TraceBody::Batch(items)) => items,

@@ -76,7 +76,7 @@ fn refused_items(key: &Keypair, round: u64, committed: &Tx) -> Vec<Tx> {
     // Map entries in another order: the same fields, but not the canonical bytes.
     let good = signed(trace(key, G, n + 1, 16));
     let value: cbor4ii::core::Value =
-        lcbft_protocol::codec::decode(&good.0, 1 << 20).expect("value");
+        lcbft_protocol::codec::decode(good.bytes(), 1 << 20).expect("value");
     let cbor4ii::core::Value::Map(mut entries) = value else {
         panic!("a signed trace is a map");
     };

@@ -115,7 +115,7 @@ fn bad_notice(n: u64) -> Gossip {
     block.height = n;
     Gossip::Anchored(Box::new(AnchorProof {
         anchor: Inclusion {
-            tx: Tx(n.to_be_bytes().to_vec()),
+            tx: Tx::new(n.to_be_bytes().to_vec()),
             path: Vec::new(),
             block: block.header(),
         },
@@ -177,7 +177,7 @@ fn strangers_are_refused_and_a_flooding_member_is_limited_while_both_domains_com
     while Instant::now() < until {
         n += 1;
         for d in [G, L1] {
-            stranger.broadcast(d, &Gossip::Payload(vec![Tx(n.to_be_bytes().to_vec())]));
+            stranger.broadcast(d, &Gossip::Payload(vec![Tx::new(n.to_be_bytes().to_vec())]));
             stranger.broadcast(
                 d,
                 &Gossip::Consensus(Box::new(Message::Certificate(Certificate::genesis(d)))),

@@ -111,7 +111,7 @@ fn only_configured_observers_connect_and_read() {
     let refused = wait_until(Duration::from_secs(30), || {
         handle.broadcast(
             DomainId::Global,
-            &Gossip::Payload(vec![Tx(b"from an observer".to_vec())]),
+            &Gossip::Payload(vec![Tx::new(b"from an observer".to_vec())]),
         );
         metric(
             &net,

@@ -88,7 +88,7 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
     let refused = wait_until(Duration::from_secs(60), || {
         outsider.broadcast(
             DomainId::Global,
-            &Gossip::Payload(vec![Tx(b"spam".to_vec())]),
+            &Gossip::Payload(vec![Tx::new(b"spam".to_vec())]),
         );
         outsider.send(
             DomainId::Global,
@@ -134,7 +134,7 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
             member.broadcast_raw(DomainId::Global, b"\xff\xfe not cbor".to_vec());
             member.broadcast(
                 DomainId::Global,
-                &Gossip::Payload(vec![Tx(b"not a trace".to_vec())]),
+                &Gossip::Payload(vec![Tx::new(b"not a trace".to_vec())]),
             );
             // A timeout share must be of kind Timeout: the replica calls this malformed, and
             // the node reports its verdict to gossipsub.

@@ -154,7 +154,7 @@ fn write_all(dir: &Path) -> std::io::Result<()> {
     cbor.extend(codec::encode(&traces));
     write(dir, "submit", "cbor-array", &cbor)?;
     let mut item = vec![0];
-    item.extend(traces[2].to_tx().0);
+    item.extend(traces[2].to_tx().into_bytes());
     write(dir, "submit", "cbor-item", &item)?;
     let mut single = vec![1];
     single.extend(json(&traces[0]));

@@ -91,7 +91,7 @@ fn each_rule_refuses_with_its_reason() {
     let elsewhere = signed(&f.key, trace(&f.key, 4));
     // The same signed trace with its map entries in another order: it decodes to the same
     // fields, but it is not the encoding its id is the hash of.
-    let value: cbor4ii::core::Value = codec::decode(&good.0, 1 << 20).expect("value");
+    let value: cbor4ii::core::Value = codec::decode(good.bytes(), 1 << 20).expect("value");
     let cbor4ii::core::Value::Map(mut entries) = value else {
         panic!("a signed trace is a map");
     };
