@@ -107,7 +107,11 @@ fn every_fuzz_target_runs_clean_from_its_seeds() {
         .arg(&target_dir)
         .output()
         .unwrap();
-    assert!(build.status.success(), "cargo fuzz build:\n{}", tail(&build));
+    assert!(
+        build.status.success(),
+        "cargo fuzz build:\n{}",
+        tail(&build)
+    );
     eprintln!("fuzz build: {:.0?}", started.elapsed());
 
     let scratch = tempfile::tempdir().unwrap();

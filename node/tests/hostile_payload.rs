@@ -10,7 +10,7 @@ use common::{Testnet, get, submit, trace_committed, wait_until};
 use lcbft_node::genesis;
 use lcbft_node::metrics::Metrics;
 use lcbft_node::net::wire::Gossip;
-use lcbft_node::net::{self, NetConfig, NetEvent, NetHandle};
+use lcbft_node::net::{self, NetEvent, NetHandle};
 use lcbft_node::trace::{Action, SignedTrace, Trace};
 use lcbft_protocol::io::{Input, Output, Timer};
 use lcbft_protocol::replica::Replica;
@@ -18,24 +18,10 @@ use lcbft_protocol::types::{DomainId, Tx};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 const G: DomainId = DomainId::Global;
-
-fn metric(net: &Testnet, node: usize, name_and_labels: &str) -> f64 {
-    let text = common::rt().block_on(async {
-        lcbft_node::http_client::request(net.nodes[node].api, "GET", "/metrics", None)
-            .await
-            .map(|r| r.body)
-            .unwrap_or_default()
-    });
-    text.lines()
-        .filter(|l| l.starts_with(name_and_labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 fn rss_mib(net: &Testnet, node: usize) -> f64 {
     let pid = net.nodes[node].pid().expect("running");
@@ -105,11 +91,11 @@ fn peer(net: &Testnet, key: Keypair) -> (NetHandle, mpsc::Receiver<NetEvent>) {
         .map(|n| n.p2p.parse().expect("multiaddr"))
         .collect();
     let (handle, events, _task) = net::spawn(
-        NetConfig {
-            keypair: key,
-            genesis: Arc::new(genesis),
-            domains: vec![G],
-            listen: vec![
+        common::probe_config(
+            key,
+            genesis,
+            vec![G],
+            vec![
                 net.nodes[0]
                     .p2p
                     .rsplit_once("/p2p/")
@@ -119,13 +105,7 @@ fn peer(net: &Testnet, key: Keypair) -> (NetHandle, mpsc::Receiver<NetEvent>) {
                     .expect("addr"),
             ],
             peers,
-            mdns: false,
-            observers: Vec::new(),
-            liveness_timeout: Duration::from_secs(2),
-            redial_interval: Duration::from_millis(200),
-            idle_connection_timeout: Duration::from_secs(30),
-            admission: None,
-        },
+        ),
         &mut Registry::default(),
         Metrics::default(),
     )
@@ -318,7 +298,7 @@ fn a_byzantine_member_cannot_get_refused_traces_committed_nor_fill_memory() {
     ] {
         let counted: f64 = (1..4)
             .map(|i| {
-                metric(
+                common::metric(
                     &net,
                     i,
                     &format!("lcbft_traces_refused_total{{reason=\"{reason}\"}}"),
@@ -330,10 +310,10 @@ fn a_byzantine_member_cannot_get_refused_traces_committed_nor_fill_memory() {
     // Its proposals were refused for their payload, unless its gossip had already put it
     // below gossipsub's graylist bound, where nothing it publishes is read at all.
     let bad_blocks: f64 = (1..4)
-        .map(|i| metric(&net, i, "lcbft_consensus_rejected_messages_total{layer=\"global\",domain=\"global\",reason=\"bad_payload\"}"))
+        .map(|i| common::metric(&net, i, "lcbft_consensus_rejected_messages_total{layer=\"global\",domain=\"global\",reason=\"bad_payload\"}"))
         .sum();
     let graylisted: f64 = (1..4)
-        .map(|i| metric(&net, i, "lcbft_net_graylisted_peers"))
+        .map(|i| common::metric(&net, i, "lcbft_net_graylisted_peers"))
         .sum();
     assert!(
         bad_blocks >= 1.0 || graylisted >= 1.0,

@@ -16,7 +16,7 @@ use common::{Testnet, domain_height, submit_to, trace_committed, wait_until};
 use lcbft_node::genesis;
 use lcbft_node::metrics::Metrics;
 use lcbft_node::net::wire::Gossip;
-use lcbft_node::net::{self, NetConfig, NetEvent, NetHandle};
+use lcbft_node::net::{self, NetEvent, NetHandle};
 use lcbft_protocol::anchor::CommitProof;
 use lcbft_protocol::message::Message;
 use lcbft_protocol::proof::{AnchorProof, Inclusion};
@@ -34,28 +34,8 @@ const HONEST: [usize; 6] = [1, 2, 3, 4, 5, 6];
 const GLOBAL: [usize; 3] = [1, 2, 3];
 const DEVICES: [usize; 3] = [4, 5, 6];
 
-fn metrics_text(net: &Testnet, node: usize) -> String {
-    common::rt().block_on(async {
-        lcbft_node::http_client::request(net.nodes[node].api, "GET", "/metrics", None)
-            .await
-            .map(|r| r.body)
-            .unwrap_or_default()
-    })
-}
-
-/// Sum of the samples whose name and labels start with `prefix`.
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn total(net: &Testnet, nodes: &[usize], prefix: &str) -> f64 {
-    nodes
-        .iter()
-        .map(|&i| metric(&metrics_text(net, i), prefix))
-        .sum()
+    nodes.iter().map(|&i| common::metric(net, i, prefix)).sum()
 }
 
 fn rss_mib(net: &Testnet, node: usize) -> f64 {
@@ -80,19 +60,13 @@ fn attacker(net: &Testnet, key: Keypair) -> (NetHandle, Arc<AtomicUsize>) {
         .map(|&i| net.nodes[i].p2p.parse().expect("multiaddr"))
         .collect();
     let (handle, mut events, _task) = net::spawn(
-        NetConfig {
-            keypair: key,
-            genesis: Arc::new(genesis),
-            domains: vec![G, L1],
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+        common::probe_config(
+            key,
+            genesis,
+            vec![G, L1],
+            vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
             peers,
-            mdns: false,
-            observers: Vec::new(),
-            liveness_timeout: Duration::from_secs(2),
-            redial_interval: Duration::from_millis(200),
-            idle_connection_timeout: Duration::from_secs(30),
-            admission: None,
-        },
+        ),
         &mut Registry::default(),
         Metrics::default(),
     )
@@ -212,8 +186,9 @@ fn strangers_are_refused_and_a_flooding_member_is_limited_while_both_domains_com
         stranger_status.connected
     );
     for i in HONEST {
-        let refused = metric(
-            &metrics_text(&net, i),
+        let refused = common::metric(
+            &net,
+            i,
             "lcbft_net_refused_connections_total{reason=\"not_member\"}",
         );
         assert!(refused >= 1.0, "node {i} counted no refused stranger");

@@ -8,7 +8,7 @@ use common::{Testnet, submit, trace_committed, wait_until};
 use lcbft_node::genesis;
 use lcbft_node::metrics::Metrics;
 use lcbft_node::net::wire::Gossip;
-use lcbft_node::net::{self, NetConfig, NetEvent};
+use lcbft_node::net::{self, NetEvent};
 use lcbft_protocol::types::{DomainId, Tx};
 use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
@@ -16,19 +16,6 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-fn metric(net: &Testnet, node: usize, prefix: &str) -> f64 {
-    let text = common::rt().block_on(async {
-        lcbft_node::http_client::request(net.nodes[node].api, "GET", "/metrics", None)
-            .await
-            .map(|r| r.body)
-            .unwrap_or_default()
-    });
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 #[test]
 fn only_configured_observers_connect_and_read() {
@@ -62,19 +49,13 @@ fn only_configured_observers_connect_and_read() {
         .map(|n| n.p2p.parse().expect("multiaddr"))
         .collect();
     let (handle, mut events, _task) = net::spawn(
-        NetConfig {
-            keypair: key,
-            genesis: Arc::new(genesis),
-            domains: vec![DomainId::Global],
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+        common::probe_config(
+            key,
+            genesis,
+            vec![DomainId::Global],
+            vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
             peers,
-            mdns: false,
-            observers: Vec::new(),
-            liveness_timeout: Duration::from_secs(2),
-            redial_interval: Duration::from_millis(200),
-            idle_connection_timeout: Duration::from_secs(30),
-            admission: None,
-        },
+        ),
         &mut Registry::default(),
         Metrics::default(),
     )
@@ -113,11 +94,11 @@ fn only_configured_observers_connect_and_read() {
             DomainId::Global,
             &Gossip::Payload(vec![Tx::new(b"from an observer".to_vec())]),
         );
-        metric(
+        common::metric(
             &net,
             0,
             "lcbft_net_rejected_messages_total{transport=\"gossip\",reason=\"not_member\"}",
-        ) + metric(
+        ) + common::metric(
             &net,
             1,
             "lcbft_net_rejected_messages_total{transport=\"gossip\",reason=\"not_member\"}",
@@ -132,7 +113,7 @@ fn only_configured_observers_connect_and_read() {
     );
     for i in [2, 3] {
         assert!(
-            metric(
+            common::metric(
                 &net,
                 i,
                 "lcbft_net_refused_connections_total{reason=\"not_member\"}"

@@ -9,7 +9,7 @@ use common::{Testnet, get, submit, trace_committed, wait_until};
 use lcbft_node::genesis;
 use lcbft_node::metrics::Metrics;
 use lcbft_node::net::wire::{Gossip, MAX_WIRE_BYTES};
-use lcbft_node::net::{self, NetConfig, NetHandle};
+use lcbft_node::net::{self, NetHandle};
 use lcbft_protocol::codec::MAX_MESSAGE_BYTES;
 use lcbft_protocol::crypto::Share;
 use lcbft_protocol::message::Message;
@@ -17,25 +17,7 @@ use lcbft_protocol::types::{Block, Certificate, DomainId, Hash, Kind, SignedMsg,
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn metrics_text(net: &Testnet, node: usize) -> String {
-    common::rt().block_on(async {
-        lcbft_node::http_client::request(net.nodes[node].api, "GET", "/metrics", None)
-            .await
-            .map(|r| r.body)
-            .unwrap_or_default()
-    })
-}
-
-/// A counter's value from Prometheus text, by a substring of its labelled name.
-fn counter(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name_and_labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 /// An in-process peer on the global topic with `key`, dialing the testnet's nodes.
 fn probe(net: &Testnet, key: Keypair, skip: usize) -> NetHandle {
@@ -50,19 +32,13 @@ fn probe(net: &Testnet, key: Keypair, skip: usize) -> NetHandle {
         .collect();
     let mut registry = Registry::default();
     let (handle, mut events, _task) = net::spawn(
-        NetConfig {
-            keypair: key,
-            genesis: Arc::new(genesis),
-            domains: vec![DomainId::Global],
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+        common::probe_config(
+            key,
+            genesis,
+            vec![DomainId::Global],
+            vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
             peers,
-            mdns: false,
-            observers: Vec::new(),
-            liveness_timeout: Duration::from_secs(2),
-            redial_interval: Duration::from_millis(200),
-            idle_connection_timeout: Duration::from_secs(30),
-            admission: None,
-        },
+        ),
         &mut registry,
         Metrics::default(),
     )
@@ -95,15 +71,15 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
             node1,
             Message::Certificate(Certificate::genesis(DomainId::Global)),
         );
-        counter(
-            &metrics_text(&net, 1),
+        common::metric_sum(
+            &common::metrics_text(&net, 1),
             "lcbft_net_refused_connections_total{reason=\"not_member\"}",
         ) >= 1.0
     });
     assert!(
         refused,
         "outsider connection not refused:\n{}",
-        metrics_text(&net, 1)
+        common::metrics_text(&net, 1)
     );
     outsider.shutdown();
 
@@ -150,7 +126,7 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
             node1,
             Message::BlockResponse(vec![Block::genesis(DomainId::Global)]),
         );
-        let text = metrics_text(&net, 1);
+        let text = common::metrics_text(&net, 1);
         let want = [
             "lcbft_net_rejected_messages_total{transport=\"gossip\",reason=\"malformed\"}",
             "lcbft_net_rejected_messages_total{transport=\"gossip\",reason=\"bad_trace\"}",
@@ -161,12 +137,12 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
             "lcbft_consensus_rejected_messages_total{layer=\"global\",domain=\"global\",reason=\"unrequested\"}",
             "lcbft_consensus_rejected_messages_total{layer=\"global\",domain=\"global\",reason=\"malformed\"}",
         ];
-        want.iter().all(|w| counter(&text, w) >= 1.0)
+        want.iter().all(|w| common::metric_sum(&text, w) >= 1.0)
     });
     assert!(
         counted,
         "malformed/oversized/unrequested not counted:\n{}",
-        metrics_text(&net, 1)
+        common::metrics_text(&net, 1)
     );
 
     // A timeout share of the member's real key share, signed over another message, for the
@@ -214,8 +190,8 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
             ids.push(submit(&net, 1 + i % 3, &format!("with-a-liar-{i}")));
         }
         (1..4).any(|i| {
-            counter(
-                &metrics_text(&net, i),
+            common::metric_sum(
+                &common::metrics_text(&net, i),
                 "lcbft_consensus_rejected_messages_total{layer=\"global\",domain=\"global\",reason=\"bad_share\"}",
             ) >= 1.0
         })

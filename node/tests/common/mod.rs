@@ -402,3 +402,50 @@ pub fn domain_height(api: SocketAddr, domain: &str) -> Option<u64> {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf8 path")
 }
+
+/// A node's `/metrics` text ("" if it does not answer).
+pub fn metrics_text(net: &Testnet, node: usize) -> String {
+    rt().block_on(async {
+        http_client::request(net.nodes[node].api, "GET", "/metrics", None)
+            .await
+            .map(|r| r.body)
+            .unwrap_or_default()
+    })
+}
+
+/// Sum of the samples in Prometheus text whose name and labels start with `prefix`.
+pub fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `metric_sum` over a node's metrics.
+pub fn metric(net: &Testnet, node: usize, prefix: &str) -> f64 {
+    metric_sum(&metrics_text(net, node), prefix)
+}
+
+/// The network config of an in-process peer a test drives by hand (an attacker, an observer,
+/// a Byzantine replica): no mDNS, no admission of its own, short liveness timers.
+pub fn probe_config(
+    keypair: libp2p::identity::Keypair,
+    genesis: lcbft_node::genesis::Genesis,
+    domains: Vec<lcbft_protocol::types::DomainId>,
+    listen: Vec<libp2p::Multiaddr>,
+    peers: Vec<libp2p::Multiaddr>,
+) -> lcbft_node::net::NetConfig {
+    lcbft_node::net::NetConfig {
+        keypair,
+        genesis: std::sync::Arc::new(genesis),
+        domains,
+        listen,
+        peers,
+        mdns: false,
+        observers: Vec::new(),
+        liveness_timeout: Duration::from_secs(2),
+        redial_interval: Duration::from_millis(200),
+        idle_connection_timeout: Duration::from_secs(30),
+        admission: None,
+    }
+}
