@@ -24,7 +24,11 @@ pub enum FileError {
 
 /// Read a whole file; a missing file gets `fix` as its advice.
 pub fn read(path: &Path, fix: &str) -> Result<Vec<u8>, FileError> {
-    std::fs::read(path).map_err(|e| match e.kind() {
+    std::fs::read(path).map_err(|e| read_error(path, fix, e))
+}
+
+fn read_error(path: &Path, fix: &str, e: std::io::Error) -> FileError {
+    match e.kind() {
         std::io::ErrorKind::NotFound => FileError::Missing {
             path: path.to_owned(),
             fix: fix.to_owned(),
@@ -33,23 +37,14 @@ pub fn read(path: &Path, fix: &str) -> Result<Vec<u8>, FileError> {
             path: path.to_owned(),
             reason: e.to_string(),
         },
-    })
+    }
 }
 
 /// Read a file holding a secret key: refused when group or others may read or write it, since
 /// anyone who can read it can sign as this node (and a key others can write is not ours).
 pub fn read_secret(path: &Path, fix: &str) -> Result<Vec<u8>, FileError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => FileError::Missing {
-            path: path.to_owned(),
-            fix: fix.to_owned(),
-        },
-        _ => FileError::Read {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        },
-    })?;
+    let meta = std::fs::metadata(path).map_err(|e| read_error(path, fix, e))?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(FileError::Exposed {
