@@ -84,8 +84,7 @@ fn refused_items(key: &Keypair, round: u64, committed: &Tx) -> Vec<Tx> {
 
 /// A network peer with `key`, dialing the testnet's other nodes.
 fn peer(net: &Testnet, key: Keypair) -> (NetHandle, mpsc::Receiver<NetEvent>) {
-    let genesis =
-        genesis::load(&net.root.path().join("net").join("genesis.toml")).expect("genesis");
+    let genesis = common::load_genesis(net);
     let peers: Vec<Multiaddr> = net.nodes[1..]
         .iter()
         .map(|n| n.p2p.parse().expect("multiaddr"))
@@ -207,8 +206,7 @@ fn a_byzantine_member_cannot_get_refused_traces_committed_nor_fill_memory() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let _guard = rt.enter();
     let key = lcbft_node::identity::load(&net.nodes[0].dir.join("node.key")).expect("key");
-    let genesis =
-        genesis::load(&net.root.path().join("net").join("genesis.toml")).expect("genesis");
+    let genesis = common::load_genesis(&net);
     let me: PeerId = net.nodes[0].peer.parse().expect("peer");
     let share = net
         .root

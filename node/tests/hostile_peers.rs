@@ -13,7 +13,6 @@
 mod common;
 
 use common::{Testnet, domain_height, submit_to, trace_committed, wait_until};
-use lcbft_node::genesis;
 use lcbft_node::metrics::Metrics;
 use lcbft_node::net::wire::Gossip;
 use lcbft_node::net::{self, NetEvent, NetHandle};
@@ -53,8 +52,7 @@ fn rss_mib(net: &Testnet, node: usize) -> f64 {
 /// An in-process peer with `key` on both topics, dialing every honest node. Returns the handle
 /// and a count of the messages it received from the network.
 fn attacker(net: &Testnet, key: Keypair) -> (NetHandle, Arc<AtomicUsize>) {
-    let genesis =
-        genesis::load(&net.root.path().join("net").join("genesis.toml")).expect("genesis");
+    let genesis = common::load_genesis(net);
     let peers: Vec<Multiaddr> = HONEST
         .iter()
         .map(|&i| net.nodes[i].p2p.parse().expect("multiaddr"))

@@ -5,7 +5,6 @@
 mod common;
 
 use common::{Testnet, submit, trace_committed, wait_until};
-use lcbft_node::genesis;
 use lcbft_node::metrics::Metrics;
 use lcbft_node::net::wire::Gossip;
 use lcbft_node::net::{self, NetEvent};
@@ -41,8 +40,7 @@ fn only_configured_observers_connect_and_read() {
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let _guard = rt.enter();
-    let genesis =
-        genesis::load(&net.root.path().join("net").join("genesis.toml")).expect("genesis");
+    let genesis = common::load_genesis(&net);
     let peers: Vec<Multiaddr> = net
         .nodes
         .iter()

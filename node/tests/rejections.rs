@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 /// An in-process peer on the global topic with `key`, dialing the testnet's nodes.
 fn probe(net: &Testnet, key: Keypair, skip: usize) -> NetHandle {
-    let genesis =
-        genesis::load(&net.root.path().join("net").join("genesis.toml")).expect("genesis");
+    let genesis = common::load_genesis(net);
     let peers: Vec<Multiaddr> = net
         .nodes
         .iter()
@@ -149,7 +148,7 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
     // views ahead: nodes 1-3 meet it when they time out the views whose next leader (node 0)
     // does not answer, and must find it when the certificate does not combine. Meanwhile
     // they keep committing without node 0.
-    let genesis = genesis::load(&net.root.path().join("net").join("genesis.toml")).expect("g");
+    let genesis = common::load_genesis(&net);
     let peer0: PeerId = net.nodes[0].peer.parse().expect("peer");
     let share = net
         .root

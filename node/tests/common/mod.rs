@@ -449,3 +449,8 @@ pub fn probe_config(
         admission: None,
     }
 }
+
+/// The test network's genesis, as the nodes load it.
+pub fn load_genesis(net: &Testnet) -> lcbft_node::genesis::Genesis {
+    lcbft_node::genesis::load(&net.root.path().join("net").join("genesis.toml")).expect("genesis")
+}
