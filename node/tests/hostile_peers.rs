@@ -142,7 +142,8 @@ fn strangers_are_refused_and_a_flooding_member_is_limited_while_both_domains_com
         .collect();
 
     // (a) The stranger: gossip and direct requests for 8 s while the domains commit.
-    let (stranger, stranger_read) = attacker(&net, Keypair::generate_ed25519());
+    let stranger_key = Keypair::generate_ed25519();
+    let (stranger, stranger_read) = attacker(&net, stranger_key.clone());
     let mut committed_meanwhile = Vec::new();
     let until = Instant::now() + Duration::from_secs(8);
     let mut n = 0u64;
@@ -172,17 +173,28 @@ fn strangers_are_refused_and_a_flooding_member_is_limited_while_both_domains_com
         "the domains did not commit while the stranger knocked:\n{}",
         net.logs()
     );
-    let stranger_status = rt.block_on(stranger.status());
     assert_eq!(
         stranger_read.load(Ordering::Relaxed),
         0,
         "the stranger read gossip or requests"
     );
-    assert!(
-        stranger_status.connected.is_empty(),
-        "a stranger stays connected: {:?}",
-        stranger_status.connected
-    );
+    // The stranger's own view may briefly list a peer while a redial's handshake completes
+    // and before the peer closes it; what counts is that no honest node keeps it.
+    let stranger_id = PeerId::from(stranger_key.public()).to_string();
+    for _ in 0..10 {
+        for i in HONEST {
+            let connected = common::get(net.nodes[i].api, "/v1/status")
+                .map(|(_, v)| v["connected"].clone())
+                .unwrap_or_default();
+            assert!(
+                !connected
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|p| p.as_str() == Some(&stranger_id))),
+                "node {i} keeps the stranger connected: {connected}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for i in HONEST {
         let refused = common::metric(
             &net,

@@ -277,7 +277,6 @@ pub fn post(api: SocketAddr, path: &str, body: &str) -> Option<(u16, Value)> {
     })
 }
 
-/// Poll `check` every 100 ms until it holds or `limit` passes.
 /// Wait until each of `nodes` reports at least `peers` connected peers.
 pub fn all_connected(net: &Testnet, nodes: &[usize], peers: usize) -> bool {
     wait_until(Duration::from_secs(60), || {
@@ -288,6 +287,7 @@ pub fn all_connected(net: &Testnet, nodes: &[usize], peers: usize) -> bool {
     })
 }
 
+/// Poll `check` every 100 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
