@@ -179,19 +179,9 @@ impl Store {
         state: &SafetyState,
         blocks: &[Block],
     ) -> Result<(), StoreError> {
-        let key = domain_key(domain);
-        let bytes = codec::encode(state);
-        let txn = write_txn(&self.db)?;
-        {
-            let mut t = txn.open_table(SAFETY).map_err(db)?;
-            t.insert(key, bytes.as_slice()).map_err(db)?;
-            let mut u = txn.open_table(UNCOMMITTED).map_err(db)?;
-            for b in blocks {
-                u.insert((key, b.height, b.hash().0), codec::encode(b).as_slice())
-                    .map_err(db)?;
-            }
-        }
-        txn.commit().map_err(db)
+        let batch = self.batch()?;
+        batch.save_safety(domain, state, blocks)?;
+        batch.finish()
     }
 
     /// The uncommitted blocks of `domain` saved with its safety state, lowest first, as
@@ -224,56 +214,17 @@ impl Store {
     /// domain's chain and index its payload. Re-committing a stored block is a no-op; a
     /// different block at a stored height, or a gap, is refused.
     pub fn commit_block(&self, block: &Block, proof: &CommitProof) -> Result<(), StoreError> {
-        let domain = block.domain;
-        let key = domain_key(domain);
-        let hash = block.hash();
-        let txn = write_txn(&self.db)?;
-        {
-            let mut chain = txn.open_table(CHAIN).map_err(db)?;
-            if let Some(stored) = chain.get((key, block.height)).map_err(db)? {
-                let stored = Hash(stored.value());
-                if stored == hash {
-                    return Ok(());
-                }
-                return Err(StoreError::Conflict {
-                    domain,
-                    height: block.height,
-                    stored,
-                    new: hash,
-                });
-            }
-            let last = last_height(&chain, key)?;
-            if block.height != last + 1 {
-                return Err(StoreError::Gap {
-                    domain,
-                    height: block.height,
-                    last,
-                });
-            }
-            chain.insert((key, block.height), hash.0).map_err(db)?;
-            let mut blocks = txn.open_table(BLOCKS).map_err(db)?;
-            blocks
-                .insert(hash.0, codec::encode(block).as_slice())
-                .map_err(db)?;
-            let mut proofs = txn.open_table(PROOFS).map_err(db)?;
-            proofs
-                .insert((key, block.height), codec::encode(&proof).as_slice())
-                .map_err(db)?;
-            let mut index = txn.open_table(TX_INDEX).map_err(db)?;
-            for tx in &block.payload {
-                index.insert(tx.id().0, (key, block.height)).map_err(db)?;
-            }
-            // This block is in the chain now, and its rivals at or below it never will be.
-            let mut uncommitted = txn.open_table(UNCOMMITTED).map_err(db)?;
-            uncommitted
-                .retain_in(
-                    (key, 0, [0; 32])..=(key, block.height, [0xff; 32]),
-                    |_, _| false,
-                )
-                .map_err(db)?;
-        }
-        anchors::index_payload(&txn, block)?;
-        txn.commit().map_err(db)
+        let batch = self.batch()?;
+        batch.commit_block(block, proof)?;
+        batch.finish()
+    }
+
+    /// Several writes in one transaction: one fsync for all of them (group commit). Nothing
+    /// of it is durable before `finish` returns `Ok`.
+    pub fn batch(&self) -> Result<Batch, StoreError> {
+        Ok(Batch {
+            txn: write_txn(&self.db)?,
+        })
     }
 
     /// Highest committed height of `domain` (0: only genesis).
@@ -356,6 +307,95 @@ impl Store {
                 height,
             }
         }))
+    }
+}
+
+/// Writes gathered into one transaction; see `Store::batch`.
+pub struct Batch {
+    txn: WriteTransaction,
+}
+
+impl Batch {
+    /// Record `domain`'s safety state with the uncommitted blocks the replica handed out
+    /// with it.
+    pub fn save_safety(
+        &self,
+        domain: DomainId,
+        state: &SafetyState,
+        blocks: &[Block],
+    ) -> Result<(), StoreError> {
+        let key = domain_key(domain);
+        let bytes = codec::encode(state);
+        let txn = &self.txn;
+        {
+            let mut t = txn.open_table(SAFETY).map_err(db)?;
+            t.insert(key, bytes.as_slice()).map_err(db)?;
+            let mut u = txn.open_table(UNCOMMITTED).map_err(db)?;
+            for b in blocks {
+                u.insert((key, b.height, b.hash().0), codec::encode(b).as_slice())
+                    .map_err(db)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Append a committed block and its proof to its domain's chain and index its payload;
+    /// the rules are `Store::commit_block`'s.
+    pub fn commit_block(&self, block: &Block, proof: &CommitProof) -> Result<(), StoreError> {
+        let domain = block.domain;
+        let key = domain_key(domain);
+        let hash = block.hash();
+        let txn = &self.txn;
+        {
+            let mut chain = txn.open_table(CHAIN).map_err(db)?;
+            if let Some(stored) = chain.get((key, block.height)).map_err(db)? {
+                let stored = Hash(stored.value());
+                if stored == hash {
+                    return Ok(());
+                }
+                return Err(StoreError::Conflict {
+                    domain,
+                    height: block.height,
+                    stored,
+                    new: hash,
+                });
+            }
+            let last = last_height(&chain, key)?;
+            if block.height != last + 1 {
+                return Err(StoreError::Gap {
+                    domain,
+                    height: block.height,
+                    last,
+                });
+            }
+            chain.insert((key, block.height), hash.0).map_err(db)?;
+            let mut blocks = txn.open_table(BLOCKS).map_err(db)?;
+            blocks
+                .insert(hash.0, codec::encode(block).as_slice())
+                .map_err(db)?;
+            let mut proofs = txn.open_table(PROOFS).map_err(db)?;
+            proofs
+                .insert((key, block.height), codec::encode(&proof).as_slice())
+                .map_err(db)?;
+            let mut index = txn.open_table(TX_INDEX).map_err(db)?;
+            for tx in &block.payload {
+                index.insert(tx.id().0, (key, block.height)).map_err(db)?;
+            }
+            // This block is in the chain now, and its rivals at or below it never will be.
+            let mut uncommitted = txn.open_table(UNCOMMITTED).map_err(db)?;
+            uncommitted
+                .retain_in(
+                    (key, 0, [0; 32])..=(key, block.height, [0xff; 32]),
+                    |_, _| false,
+                )
+                .map_err(db)?;
+        }
+        anchors::index_payload(txn, block)
+    }
+
+    /// Commit every write of the batch, with fsync.
+    pub fn finish(self) -> Result<(), StoreError> {
+        self.txn.commit().map_err(db)
     }
 }
 

@@ -1,5 +1,7 @@
 //! The storage worker: one thread owns all writes, in the order the replicas asked for them,
-//! and reports each durable write back to the main loop (`Persisted` only after fsync).
+//! and reports each durable write back to the main loop (`Persisted` only after fsync). Jobs
+//! that queue up while a write is under way go into the next transaction together, so a busy
+//! node pays one fsync for many writes (group commit) and an idle one pays no delay.
 
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -37,6 +39,17 @@ pub enum Done {
 }
 
 impl Job {
+    /// What the main loop is told once the job is durable.
+    fn done(self) -> Done {
+        match self {
+            Job::Persist { domain, seq, .. } => Done::Persisted { domain, seq },
+            Job::Commit { block, .. } => {
+                let hash = block.hash();
+                Done::Committed { block, hash }
+            }
+        }
+    }
+
     /// The metric label of the write.
     fn op(&self) -> &'static str {
         #[allow(unreachable_patterns)]
@@ -46,6 +59,27 @@ impl Job {
             _ => "other",
         }
     }
+}
+
+/// Jobs written in one transaction at most, so that one fsync never waits for an unbounded
+/// amount of work.
+const MAX_BATCH: usize = 64;
+
+/// Every job in one transaction: all of them are durable, or none.
+fn write(store: &Store, jobs: &[Job]) -> Result<(), StoreError> {
+    let batch = store.batch()?;
+    for job in jobs {
+        match job {
+            Job::Persist {
+                domain,
+                state,
+                blocks,
+                ..
+            } => batch.save_safety(*domain, state, blocks)?,
+            Job::Commit { block, proof } => batch.commit_block(block, proof)?,
+        }
+    }
+    batch.finish()
 }
 
 pub struct Worker {
@@ -63,30 +97,29 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("lcbft-storage".into())
             .spawn(move || {
-                for job in rx {
+                while let Ok(first) = rx.recv() {
+                    // Whatever queued up while the last fsync ran goes into one transaction.
+                    let mut jobs = vec![first];
+                    while jobs.len() < MAX_BATCH
+                        && let Ok(job) = rx.try_recv()
+                    {
+                        jobs.push(job);
+                    }
                     let start = std::time::Instant::now();
-                    let op = job.op();
-                    let result = match job {
-                        Job::Persist {
-                            domain,
-                            seq,
-                            state,
-                            blocks,
-                        } => store
-                            .save_safety(domain, &state, &blocks)
-                            .map(|()| Done::Persisted { domain, seq }),
-                        Job::Commit { block, proof } => {
-                            let hash = block.hash();
-                            store
-                                .commit_block(&block, &proof)
-                                .map(|()| Done::Committed { block, hash })
+                    let result = write(&store, &jobs);
+                    let elapsed = start.elapsed().as_secs_f64();
+                    metrics.observe_storage_batch(jobs.len());
+                    match result {
+                        Ok(()) => {
+                            for job in jobs {
+                                metrics.observe_storage_write(job.op(), elapsed);
+                                let _ = done.send(job.done());
+                            }
                         }
-                    };
-                    metrics.observe_storage_write(op, start.elapsed().as_secs_f64());
-                    let failed = result.is_err();
-                    let _ = done.send(result.unwrap_or_else(Done::Failed));
-                    if failed {
-                        return;
+                        Err(e) => {
+                            let _ = done.send(Done::Failed(e));
+                            return;
+                        }
                     }
                 }
             })?;
