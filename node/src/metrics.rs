@@ -120,6 +120,13 @@ pub struct AnchorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Compact proposals: `whole` (completed from the pool), `fetch` (items missing, block
+    /// asked of the proposer), `fetched` (that block arrived).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StorageOpLabels {
     /// `persist` (safety state) or `commit` (a block).
     pub op: &'static str,
@@ -160,6 +167,7 @@ const NET_REJECT_REASONS: [(&str, &[&str]); 2] = [
             "not_edge",
             "notice_rate_limited",
             "sync_by_gossip",
+            "bad_proposal",
         ],
     ),
     (
@@ -181,7 +189,7 @@ const NET_REJECT_REASONS: [(&str, &[&str]); 2] = [
 const CONNECTION_REFUSAL_REASONS: [&str; 2] = ["not_member", "limit"];
 
 /// What the network task drops when the main loop's queue is full.
-const NET_EVENT_KINDS: [&str; 4] = ["consensus", "payload", "anchored", "listening"];
+const NET_EVENT_KINDS: [&str; 5] = ["consensus", "payload", "anchored", "proposal", "listening"];
 
 /// Why a replica refuses a message (`Reject` in the protocol, snake_case).
 const CONSENSUS_REJECT_REASONS: [&str; 7] = [
@@ -265,7 +273,9 @@ pub struct Metrics {
     pub anchor_lag: HistogramFamily<AnchorLabels>,
     // Storage.
     pub pruned_blocks: Family<DomainLabels, Counter>,
+    pub compact_proposals: Family<OutcomeLabels, Counter>,
     pub storage_write_seconds: HistogramFamily<StorageOpLabels>,
+    pub storage_batch_jobs: Histogram,
     pub node_info: Family<InfoLabels, Gauge>,
 }
 
@@ -316,7 +326,9 @@ impl Metrics {
             anchored_height: Family::default(),
             anchor_lag: Family::new_with_constructor(anchor_lag_histogram),
             pruned_blocks: Family::default(),
+            compact_proposals: Family::default(),
             storage_write_seconds: Family::new_with_constructor(storage_histogram),
+            storage_batch_jobs: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
             node_info: Family::default(),
         }
     }
@@ -412,6 +424,11 @@ impl Metrics {
                 "message_bytes",
                 "Encoded bytes of consensus and payload messages sent and received",
                 m.message_bytes.clone(),
+            );
+            c.register(
+                "compact_proposals",
+                "Proposals received with their payload by id, by outcome (whole from the pool, fetch, fetched)",
+                m.compact_proposals.clone(),
             );
             c.register(
                 "rejected_messages",
@@ -525,6 +542,11 @@ impl Metrics {
                 "write_seconds",
                 "Time of durable writes (fsync included), by kind",
                 m.storage_write_seconds.clone(),
+            );
+            c.register(
+                "batch_jobs",
+                "Writes committed together in one transaction (group commit)",
+                m.storage_batch_jobs.clone(),
             );
         }
         r.register(
@@ -720,6 +742,7 @@ impl Metrics {
             Gossip::Consensus(msg) => message_kind(msg),
             Gossip::Payload(_) => "payload",
             Gossip::Anchored(_) => "anchor_notice",
+            Gossip::Proposal(_) => "propose",
         };
         self.on_message(domain, sent, kind, bytes);
     }
@@ -817,6 +840,17 @@ impl Metrics {
     }
 
     // --- storage ---
+
+    pub fn on_compact_proposal(&self, outcome: &'static str) {
+        self.compact_proposals
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// One transaction held `jobs` writes.
+    pub fn observe_storage_batch(&self, jobs: usize) {
+        self.storage_batch_jobs.observe(jobs as f64);
+    }
 
     /// A durable write of kind `op` (`persist`, `commit`) took `secs`.
     pub fn observe_storage_write(&self, op: &'static str, secs: f64) {

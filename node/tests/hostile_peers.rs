@@ -13,18 +13,14 @@
 mod common;
 
 use common::{Testnet, domain_height, submit_to, trace_committed, wait_until};
-use lcbft_node::metrics::Metrics;
 use lcbft_node::net::wire::Gossip;
-use lcbft_node::net::{self, NetEvent, NetHandle};
 use lcbft_protocol::anchor::CommitProof;
 use lcbft_protocol::message::Message;
 use lcbft_protocol::proof::{AnchorProof, Inclusion};
 use lcbft_protocol::types::{Block, Certificate, DomainId, Hash, Tx};
+use libp2p::PeerId;
 use libp2p::identity::Keypair;
-use libp2p::{Multiaddr, PeerId};
-use prometheus_client::registry::Registry;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const G: DomainId = DomainId::Global;
@@ -35,50 +31,6 @@ const DEVICES: [usize; 3] = [4, 5, 6];
 
 fn total(net: &Testnet, nodes: &[usize], prefix: &str) -> f64 {
     nodes.iter().map(|&i| common::metric(net, i, prefix)).sum()
-}
-
-fn rss_mib(net: &Testnet, node: usize) -> f64 {
-    let Some(pid) = net.nodes[node].pid() else {
-        return 0.0;
-    };
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
-/// An in-process peer with `key` on both topics, dialing every honest node. Returns the handle
-/// and a count of the messages it received from the network.
-fn attacker(net: &Testnet, key: Keypair) -> (NetHandle, Arc<AtomicUsize>) {
-    let genesis = common::load_genesis(net);
-    let peers: Vec<Multiaddr> = HONEST
-        .iter()
-        .map(|&i| net.nodes[i].p2p.parse().expect("multiaddr"))
-        .collect();
-    let (handle, mut events, _task) = net::spawn(
-        common::probe_config(
-            key,
-            genesis,
-            vec![G, L1],
-            vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
-            peers,
-        ),
-        &mut Registry::default(),
-        Metrics::default(),
-    )
-    .expect("attacker network");
-    let read = Arc::new(AtomicUsize::new(0));
-    let counter = read.clone();
-    tokio::spawn(async move {
-        while let Some(ev) = events.recv().await {
-            if !matches!(ev, NetEvent::Listening(_)) {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    });
-    (handle, read)
 }
 
 /// A notice whose proof fails: the anchor item is not in the block it names.
@@ -143,7 +95,7 @@ fn strangers_are_refused_and_a_flooding_member_is_limited_while_both_domains_com
 
     // (a) The stranger: gossip and direct requests for 8 s while the domains commit.
     let stranger_key = Keypair::generate_ed25519();
-    let (stranger, stranger_read) = attacker(&net, stranger_key.clone());
+    let (stranger, stranger_read) = common::attacker(&net, &HONEST, stranger_key.clone());
     let mut committed_meanwhile = Vec::new();
     let until = Instant::now() + Duration::from_secs(8);
     let mut n = 0u64;
@@ -207,7 +159,7 @@ fn strangers_are_refused_and_a_flooding_member_is_limited_while_both_domains_com
 
     // (b) The member (node 0's key): 30 s of floods.
     let key = lcbft_node::identity::load(&net.nodes[0].dir.join("node.key")).expect("key");
-    let (member, _) = attacker(&net, key);
+    let (member, _) = common::attacker(&net, &HONEST, key);
     assert!(
         wait_until(Duration::from_secs(20), || {
             let s = rt.block_on(member.status());
@@ -263,7 +215,7 @@ fn strangers_are_refused_and_a_flooding_member_is_limited_while_both_domains_com
         if last_sample.elapsed() >= Duration::from_millis(500) {
             last_sample = Instant::now();
             for i in HONEST {
-                peak_rss[i] = peak_rss[i].max(rss_mib(&net, i));
+                peak_rss[i] = peak_rss[i].max(common::rss_mib(&net, i));
             }
             graylisted = graylisted.max(total(&net, &HONEST, "lcbft_net_graylisted_peers"));
         }

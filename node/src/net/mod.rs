@@ -87,6 +87,14 @@ pub enum NetEvent {
         proof: Box<AnchorProof>,
         gossip: Option<GossipRef>,
     },
+    /// A proposal by its proposer, its payload named by ids: the main loop completes it from
+    /// the pool (or fetches the block) and gives its verdict with [`NetHandle::judge`].
+    Proposal {
+        domain: DomainId,
+        from: ReplicaIndex,
+        compact: Box<wire::Compact>,
+        gossip: Option<GossipRef>,
+    },
     /// The listening addresses are known (the first one bound).
     Listening(Multiaddr),
 }

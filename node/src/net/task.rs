@@ -509,6 +509,19 @@ impl Network {
                                 gossip: Some(gossip),
                             });
                         }
+                        Ok(NetEvent::Proposal {
+                            domain,
+                            from,
+                            compact,
+                            ..
+                        }) => {
+                            return self.emit(NetEvent::Proposal {
+                                domain,
+                                from,
+                                compact,
+                                gossip: Some(gossip),
+                            });
+                        }
                         Ok(NetEvent::Anchored {
                             domain,
                             from,
@@ -651,6 +664,20 @@ impl Network {
                 );
                 Ok(NetEvent::Payload { domain, from, txs })
             }
+            // Only the proposer announces its block this way; the replica judges the rest
+            // once the proposal is whole.
+            Gossip::Proposal(compact) => {
+                let block = &compact.proposal.block;
+                if block.proposer != from || !block.payload.is_empty() {
+                    return Err("bad_proposal");
+                }
+                Ok(NetEvent::Proposal {
+                    domain,
+                    from,
+                    compact,
+                    gossip: None,
+                })
+            }
             // Only a local domain's edge anchors it; its notices cost pairings to check (the
             // main loop does, against the genesis key sets), so each edge has a budget.
             Gossip::Anchored(proof) => {
@@ -756,6 +783,7 @@ impl Network {
         let (kind, gossip) = match ev {
             NetEvent::Consensus { gossip, .. } => ("consensus", gossip),
             NetEvent::Anchored { gossip, .. } => ("anchored", gossip),
+            NetEvent::Proposal { gossip, .. } => ("proposal", gossip),
             NetEvent::Payload { .. } => ("payload", None),
             NetEvent::Listening(_) => ("listening", None),
         };

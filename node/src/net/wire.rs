@@ -3,9 +3,10 @@
 //! shares, block sync). Both carry protocol messages in the protocol's bounded CBOR codec.
 
 use lcbft_protocol::codec::{self, CodecError};
-use lcbft_protocol::message::Message;
+use lcbft_protocol::merkle;
+use lcbft_protocol::message::{Message, Proposal};
 use lcbft_protocol::proof::AnchorProof;
-use lcbft_protocol::types::{DomainId, Tx};
+use lcbft_protocol::types::{DomainId, Hash, Header, Tx};
 use libp2p::StreamProtocol;
 use libp2p::gossipsub::IdentTopic;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,57 @@ pub enum Gossip {
     /// From an edge to its local domain: proof that the domain is anchored up to a block, so
     /// members may prune below it.
     Anchored(Box<AnchorProof>),
+    /// A proposal whose payload travels by id (see [`Compact`]).
+    Proposal(Box<Compact>),
+}
+
+/// A proposal with its payload named by item ids. Every member got the items already, as
+/// payload gossip, so sending them again inside the proposal would double the bytes each
+/// member receives, hashes, decrypts and signature-checks for every trace. A member missing
+/// some of them fetches the whole block from the proposer (`BlockRequest`), as in block sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compact {
+    /// The proposal, its block's payload left empty.
+    pub proposal: Proposal,
+    /// The payload's ids, in block order.
+    pub ids: Vec<Hash>,
+}
+
+impl Compact {
+    pub fn of(mut proposal: Proposal) -> Compact {
+        let payload = std::mem::take(&mut proposal.block.payload);
+        Compact {
+            proposal,
+            ids: payload.iter().map(Tx::id).collect(),
+        }
+    }
+
+    /// The hash of the block this names: its header commits to the payload by the ids' root.
+    pub fn block_hash(&self) -> Hash {
+        let b = &self.proposal.block;
+        Header {
+            domain: b.domain,
+            height: b.height,
+            view: b.view,
+            proposer: b.proposer,
+            parent: b.parent,
+            justify: b.justify.clone(),
+            payload_root: merkle::root(self.ids.iter().copied()),
+        }
+        .hash()
+    }
+
+    /// The whole proposal, if `find` knows every item; otherwise how many are missing.
+    pub fn complete(&self, find: impl Fn(&Hash) -> Option<Tx>) -> Result<Proposal, usize> {
+        let found: Vec<Option<Tx>> = self.ids.iter().map(find).collect();
+        let missing = found.iter().filter(|t| t.is_none()).count();
+        if missing > 0 {
+            return Err(missing);
+        }
+        let mut proposal = self.proposal.clone();
+        proposal.block.payload = found.into_iter().flatten().collect();
+        Ok(proposal)
+    }
 }
 
 impl Gossip {
@@ -105,6 +157,31 @@ impl Direct {
 mod tests {
     use super::*;
     use lcbft_protocol::types::Certificate;
+
+    #[test]
+    fn a_compact_proposal_names_the_same_block_and_completes_from_the_pool() {
+        use lcbft_protocol::types::Block;
+        let mut block = Block::genesis(DomainId::Global);
+        block.height = 1;
+        block.view = 1;
+        block.parent = Block::genesis(DomainId::Global).hash();
+        block.payload = (0..5u8).map(|i| Tx::new(vec![i; 40])).collect();
+        let proposal = Proposal {
+            block: block.clone(),
+            timeout: None,
+            term: None,
+        };
+        let compact = Compact::of(proposal.clone());
+        assert!(compact.proposal.block.payload.is_empty());
+        assert_eq!(compact.block_hash(), block.hash());
+        let g = Gossip::Proposal(Box::new(compact.clone()));
+        assert_eq!(Gossip::decode(&g.encode()).expect("decode"), g);
+        let pool: std::collections::HashMap<Hash, Tx> =
+            block.payload.iter().map(|t| (t.id(), t.clone())).collect();
+        assert_eq!(compact.complete(|id| pool.get(id).cloned()), Ok(proposal));
+        let partial = |id: &Hash| pool.get(id).filter(|t| t.bytes()[0] != 3).cloned();
+        assert_eq!(compact.complete(partial), Err(1));
+    }
 
     #[test]
     fn topics_follow_the_design() {

@@ -2,6 +2,7 @@
 //! requests and timers, feeding the replicas and carrying out their effects in order.
 
 mod anchors;
+mod proposals;
 
 use super::NodeError;
 use super::anchoring::Anchoring;
@@ -11,11 +12,12 @@ use crate::api::{ApiRequest, DomainStatus, SubmitError};
 use crate::genesis::{Genesis, domain_name};
 use crate::metrics::Metrics;
 use crate::net::wire::Gossip;
-use crate::net::{NetEvent, NetHandle, Verdict};
+use crate::net::{GossipRef, NetEvent, NetHandle, Verdict};
 use crate::store::Store;
 use lcbft_protocol::PoolRefusal;
 use lcbft_protocol::io::{Event, Input};
-use lcbft_protocol::types::{DomainId, Hash, Tx};
+use lcbft_protocol::message::Message;
+use lcbft_protocol::types::{DomainId, Hash, ReplicaIndex, Tx};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
@@ -41,6 +43,8 @@ pub struct MainLoop {
     anchoring: Anchoring,
     store: Store,
     ticks: u64,
+    /// Per domain: proposals whose block we asked of the proposer (`proposals`).
+    waiting: BTreeMap<DomainId, proposals::WaitingList>,
 }
 
 /// How often anchors are re-submitted, notices sent and windows pruned.
@@ -75,6 +79,7 @@ impl MainLoop {
             anchoring,
             store,
             ticks: 0,
+            waiting: BTreeMap::new(),
         }
     }
 
@@ -173,6 +178,7 @@ impl MainLoop {
                         None => warn!(%domain, to, "send to an unknown member"),
                     }
                 }
+                Effect::Broadcast(Message::Propose(p)) => self.propose(domain, p),
                 Effect::Broadcast(msg) => self
                     .net
                     .broadcast(domain, &Gossip::Consensus(Box::new(msg))),
@@ -257,28 +263,19 @@ impl MainLoop {
                 msg,
                 gossip,
             } => {
-                let Some(driver) = self.drivers.get_mut(&domain) else {
-                    // Not reached: we subscribe only to our domains' topics.
-                    if let Some(g) = gossip {
-                        self.net.validate(g, false);
-                    }
-                    return;
-                };
-                let effects = driver.handle(Input::Message { from, msg: *msg }, Instant::now());
-                // The replica is the judge of a consensus message: if it rejected the sender,
-                // gossipsub must not forward the message and, unless honest timing explains
-                // it, holds it against the sender (`Verdict::of_replica`).
-                let rejected = effects.iter().find_map(|e| match e {
-                    Effect::Event(Event::Rejected { from: f, reason }) if *f == from => {
-                        Some(*reason)
-                    }
-                    _ => None,
-                });
-                if let Some(g) = gossip {
-                    self.net.judge(g, Verdict::of_replica(rejected));
+                if let Message::BlockResponse(blocks) = &*msg
+                    && let Some((proposer, propose)) = self.fetched(domain, blocks)
+                {
+                    return self.on_consensus(domain, proposer, propose, gossip);
                 }
-                self.carry_out(domain, effects);
+                self.on_consensus(domain, from, *msg, gossip);
             }
+            NetEvent::Proposal {
+                domain,
+                from,
+                compact,
+                gossip,
+            } => self.on_compact(domain, from, *compact, gossip),
             NetEvent::Payload { domain, from, txs } => {
                 if !txs.is_empty() {
                     self.feed(domain, Input::Relayed { from, txs });
@@ -298,6 +295,34 @@ impl MainLoop {
             }
             NetEvent::Listening(_) => {}
         }
+    }
+
+    fn on_consensus(
+        &mut self,
+        domain: DomainId,
+        from: ReplicaIndex,
+        msg: Message,
+        gossip: Option<GossipRef>,
+    ) {
+        let Some(driver) = self.drivers.get_mut(&domain) else {
+            // Not reached: we subscribe only to our domains' topics.
+            if let Some(g) = gossip {
+                self.net.validate(g, false);
+            }
+            return;
+        };
+        let effects = driver.handle(Input::Message { from, msg }, Instant::now());
+        // The replica is the judge of a consensus message: if it rejected the sender,
+        // gossipsub must not forward the message and, unless honest timing explains
+        // it, holds it against the sender (`Verdict::of_replica`).
+        let rejected = effects.iter().find_map(|e| match e {
+            Effect::Event(Event::Rejected { from: f, reason }) if *f == from => Some(*reason),
+            _ => None,
+        });
+        if let Some(g) = gossip {
+            self.net.judge(g, Verdict::of_replica(rejected));
+        }
+        self.carry_out(domain, effects);
     }
 
     fn on_api(&mut self, req: ApiRequest) {
@@ -399,8 +424,6 @@ impl MainLoop {
                 _ => None,
             })
             .collect();
-        self.carry_out(domain, effects);
-        self.show_pool(domain);
         let mut results = Vec::with_capacity(txs.len());
         for (tx, fresh) in txs.into_iter().zip(fresh) {
             if !fresh {
@@ -424,6 +447,10 @@ impl MainLoop {
                 self.flush(domain);
             }
         }
+        // After the outbox took the new traces: a proposal among the effects names them by
+        // id, so they must be gossiped before it (`propose` flushes the outbox first).
+        self.carry_out(domain, effects);
+        self.show_pool(domain);
         results
     }
 }

@@ -454,3 +454,58 @@ pub fn probe_config(
 pub fn load_genesis(net: &Testnet) -> lcbft_node::genesis::Genesis {
     lcbft_node::genesis::load(&net.root.path().join("net").join("genesis.toml")).expect("genesis")
 }
+
+/// Resident memory of a running node, in MiB (0 if it is not running).
+pub fn rss_mib(net: &Testnet, node: usize) -> f64 {
+    let Some(pid) = net.nodes[node].pid() else {
+        return 0.0;
+    };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// An in-process peer with `key` on every domain of the genesis, dialing `targets`. Returns the
+/// handle and a count of the messages it received from the network. Call it inside a tokio
+/// runtime.
+pub fn attacker(
+    net: &Testnet,
+    targets: &[usize],
+    key: libp2p::identity::Keypair,
+) -> (
+    lcbft_node::net::NetHandle,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
+    let genesis = load_genesis(net);
+    let domains = genesis.domains.iter().map(|d| d.id).collect();
+    let peers = targets
+        .iter()
+        .map(|&i| net.nodes[i].p2p.parse().expect("multiaddr"))
+        .collect();
+    let (handle, mut events, _task) = lcbft_node::net::spawn(
+        probe_config(
+            key,
+            genesis,
+            domains,
+            vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+            peers,
+        ),
+        &mut prometheus_client::registry::Registry::default(),
+        lcbft_node::metrics::Metrics::default(),
+    )
+    .expect("attacker network");
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = read.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if !matches!(ev, lcbft_node::net::NetEvent::Listening(_)) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    (handle, read)
+}
