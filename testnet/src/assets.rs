@@ -22,9 +22,10 @@ fn assets_dir() -> PathBuf {
 /// target label of the same name would rename to `exported_domain`.
 pub fn prometheus_yml(topo: &Topology) -> String {
     let mut s = String::from(
-        "# Prometheus scrape config for this lcbft testnet (written by `lcbft-testnet init`).\n\
-         # Targets are the loopback-mode APIs; in --netns mode each API lives inside its node's\n\
-         # network namespace and is not reachable from here.\n\
+        "# Prometheus scrape config for this lcbft network (written by `lcbft-testnet init` or\n\
+         # `bundle`). Targets are the APIs outside --netns mode (loopback, or the hosts' LAN\n\
+         # addresses); in --netns mode each API lives inside its node's network namespace and is\n\
+         # not reachable from here.\n\
          global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n\
          scrape_configs:\n  - job_name: lcbft\n    metrics_path: /metrics\n    static_configs:\n",
     );

@@ -1,4 +1,4 @@
-//! The small subcommands: init, down, load, check.
+//! The small subcommands: init, bundle, down, load, check.
 
 use crate::check;
 use crate::load::Load;
@@ -26,6 +26,18 @@ pub fn init(
     let topo = crate::init::init_with(&out, shape, base_port, opts)?;
     println!(
         "wrote a testnet of {} nodes to {}: start it with `lcbft-testnet up {}`",
+        topo.nodes.len(),
+        out.display(),
+        out.display()
+    );
+    Ok(true)
+}
+
+pub fn bundle(hosts: &Path, out: &Path, opts: crate::init::GenesisOptions) -> anyhow::Result<bool> {
+    let topo = crate::bundle::bundle(hosts, out, opts)?;
+    println!(
+        "wrote {} host bundles to {}/nodes/: copy each to its host (deploy/RASPBERRY-PI.md); \
+         {}/genesis/ holds every key share: keep it offline",
         topo.nodes.len(),
         out.display(),
         out.display()

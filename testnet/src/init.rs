@@ -63,18 +63,11 @@ pub fn init_with(
     let mut nodes = layout(shape);
     let ports = free_ports(2 * nodes.len(), base_port)?;
     for (i, n) in nodes.iter_mut().enumerate() {
-        let dir = n.dir(out);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let kp = identity::generate(&dir.join("node.key"))?;
-        n.peer_id = identity::peer_id(&kp).to_string();
         n.p2p_port = ports[2 * i];
         n.api_port = ports[2 * i + 1];
     }
-    identity::generate(&out.join(PRODUCER_KEY))?;
-    write_genesis(out, &nodes, shape, opts)?;
     let domains: Vec<u32> = (1..=shape.domains as u32).collect();
-    let topo = Topology::new(domains, nodes);
+    let topo = deal(out, nodes, domains, opts)?;
     for n in &topo.nodes {
         let dir = n.dir(out);
         write_file(
@@ -89,18 +82,39 @@ pub fn init_with(
     Ok(topo)
 }
 
-fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Give every node a directory and an identity (`nodes/<name>/node.key`), write the producer
+/// key and deal the genesis with its key shares (`genesis/`). `init` and `bundle` both make
+/// their networks with this.
+pub fn deal(
+    out: &Path,
+    mut nodes: Vec<NodeSpec>,
+    domains: Vec<u32>,
+    opts: GenesisOptions,
+) -> anyhow::Result<Topology> {
+    for n in &mut nodes {
+        let dir = n.dir(out);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let kp = identity::generate(&dir.join("node.key"))?;
+        n.peer_id = identity::peer_id(&kp).to_string();
+    }
+    identity::generate(&out.join(PRODUCER_KEY))?;
+    write_genesis(out, &nodes, &domains, opts)?;
+    Ok(Topology::new(domains, nodes))
+}
+
+pub(crate) fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn peer(n: &NodeSpec) -> anyhow::Result<PeerId> {
+pub(crate) fn peer(n: &NodeSpec) -> anyhow::Result<PeerId> {
     PeerId::from_str(&n.peer_id).with_context(|| format!("bad PeerId for {}", n.name))
 }
 
 fn write_genesis(
     out: &Path,
     nodes: &[NodeSpec],
-    shape: Shape,
+    domains: &[u32],
     opts: GenesisOptions,
 ) -> anyhow::Result<()> {
     let global = nodes
@@ -109,7 +123,7 @@ fn write_genesis(
         .map(peer)
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut locals = Vec::new();
-    for d in 1..=shape.domains as u32 {
+    for &d in domains {
         let members: Vec<&NodeSpec> = nodes.iter().filter(|n| n.local == Some(d)).collect();
         let edge = members
             .iter()
@@ -135,7 +149,7 @@ fn write_genesis(
 
 /// What every node of a testnet shares: the default first timeout, capped low so faults heal
 /// within a test run.
-fn base_config(n: &NodeSpec) -> Config {
+pub(crate) fn base_config(n: &NodeSpec) -> Config {
     let mut c = Config {
         identity: "node.key".into(),
         genesis: Path::new("../..").join(GENESIS_DIR).join("genesis.toml"),
@@ -152,7 +166,7 @@ fn base_config(n: &NodeSpec) -> Config {
     c
 }
 
-fn tcp(ip: Ipv4Addr, port: u16) -> anyhow::Result<Multiaddr> {
+pub(crate) fn tcp(ip: Ipv4Addr, port: u16) -> anyhow::Result<Multiaddr> {
     Ok(format!("/ip4/{ip}/tcp/{port}").parse()?)
 }
 
@@ -207,7 +221,7 @@ fn netns_config(topo: &Topology, n: &NodeSpec) -> anyhow::Result<Config> {
 /// `count` loopback ports that are free now, in one block below the kernel's ephemeral range
 /// (a port in that range can be taken meanwhile as the source port of any outbound
 /// connection, and our nodes dial all the time).
-fn free_ports(count: usize, base: Option<u16>) -> anyhow::Result<Vec<u16>> {
+pub fn free_ports(count: usize, base: Option<u16>) -> anyhow::Result<Vec<u16>> {
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())

@@ -2,9 +2,11 @@
 //! throughput` starts, loads and observes networks with it).
 
 pub mod assets;
+pub mod bundle;
 pub mod chaos;
 pub mod check;
 pub mod commands;
+pub mod emulate;
 pub mod http;
 pub mod init;
 pub mod load;

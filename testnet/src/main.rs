@@ -52,6 +52,31 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Payload::Traces)]
         payload: Payload,
     },
+    /// Write one deployment bundle per host of a real LAN (Raspberry Pis, edges, clouds).
+    ///
+    /// HOSTS is a TOML file with one [[host]] table per machine: name, role (cloud, edge,
+    /// device), domain (the local domain of an edge or a device) and address (its LAN IPv4
+    /// address); optional p2p_port and api_port (default 7600 and 7700, also settable at the
+    /// top of the file). Writes OUT/nodes/<name>/ per host: node.toml with the real addresses
+    /// (every domain member as a known peer, mDNS on in local domains), node.key and
+    /// keys/*.share (mode 0600), genesis.toml and lcbft.service (systemd). OUT also gets
+    /// genesis/ with every share (keep it offline), prometheus.yml, the dashboards and the
+    /// manifest, so `status OUT` and `check OUT` work from a machine on the LAN. See
+    /// deploy/RASPBERRY-PI.md.
+    Bundle {
+        /// The hosts file.
+        #[arg(long)]
+        hosts: PathBuf,
+        /// Directory to write (must not hold a network yet).
+        #[arg(long)]
+        out: PathBuf,
+        /// Threshold signature scheme (blsttc needs an `lcbft` built with it).
+        #[arg(long, value_enum, default_value_t = Scheme::ThresholdCrypto)]
+        scheme: Scheme,
+        /// What blocks carry.
+        #[arg(long, value_enum, default_value_t = Payload::Traces)]
+        payload: Payload,
+    },
     /// Start every node, show live progress, stop on Ctrl-C or after --duration, then check.
     ///
     /// Without DIR a default testnet is created in a fresh temporary directory. Each node logs
@@ -78,6 +103,15 @@ enum Command {
         /// Print the final summary as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Run these nodes as a Raspberry Pi build under qemu user emulation:
+        /// ARCH:NODE[,NODE..] with ARCH aarch64 or armv7, e.g. `aarch64:dev1-1`. Needs
+        /// qemu-user and the cross build (`deploy/cross.sh aarch64`). Repeatable.
+        #[arg(long, value_name = "ARCH:NODES")]
+        emulate: Vec<String>,
+        /// The binary to emulate for ARCH (default: target/<triple>/device/lcbft, then
+        /// .../release/lcbft, beside the native build). Repeatable.
+        #[arg(long, value_name = "ARCH=PATH")]
+        emulate_bin: Vec<String>,
     },
     /// Stop the testnet running in DIR (also what a crashed launcher left behind).
     Down {
@@ -138,6 +172,16 @@ enum Command {
     },
 }
 
+fn genesis_options(scheme: Scheme, payload: Payload) -> init::GenesisOptions {
+    init::GenesisOptions {
+        scheme: match scheme {
+            Scheme::ThresholdCrypto => lcbft_protocol::crypto::SchemeId::ThresholdCrypto,
+            Scheme::Blsttc => lcbft_protocol::crypto::SchemeId::Blsttc,
+        },
+        payload: payload.into(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -155,26 +199,30 @@ fn main() -> ExitCode {
             domains,
             devices,
             base_port,
-            init::GenesisOptions {
-                scheme: match scheme {
-                    Scheme::ThresholdCrypto => lcbft_protocol::crypto::SchemeId::ThresholdCrypto,
-                    Scheme::Blsttc => lcbft_protocol::crypto::SchemeId::Blsttc,
-                },
-                payload: payload.into(),
-            },
+            genesis_options(scheme, payload),
         ),
+        Command::Bundle {
+            hosts,
+            out,
+            scheme,
+            payload,
+        } => commands::bundle(&hosts, &out, genesis_options(scheme, payload)),
         Command::Up {
             dir,
             duration,
             netns,
             load,
             json,
+            emulate,
+            emulate_bin,
         } => up::run(up::Args {
             dir,
             duration,
             netns,
             load: (load != 0.0).then_some(load),
             json,
+            emulate,
+            emulate_bin,
         }),
         Command::Down { dir } => commands::down(&dir),
         Command::Status { dir } => net::Net::open(&dir, false)

@@ -4,12 +4,14 @@
 //! Pid files (`run/<node>.pid`) rather than only child handles, because `chaos`, `status` and
 //! `down` act on a network that another `lcbft-testnet` process started.
 
+use crate::emulate::Emulated;
 use crate::init::{LOOPBACK_CONFIG, NETNS_CONFIG};
 use crate::topology::NodeSpec;
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,9 @@ pub fn lcbft_bin() -> anyhow::Result<PathBuf> {
 pub struct RunState {
     pub launcher_pid: i32,
     pub netns: bool,
+    /// Nodes that run a cross-built binary under qemu (`up --emulate`).
+    #[serde(default)]
+    pub emulated: BTreeMap<String, Emulated>,
 }
 
 pub fn run_dir(root: &Path) -> PathBuf {
@@ -113,8 +118,15 @@ pub fn node_pid(root: &Path, n: &NodeSpec) -> Option<i32> {
     (alive(pid) && cmdline.contains(&marker)).then_some(pid)
 }
 
-/// Start a node; its stderr is appended to `nodes/<name>/node.log`.
-pub fn spawn_node(root: &Path, bin: &Path, n: &NodeSpec, netns: bool) -> anyhow::Result<Child> {
+/// Start a node (`bin`, or under qemu with `emu`); its stderr is appended to
+/// `nodes/<name>/node.log`.
+pub fn spawn_node(
+    root: &Path,
+    bin: &Path,
+    n: &NodeSpec,
+    netns: bool,
+    emu: Option<&Emulated>,
+) -> anyhow::Result<Child> {
     let dir = n.dir(root);
     let log_path = dir.join("node.log");
     let mut log = std::fs::OpenOptions::new()
@@ -122,14 +134,30 @@ pub fn spawn_node(root: &Path, bin: &Path, n: &NodeSpec, netns: bool) -> anyhow:
         .append(true)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
-    let _ = writeln!(log, "=== lcbft-testnet: starting {} ===", n.name);
+    let _ = match emu {
+        Some(e) => writeln!(
+            log,
+            "=== lcbft-testnet: starting {} ({} under {}: {}) ===",
+            n.name,
+            e.arch.as_str(),
+            e.arch.qemu().0,
+            e.bin.display()
+        ),
+        None => writeln!(log, "=== lcbft-testnet: starting {} ===", n.name),
+    };
     let config = config_path(root, n, netns);
+    let direct = match emu {
+        Some(e) => e.command(),
+        None => Command::new(bin),
+    };
     let mut cmd = if netns {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &n.netns()]).arg(bin);
+        c.args(["netns", "exec", &n.netns()])
+            .arg(direct.get_program())
+            .args(direct.get_args());
         c
     } else {
-        Command::new(bin)
+        direct
     };
     cmd.arg("run")
         .arg("--config")

@@ -2,13 +2,14 @@
 //! netns mode), restarts and kills them on request, and tears everything down at the end,
 //! also when an error or a panic unwinds through it.
 
+use crate::emulate::Emulated;
 use crate::net::Net;
 use crate::observe::Snapshot;
 use crate::topology::{Shape, Topology};
 use crate::{init, netns, procs};
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,8 @@ const GRACE: Duration = Duration::from_secs(5);
 pub struct Session {
     pub net: Net,
     pub bin: PathBuf,
+    /// Nodes run under qemu instead of `bin`.
+    pub emulated: BTreeMap<String, Emulated>,
     children: HashMap<String, Child>,
     /// This process started the network, so it stops it.
     owns: bool,
@@ -58,7 +61,17 @@ fn clear_leftovers(net: &Net) {
 
 impl Session {
     /// Start every node of `net` (in its namespace with `netns`).
-    pub fn start(mut net: Net, netns_mode: bool, bin: PathBuf) -> anyhow::Result<Session> {
+    pub fn start(net: Net, netns_mode: bool, bin: PathBuf) -> anyhow::Result<Session> {
+        Session::start_emulating(net, netns_mode, bin, BTreeMap::new())
+    }
+
+    /// [`Session::start`] with some nodes under emulation.
+    pub fn start_emulating(
+        mut net: Net,
+        netns_mode: bool,
+        bin: PathBuf,
+        emulated: BTreeMap<String, Emulated>,
+    ) -> anyhow::Result<Session> {
         if let Some(s) = procs::running(&net.root, &net.topo.nodes) {
             bail!(
                 "a testnet is already running in {} (launcher pid {}): stop it with `lcbft-testnet down {}`",
@@ -82,11 +95,13 @@ impl Session {
             &procs::RunState {
                 launcher_pid: std::process::id() as i32,
                 netns: netns_mode,
+                emulated: emulated.clone(),
             },
         )?;
         let mut s = Session {
             net,
             bin,
+            emulated,
             children: HashMap::new(),
             owns: true,
             done: false,
@@ -100,9 +115,13 @@ impl Session {
 
     /// Act on a network another `lcbft-testnet` process runs (it keeps ownership).
     pub fn attach(net: Net, bin: PathBuf) -> Session {
+        let emulated = procs::read_state(&net.root)
+            .map(|s| s.emulated)
+            .unwrap_or_default();
         Session {
             net,
             bin,
+            emulated,
             children: HashMap::new(),
             owns: false,
             done: false,
@@ -115,7 +134,13 @@ impl Session {
         if self.net.pid(&n).is_some() {
             return Ok(());
         }
-        let child = procs::spawn_node(&self.net.root, &self.bin, &n, self.net.netns)?;
+        let child = procs::spawn_node(
+            &self.net.root,
+            &self.bin,
+            &n,
+            self.net.netns,
+            self.emulated.get(name),
+        )?;
         self.children.insert(n.name.clone(), child);
         Ok(())
     }
@@ -239,9 +264,10 @@ impl Drop for Session {
 fn check_ports_free(topo: &Topology) -> anyhow::Result<()> {
     for n in &topo.nodes {
         for port in [n.p2p_port, n.api_port] {
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            if std::net::TcpListener::bind((n.ip(), port)).is_err() {
                 bail!(
-                    "port {port} of node {} is in use: is another testnet or program using it? stop it, or `init` a new directory (it picks free ports)",
+                    "port {}:{port} of node {} is in use or not an address of this machine: is another testnet or program using it? stop it, or `init` a new directory (it picks free ports)",
+                    n.ip(),
                     n.name
                 );
             }

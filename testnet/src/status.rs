@@ -48,8 +48,17 @@ pub fn run(net: &Net) -> anyhow::Result<()> {
         "RSS",
         "CPU%"
     );
+    let emulated = procs::read_state(&net.root)
+        .map(|s| s.emulated)
+        .unwrap_or_default();
     for n in &net.topo.nodes {
         let obs = snap.get(&n.name);
+        // An emulated node is marked by a `*` after its name (explained below the table).
+        let name = if emulated.contains_key(&n.name) {
+            format!("{}*", n.name)
+        } else {
+            n.name.clone()
+        };
         let pid = obs.and_then(|o| o.pid);
         let (rss, cpu) = pid
             .and_then(|p| {
@@ -66,7 +75,7 @@ pub fn run(net: &Net) -> anyhow::Result<()> {
         let Some(status) = status else {
             println!(
                 "{:<9} {:<6} {:>7} {:<8} {:>10} {:>5} {:>7} {:<9} {:>5} {:>7} {:>6}",
-                n.name,
+                name,
                 n.role.as_str(),
                 pid_s,
                 "-",
@@ -93,7 +102,7 @@ pub fn run(net: &Net) -> anyhow::Result<()> {
                 .map_or_else(|| short(&d.leader_peer), |s| (*s).to_owned());
             println!(
                 "{:<9} {:<6} {:>7} {:<8} {:>10} {:>5} {:>7} {:<9} {:>5} {:>7} {:>6}",
-                n.name,
+                name,
                 n.role.as_str(),
                 pid_s,
                 d.domain,
@@ -119,6 +128,13 @@ pub fn run(net: &Net) -> anyhow::Result<()> {
                 d.domain
             );
         }
+    }
+    for (name, e) in &emulated {
+        println!(
+            "* {name} is emulated: the {} binary under {} (its RSS and CPU include qemu)",
+            e.arch.as_str(),
+            e.arch.qemu().0
+        );
     }
     if let Some(a) = snap.anchored() {
         let parts: Vec<String> = a.iter().map(|(d, h)| format!("{d} up to {h}")).collect();

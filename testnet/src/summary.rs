@@ -1,6 +1,7 @@
 //! The one-line progress text and the final JSON summary of a run.
 
 use crate::check::Report;
+use crate::emulate::Emulated;
 use crate::load::Stats;
 use crate::net::Net;
 use crate::observe::Snapshot;
@@ -80,6 +81,8 @@ fn layer(net: &Net, snap: &Snapshot, start: &BTreeMap<String, u64>, local: bool)
 
 pub struct Run<'a> {
     pub net: &'a Net,
+    /// Nodes under qemu (`up --emulate`).
+    pub emulated: &'a BTreeMap<String, Emulated>,
     pub start: &'a BTreeMap<String, u64>,
     pub end: &'a Snapshot,
     pub stats: Option<&'a Stats>,
@@ -112,6 +115,7 @@ pub fn summary(r: &Run) -> Value {
         "anchors": r.end.anchored().map(|a| a.values().sum::<u64>()),
         "anchored": r.end.anchored(),
         "anchor_lag_ms": anchor_lag(r.end),
+        "emulated": emulated(r),
         "traces": traces.unwrap_or(json!({ "submitted": 0, "committed": 0 })),
         "safety": r.report.safety(),
         "check": r.report,
@@ -133,4 +137,38 @@ fn anchor_lag(end: &Snapshot) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// Per emulated node: its architecture and, per domain it is in, its committed height against
+/// the highest of the domain's members (`behind`).
+fn emulated(r: &Run) -> Value {
+    let mut out = Vec::new();
+    for (name, e) in r.emulated {
+        let Ok(spec) = r.net.topo.node(name) else {
+            continue;
+        };
+        let status = r.end.get(name).and_then(|o| o.status.as_ref());
+        let domains: serde_json::Map<String, Value> = spec
+            .domains()
+            .into_iter()
+            .map(|d| {
+                let mine = status
+                    .and_then(|s| s.domain(&d))
+                    .map(|v| v.committed_height);
+                let top = r.end.heights(&d).map(|h| h.max);
+                let behind = mine.zip(top).map(|(m, t)| t.saturating_sub(m));
+                (
+                    d,
+                    json!({ "height": mine, "domain_height": top, "behind": behind }),
+                )
+            })
+            .collect();
+        out.push(json!({
+            "node": name,
+            "arch": e.arch.as_str(),
+            "binary": e.bin.display().to_string(),
+            "domains": domains,
+        }));
+    }
+    Value::Array(out)
 }

@@ -53,6 +53,10 @@ pub struct NodeSpec {
     /// Netns mode: its address on the global LAN and on its local LAN.
     pub global_ip: Option<Ipv4Addr>,
     pub local_ip: Option<Ipv4Addr>,
+    /// Set for a host of a `bundle`: its LAN address, where its libp2p and API ports listen
+    /// (`init` networks listen on 127.0.0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
 }
 
 impl NodeSpec {
@@ -84,8 +88,13 @@ impl NodeSpec {
         if netns {
             SocketAddr::from(([127, 0, 0, 1], NETNS_API_PORT))
         } else {
-            SocketAddr::from(([127, 0, 0, 1], self.api_port))
+            SocketAddr::from((self.ip(), self.api_port))
         }
+    }
+
+    /// Where its ports listen outside netns mode.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.address.unwrap_or(Ipv4Addr::LOCALHOST)
     }
 }
 
@@ -160,6 +169,7 @@ pub fn layout(shape: Shape) -> Vec<NodeSpec> {
             api_port: 0,
             global_ip: None,
             local_ip: None,
+            address: None,
         });
     };
     for c in 1..=clouds {

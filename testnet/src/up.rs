@@ -1,6 +1,7 @@
 //! `up`: start a testnet, watch it, optionally load it, stop it, summarise and check it.
 
 use crate::check;
+use crate::emulate;
 use crate::load::Load;
 use crate::observe::Snapshot;
 use crate::progress::Progress;
@@ -17,6 +18,10 @@ pub struct Args {
     pub netns: bool,
     pub load: Option<f64>,
     pub json: bool,
+    /// `ARCH:NODE[,NODE..]`: run those nodes' cross-built binary under qemu.
+    pub emulate: Vec<String>,
+    /// `ARCH=PATH`: the binary to emulate (default: the cross build in the target dir).
+    pub emulate_bin: Vec<String>,
 }
 
 /// SIGINT and SIGTERM set the returned flag instead of killing us, so the nodes get stopped;
@@ -43,13 +48,25 @@ pub fn run(a: Args) -> anyhow::Result<bool> {
     {
         anyhow::bail!("--load {r}: give a rate in traces per second, above 0 and at most 100000");
     }
+    let plan = emulate::Plan::parse(&a.emulate)?;
+    let emulate_bins = emulate::parse_bins(&a.emulate_bin)?;
     let stop = stop_flag()?;
     let dir = a.dir.clone().unwrap_or_else(session::fresh_dir);
     let net = session::open_or_init(&dir, a.netns)?;
+    plan.check(&net.topo)?;
+    let emulated = plan.resolve(&bin, &emulate_bins)?;
     let started = Instant::now();
     let deadline = a.duration.map(|s| started + Duration::from_secs(s));
-    let mut s = Session::start(net, a.netns, bin.clone())?;
+    let mut s = Session::start_emulating(net, a.netns, bin.clone(), emulated)?;
     let mut progress = Progress::new();
+    for (name, e) in &s.emulated {
+        progress.note(&format!(
+            "{name} runs the {} binary under {} ({})",
+            e.arch.as_str(),
+            e.arch.qemu().0,
+            e.bin.display()
+        ));
+    }
     progress.note(&format!(
         "testnet {} ({} nodes, {}): logs in nodes/*/node.log{}",
         s.net.root.display(),
@@ -133,6 +150,7 @@ pub fn run(a: Args) -> anyhow::Result<bool> {
     progress.finish();
     let run = summary::Run {
         net: &s.net,
+        emulated: &s.emulated,
         start: &start_heights,
         end: &end,
         stats: stats.as_deref(),
@@ -172,6 +190,18 @@ fn print_human(v: &serde_json::Value) {
         t["committed"],
         t["committed_per_s"].as_f64().unwrap_or(0.0)
     );
+    for e in v["emulated"].as_array().into_iter().flatten() {
+        for (d, h) in e["domains"].as_object().into_iter().flatten() {
+            println!(
+                "  emulated {} ({}): {d} height {} of {} ({} behind)",
+                e["node"].as_str().unwrap_or(""),
+                e["arch"].as_str().unwrap_or(""),
+                h["height"],
+                h["domain_height"],
+                h["behind"]
+            );
+        }
+    }
     println!("  safety: {}", v["safety"].as_str().unwrap_or(""));
     for n in v["check"]["notes"].as_array().into_iter().flatten() {
         println!("  note: {}", n.as_str().unwrap_or(""));

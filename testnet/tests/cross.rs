@@ -1,0 +1,131 @@
+//! Raspberry Pi builds (issue 12), run only with `LCBFT_CROSS=1`: the cross builds take many
+//! minutes on a small machine. `deploy/cross.sh` installs the Debian cross toolchains and
+//! qemu-user when missing (apt-get, so as root), then builds with the `device` profile.
+//!
+//! - the aarch64 binary runs as device dev1-1 under qemu-aarch64 in a default loopback
+//!   testnet: the network commits and passes the check, and at the end dev1-1's committed
+//!   height is within 5 blocks of its domain's;
+//! - the armv7 binary links.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{TESTNET, assert_healthy_run, json, serial, skip, testnet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const ENV: &str = "LCBFT_CROSS";
+
+fn enabled(test: &str) -> bool {
+    if std::env::var(ENV).is_ok_and(|v| v == "1") {
+        return true;
+    }
+    skip(
+        test,
+        &format!(
+            "cross builds take many minutes: set {ENV}=1 to build for the Pi and run this test"
+        ),
+    );
+    false
+}
+
+/// The target directory the tests' binaries are in (`target/`), where `up --emulate` looks
+/// for the cross build.
+fn target_dir() -> PathBuf {
+    Path::new(TESTNET)
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_owned()
+}
+
+/// `deploy/cross.sh ARCH` into the tests' target directory; returns the binary.
+fn cross_build(arch: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let start = Instant::now();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo_dir = Path::new(&cargo).parent().map(Path::to_owned);
+    let mut path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(d) = cargo_dir {
+        let mut p = std::ffi::OsString::from(d);
+        p.push(":");
+        p.push(&path);
+        path = p;
+    }
+    let ok = Command::new(root.join("deploy/cross.sh"))
+        .arg(arch)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env("PATH", path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "deploy/cross.sh {arch} failed");
+    let triple = match arch {
+        "aarch64" => "aarch64-unknown-linux-gnu",
+        _ => "armv7-unknown-linux-gnueabihf",
+    };
+    let bin = target_dir().join(triple).join("device").join("lcbft");
+    eprintln!(
+        "cross build {arch}: {:.0}s, {} bytes",
+        start.elapsed().as_secs_f64(),
+        std::fs::metadata(&bin).unwrap().len()
+    );
+    bin
+}
+
+#[test]
+fn an_emulated_aarch64_device_keeps_up_with_its_domain() {
+    if !enabled("an_emulated_aarch64_device_keeps_up_with_its_domain") {
+        return;
+    }
+    let bin = cross_build("aarch64");
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let emulate_bin = format!("aarch64={}", bin.display());
+    let o = testnet(
+        &[
+            "up",
+            net.to_str().unwrap(),
+            "--emulate",
+            "aarch64:dev1-1",
+            "--emulate-bin",
+            &emulate_bin,
+            "--duration",
+            "60",
+            "--load",
+            "20",
+            "--json",
+        ],
+        Duration::from_secs(240),
+    );
+    let v = json(&o);
+    eprintln!("{v:#}");
+    assert!(o.status.success(), "{v:#}");
+    assert_healthy_run(&v);
+    let e = &v["emulated"][0];
+    assert_eq!(e["node"], "dev1-1", "{v:#}");
+    assert_eq!(e["arch"], "aarch64", "{v:#}");
+    let local = &e["domains"]["local/1"];
+    let behind = local["behind"].as_u64().unwrap();
+    assert!(local["height"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(
+        behind <= 5,
+        "dev1-1 under qemu is {behind} blocks behind local/1: {v:#}"
+    );
+}
+
+#[test]
+fn the_armv7_build_links() {
+    if !enabled("the_armv7_build_links") {
+        return;
+    }
+    let bin = cross_build("armv7");
+    let out = Command::new("file").arg(&bin).output();
+    if let Ok(o) = out {
+        let what = String::from_utf8_lossy(&o.stdout);
+        assert!(what.contains("ARM") && what.contains("32-bit"), "{what}");
+    }
+}
