@@ -98,7 +98,7 @@ fn proposals_travel_by_id_and_phantom_items_cost_a_member_nothing_but_its_reques
     while start.elapsed() < Duration::from_secs(15) {
         n += 1;
         member.broadcast(G, &phantom(0, 1_000 + n, 2_000));
-        if n % 25 == 0 {
+        if n.is_multiple_of(25) {
             for i in HONEST {
                 peak_rss[i] = peak_rss[i].max(common::rss_mib(&net, i));
             }
