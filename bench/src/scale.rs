@@ -240,11 +240,11 @@ fn charts(dir: &Path, rows: &[Row]) -> anyhow::Result<()> {
     plot::draw(
         &dir.join("scale-messages.png"),
         &Axes {
-            title: "Messages per committed block",
+            title: "Messages per committed block, per replica (flat = linear in n)",
             x: "replicas in the domain (n)",
-            y: "messages per committed block",
+            y: "messages per committed block / n",
         },
-        &lines_of(&|r| r.m.messages),
+        &lines_of(&|r| r.m.messages / r.n as f64),
     )?;
     plot::draw(
         &dir.join("scale-cpu.png"),
