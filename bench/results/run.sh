@@ -15,3 +15,8 @@ run global4-sweep throughput --topology global4 --sweep 200,500,1000 --duration 
 cp "${TMPDIR:-/tmp}/lcbft-global4-sweep-$$/sweep.png" "$R/global4-sweep.png" 2>/dev/null
 run default-raw-200 throughput --topology default --payload raw --rate 200 --duration 20
 run default-blsttc-200 throughput --topology default --scheme blsttc --rate 200 --duration 20
+# Simulator figures (only `lcbft-bench` is needed): the crypto floor, the paper's cost model,
+# and scale; the last two also write their .md, .csv and .png here.
+run crypto crypto --n 4,7,16,31
+run cost-model cost-model --out "$R"
+run scale scale --out "$R"

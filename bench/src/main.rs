@@ -1,7 +1,12 @@
 //! `lcbft-bench`: figures for lcbft. Performance targets are checked here, by printed numbers,
 //! never by timed assertions in tests.
 
+mod cost_model;
+mod cpu;
+mod crypto;
 mod loadgen;
+mod plot;
+mod scale;
 mod sim;
 mod throughput;
 
@@ -26,6 +31,16 @@ enum Command {
     /// What the testnet's load generator can offer when the nodes are not the limit: HTTP
     /// sinks that admit every item stand in for the nodes of a default testnet. One JSON line.
     Loadgen(loadgen::Args),
+    /// Cost of each threshold-signature operation with both BLS backends, and the floor of one
+    /// basic phase for a replica and for the collector. One JSON line.
+    Crypto(crypto::Args),
+    /// The paper's cost model (§6: 3 phases per global block, 2 + 2p per local block)
+    /// against the simulator with real BLS and leader failures with probability p, sparse and
+    /// saturated. Tables and plots with --out; one JSON line.
+    CostModel(cost_model::Args),
+    /// Messages, bytes, crypto and CPU per committed block as the domain grows, both layers,
+    /// with and without a view change. Tables and plots with --out; one JSON line.
+    Scale(scale::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +48,8 @@ fn main() -> anyhow::Result<()> {
         Command::Sim(args) => sim::run(&args),
         Command::Throughput(args) => throughput::run(&args),
         Command::Loadgen(args) => loadgen::run(&args),
+        Command::Crypto(args) => crypto::run(&args),
+        Command::CostModel(args) => cost_model::run(&args),
+        Command::Scale(args) => scale::run(&args),
     }
 }

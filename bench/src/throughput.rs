@@ -22,9 +22,9 @@
 //! - **CPU and memory**: `/proc/<pid>/stat` utime+stime deltas per role over the load, per
 //!   1,000 committed traces (local + global); peak RSS is `VmHWM` per node, max per role.
 
-mod plot;
 mod watch;
 
+use crate::plot::{self, Axes, Line};
 use anyhow::{Context, bail};
 use clap::{Args as ClapArgs, ValueEnum};
 use lcbft_node::genesis::PayloadKind;
@@ -133,7 +133,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             first["scheme"].as_str().unwrap_or(""),
             first["payload"].as_str().unwrap_or("")
         );
-        plot::draw(&png, &title, &results)?;
+        sweep_chart(&png, &title, &results)?;
         eprintln!("drew {}", png.display());
     }
     Ok(())
@@ -339,4 +339,37 @@ fn sent_bytes(net: &Net) -> BTreeMap<String, f64> {
         }
     }
     out
+}
+
+/// (committed/s, latency ms) for one latency figure of every result.
+fn latency_series(results: &[Value], which: &str, q: &str) -> Vec<(f64, f64)> {
+    results
+        .iter()
+        .filter_map(|v| {
+            let c = &v["committed_per_s"];
+            let x = c["local"].as_f64().unwrap_or(0.0) + c["global"].as_f64().unwrap_or(0.0);
+            let y = v["latency_ms"][which][q].as_f64()?;
+            Some((x, y))
+        })
+        .collect()
+}
+
+/// Throughput against latency, one line per layer and percentile.
+fn sweep_chart(png: &Path, title: &str, results: &[Value]) -> anyhow::Result<()> {
+    use plotters::style::{BLUE, CYAN, MAGENTA, RED};
+    let lines = [
+        ("local_commit", "p50", "local commit p50", BLUE),
+        ("local_commit", "p99", "local commit p99", CYAN),
+        ("global_commit", "p50", "global commit p50", RED),
+        ("global_commit", "p99", "global commit p99", MAGENTA),
+    ]
+    .into_iter()
+    .map(|(w, q, label, color)| Line::measured(label, color, latency_series(results, w, q)))
+    .collect::<Vec<_>>();
+    let axes = Axes {
+        title,
+        x: "committed traces/s (local + global)",
+        y: "latency from submission (ms)",
+    };
+    plot::draw(png, &axes, &lines)
 }

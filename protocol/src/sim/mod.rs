@@ -103,6 +103,22 @@ pub struct SimConfig {
     /// In place of the chaotic middle: every replica (Byzantine ones too) crashes at once and
     /// restarts from its disk; the run then goes on healed.
     pub restart_all: Option<RestartAll>,
+    /// The chance that the leader fails in a round (paper §6's p): the first proposal of each
+    /// block of payload is lost with this probability, so the domain must time out and change
+    /// its leader (local) or skip the view (global). Drawn once per block of payload (keyed by
+    /// its first item), so a retry of the same items is not failed again: p view changes per
+    /// block, as the paper counts them.
+    pub leader_failure: f64,
+    /// What the per-replica CPU figure is read from (nanoseconds; only differences are used).
+    /// The default is a monotonic wall clock; a benchmark can pass the thread's CPU clock.
+    pub cpu_clock: fn() -> u64,
+}
+
+/// Nanoseconds since the first call: the default [`SimConfig::cpu_clock`].
+pub fn monotonic_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl SimConfig {
@@ -121,6 +137,8 @@ impl SimConfig {
             trace: false,
             down: 0,
             restart_all: None,
+            leader_failure: 0.0,
+            cpu_clock: monotonic_ns,
         }
     }
 }
@@ -148,6 +166,17 @@ pub struct SimReport {
     /// violation).
     pub double_votes: u64,
     pub strategies: Vec<Strategy>,
+    /// Committed blocks that carry payload (the rest are the empty blocks the idle rule
+    /// proposes to finish a commit chain).
+    pub payload_commits: u64,
+    /// Proposals dropped by [`SimConfig::leader_failure`].
+    pub leader_failures: u64,
+    /// Per node: time inside the replica's `handle` (consensus rules and crypto; not the wire
+    /// codec, which the simulator runs for it), by [`SimConfig::cpu_clock`]. Honest nodes only;
+    /// 0 for the others.
+    pub cpu_ns: Vec<u64>,
+    /// Per node: crypto operations as in [`SimReport::crypto`]. Honest nodes only.
+    pub crypto_by_node: Vec<[u64; 4]>,
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -242,6 +271,14 @@ pub struct Sim {
     paused: bool,
     /// Crash every node right after the next vote leaves one.
     crash_after_vote: bool,
+    /// Draws for [`SimConfig::leader_failure`], apart from `rng` so that runs without it keep
+    /// their seeds' schedules.
+    failure_rng: ChaCha8Rng,
+    /// Blocks of payload (by first item) whose leader failure has been drawn, and the views
+    /// whose proposals are being dropped.
+    failure_drawn: HashSet<Hash>,
+    failed_views: HashSet<u64>,
+    cpu_ns: Vec<u64>,
 }
 
 fn domain_of(layer: Layer) -> DomainId {
@@ -315,6 +352,10 @@ impl Sim {
             broken,
             paused: false,
             crash_after_vote: false,
+            failure_rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6c65_6164_6572_6661),
+            failure_drawn: HashSet::new(),
+            failed_views: HashSet::new(),
+            cpu_ns: Vec::new(),
             cfg,
         };
         let mut k = 0usize;
@@ -406,6 +447,7 @@ impl Sim {
         self.writing.push(BTreeMap::new());
         self.incarnation.push(0);
         self.counters.push(counters);
+        self.cpu_ns.push(0);
     }
 
     fn honest(&self, node: usize) -> bool {
@@ -461,6 +503,11 @@ impl Sim {
             if let Output::Send { msg, .. } | Output::Broadcast(msg) = &out {
                 self.check_durable(node, msg);
             }
+            if let Output::Send { msg, .. } | Output::Broadcast(msg) = &out
+                && self.leader_fails(node, msg)
+            {
+                continue;
+            }
             match out {
                 Output::Send { to, msg } => {
                     self.send(node, to, &msg);
@@ -509,11 +556,14 @@ impl Sim {
                 Output::Commit { block, .. } => {
                     if self.honest(node) {
                         let phases = self.phases_seen.len() as u64;
-                        if self.checker.commit(node, &block, self.now)
-                            && let Some(start) = self.phase_at_proposal.get(&block.view)
-                        {
-                            self.phase_latency.0 += phases - start;
-                            self.phase_latency.1 += 1;
+                        if self.checker.commit(node, &block, self.now) {
+                            if !block.payload.is_empty() {
+                                self.report.payload_commits += 1;
+                            }
+                            if let Some(start) = self.phase_at_proposal.get(&block.view) {
+                                self.phase_latency.0 += phases - start;
+                                self.phase_latency.1 += 1;
+                            }
                         }
                     }
                     let disk = &mut self.disks[node];
@@ -524,6 +574,30 @@ impl Sim {
                 Output::Event(e) => self.on_event(node, e),
             }
         }
+    }
+
+    /// [`SimConfig::leader_failure`]: whether this message is an honest leader's proposal that
+    /// is lost because its leader fails in that round.
+    fn leader_fails(&mut self, node: usize, msg: &Message) -> bool {
+        let Message::Propose(p) = msg else {
+            return false;
+        };
+        if self.failed_views.contains(&p.block.view) {
+            return true;
+        }
+        let Some(first) = p.block.payload.first() else {
+            return false;
+        };
+        if self.cfg.leader_failure <= 0.0
+            || !self.honest(node)
+            || !self.failure_drawn.insert(first.id())
+            || !self.failure_rng.gen_bool(self.cfg.leader_failure.min(1.0))
+        {
+            return false;
+        }
+        self.failed_views.insert(p.block.view);
+        self.report.leader_failures += 1;
+        true
     }
 
     /// DESIGN §7: no share of an honest replica leaves it, alone or inside a certificate, before
@@ -632,7 +706,10 @@ impl Sim {
         if trace {
             eprintln!("{:>6} {node} <- {input:?}", self.now);
         }
+        let started = (self.cfg.cpu_clock)();
         let out = slot.handle(input);
+        let spent = (self.cfg.cpu_clock)().saturating_sub(started);
+        self.cpu_ns[node] += spent;
         if trace {
             for o in &out {
                 eprintln!("{:>6} {node} -> {o:?}", self.now);
@@ -882,7 +959,11 @@ impl Sim {
         } else {
             self.report.phases as f64 / verdict.commits as f64
         };
+        self.report.cpu_ns = vec![0; self.nodes.len()];
+        self.report.crypto_by_node = vec![[0; 4]; self.nodes.len()];
         for node in honest {
+            self.report.cpu_ns[node] = self.cpu_ns[node];
+            self.report.crypto_by_node[node] = self.counters[node].snapshot();
             let c = &self.counters[node];
             for (i, op) in [
                 CryptoOp::SignShare,
