@@ -102,7 +102,8 @@ impl MainLoop {
         blocks: &[Block],
     ) -> Option<(ReplicaIndex, Message)> {
         let block = blocks.first()?;
-        let waiting = self.waiting.get_mut(&domain)?;
+        // Sync answers pass here too: hash a block only while a proposal waits for one.
+        let waiting = self.waiting.get_mut(&domain).filter(|w| !w.is_empty())?;
         let hash = block.hash();
         let at = waiting.iter().position(|w| w.hash == hash)?;
         let w = waiting.remove(at)?;
