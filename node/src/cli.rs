@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// `lcbft genesis` with all PeerIds and hands each node the genesis file and its key shares;
 /// every node runs `lcbft run --config FILE`.
 #[derive(Parser, Debug)]
-#[command(name = "lcbft", version, about, long_about)]
+#[command(name = "lcbft", version = crate::net::wire::VERSION, about, long_about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

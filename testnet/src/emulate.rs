@@ -125,6 +125,13 @@ impl Plan {
                 Some(b) => bail!("--emulate-bin {}: not a file", b.display()),
                 None => cross_bin(native, arch)?,
             };
+            same_release(
+                native,
+                &Emulated {
+                    arch,
+                    bin: bin.clone(),
+                },
+            )?;
             per_arch.insert(arch, bin);
         }
         Ok(self
@@ -153,6 +160,30 @@ impl Emulated {
         c.arg("-L").arg(sysroot).arg(&self.bin);
         c
     }
+}
+
+/// A cross build left over from an older checkout speaks another wire version: it would run
+/// but never take part, which reads as a slow device. Refuse it up front.
+fn same_release(native: &Path, emulated: &Emulated) -> anyhow::Result<()> {
+    let version = |mut c: Command| -> anyhow::Result<String> {
+        let out = c.arg("--version").output()?;
+        anyhow::ensure!(out.status.success(), "exit status {}", out.status);
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let ours =
+        version(Command::new(native)).with_context(|| format!("{} --version", native.display()))?;
+    let theirs = version(emulated.command())
+        .with_context(|| format!("{} --version under emulation", emulated.bin.display()))?;
+    if ours != theirs {
+        bail!(
+            "--emulate {}: {} is `{theirs}` but the native nodes are `{ours}`: rebuild it (`deploy/cross.sh {}`) or pass --emulate-bin {}=PATH",
+            emulated.arch.as_str(),
+            emulated.bin.display(),
+            emulated.arch.as_str(),
+            emulated.arch.as_str()
+        );
+    }
+    Ok(())
 }
 
 /// `<target>/<triple>/{device,release}/lcbft`, where `<target>` holds the native binary's

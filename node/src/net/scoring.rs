@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn parameters_are_valid_for_gossipsub() {
-        let t = IdentTopic::new("lcbft/global/1").hash();
+        let t = crate::net::wire::topic(lcbft_protocol::types::DomainId::Global).hash();
         params(&[t]).validate().expect("score params");
         thresholds().validate().expect("thresholds");
     }

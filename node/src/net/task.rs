@@ -15,7 +15,7 @@ use super::addresses::{Added, AddressBook, Source};
 use super::behaviour::{Behaviour, BehaviourEvent, Params};
 use super::limits::{self, Limits, Work};
 use super::scoring;
-use super::wire::{Ack, Direct, Gossip, topic};
+use super::wire::{Ack, Direct, Gossip, IDENTIFY_PROTOCOL, topic};
 use super::{Command, GossipRef, NetConfig, NetError, NetEvent, NetHandle, NetStatus, Verdict};
 use crate::admission::{Admission, Refusal};
 use crate::genesis::{Genesis, Role};
@@ -163,6 +163,7 @@ pub fn spawn(
         limits: Limits::default(),
         dialing: HashMap::new(),
         refused,
+        other_versions: BTreeSet::new(),
     };
     let task = tokio::spawn(net.run(cmd_rx));
     Ok((handle, ev_rx, task))
@@ -193,6 +194,9 @@ struct Network {
     /// Members whose last dials failed: how many in a row, and when to try next.
     dialing: HashMap<PeerId, (u32, Instant)>,
     refused: Refused,
+    /// Peers that announced another wire version, warned about once each. Only members and
+    /// observers get a connection, so the genesis bounds it.
+    other_versions: BTreeSet<PeerId>,
 }
 
 /// Counters of refused connections, by reason.
@@ -563,6 +567,18 @@ impl Network {
                 self.lib_metrics.record(&*e);
                 if let identify::Event::Received { peer_id, info, .. } = *e {
                     self.touch(peer_id);
+                    if info.protocol_version != IDENTIFY_PROTOCOL {
+                        self.metrics.on_net_rejected("identify", "wire_version");
+                        if self.other_versions.insert(peer_id) {
+                            warn!(
+                                %peer_id,
+                                theirs = %info.protocol_version,
+                                ours = IDENTIFY_PROTOCOL,
+                                agent = %info.agent_version,
+                                "peer speaks another wire version: no message passes between us until both run the same release"
+                            );
+                        }
+                    }
                     // identify reports 127.0.0.1 for a node listening on 0.0.0.0: `learn`
                     // drops loopback addresses unless we are on a one-host testnet.
                     for addr in info.listen_addrs {

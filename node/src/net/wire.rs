@@ -11,21 +11,28 @@ use libp2p::StreamProtocol;
 use libp2p::gossipsub::IdentTopic;
 use serde::{Deserialize, Serialize};
 
+/// The version of what peers exchange: gossip, point-to-point requests and the consensus
+/// messages inside them. Bump it with any change to their encoding. It names the topics and
+/// the protocols, so nodes of two versions (a Pi not yet upgraded) do not talk and say why,
+/// instead of dropping each other's new messages as malformed.
+pub const WIRE_VERSION: u32 = 2;
+/// `lcbft --version`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (wire 2)");
 /// The request-response protocol for point-to-point consensus messages.
-pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/lcbft/direct/1");
-/// identify's protocol version string.
-pub const IDENTIFY_PROTOCOL: &str = "/lcbft/1";
+pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/lcbft/direct/2");
+/// identify's protocol version string: a peer announcing another one speaks another version.
+pub const IDENTIFY_PROTOCOL: &str = "/lcbft/2";
 /// Largest wire message: a protocol message plus framing. gossipsub applies this bound to a
 /// whole RPC frame, which may carry control messages (GRAFT, IHAVE ids) next to a message; a
 /// frame over it fails to decode and costs the receiver the sender's gossip stream, so the
 /// margin is generous.
 pub const MAX_WIRE_BYTES: usize = codec::MAX_MESSAGE_BYTES + 64 * 1024;
 
-/// `lcbft/global/1`, `lcbft/local/<id>/1`.
+/// `lcbft/global/<wire>`, `lcbft/local/<id>/<wire>`.
 pub fn topic(domain: DomainId) -> IdentTopic {
     match domain {
-        DomainId::Global => IdentTopic::new("lcbft/global/1"),
-        DomainId::Local(id) => IdentTopic::new(format!("lcbft/local/{id}/1")),
+        DomainId::Global => IdentTopic::new(format!("lcbft/global/{WIRE_VERSION}")),
+        DomainId::Local(id) => IdentTopic::new(format!("lcbft/local/{id}/{WIRE_VERSION}")),
     }
 }
 
@@ -185,8 +192,16 @@ mod tests {
 
     #[test]
     fn topics_follow_the_design() {
-        assert_eq!(topic(DomainId::Global).to_string(), "lcbft/global/1");
-        assert_eq!(topic(DomainId::Local(7)).to_string(), "lcbft/local/7/1");
+        assert_eq!(topic(DomainId::Global).to_string(), "lcbft/global/2");
+        assert_eq!(topic(DomainId::Local(7)).to_string(), "lcbft/local/7/2");
+    }
+
+    #[test]
+    fn every_name_carries_the_wire_version() {
+        let v = format!("/{WIRE_VERSION}");
+        assert!(DIRECT_PROTOCOL.as_ref().ends_with(&v));
+        assert!(IDENTIFY_PROTOCOL.ends_with(&v));
+        assert!(VERSION.ends_with(&format!("(wire {WIRE_VERSION})")));
     }
 
     #[test]
