@@ -90,7 +90,6 @@ pub fn thresholds() -> PeerScoreThresholds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libp2p::gossipsub::IdentTopic;
 
     #[test]
     fn parameters_are_valid_for_gossipsub() {
