@@ -469,7 +469,7 @@ impl Metrics {
         }
         r.register(
             "sync_requests",
-            "Block sync requests sent and received",
+            "Block sync requests sent and received, and received ones answered from disk (blocks older than the replica holds in memory)",
             m.sync_requests.clone(),
         );
         {
@@ -649,7 +649,7 @@ impl Metrics {
                 reason: reason.to_owned(),
             });
         }
-        for direction in ["sent", "received"] {
+        for direction in ["sent", "received", "served_from_disk"] {
             let _ = self.sync_requests.get_or_create(&DirectionLabels {
                 layer: d.layer,
                 domain: d.domain.clone(),
@@ -734,6 +734,18 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// A peer's block request answered from the store: the blocks were older than what the
+    /// replica holds in memory.
+    pub fn on_sync_from_disk(&self, domain: DomainId) {
+        self.sync_requests
+            .get_or_create(&DirectionLabels {
+                layer: layer(domain),
+                domain: domain_name(domain),
+                direction: "served_from_disk",
+            })
+            .inc();
     }
 
     /// A gossip message (consensus or payload) of `bytes` bytes published or received.

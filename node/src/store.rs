@@ -16,6 +16,7 @@ use lcbft_protocol::anchor::CommitProof;
 use lcbft_protocol::codec;
 use lcbft_protocol::io::SafetyState;
 use lcbft_protocol::types::{Block, DomainId, Hash};
+use lcbft_protocol::{SYNC_BATCH_BLOCKS, SYNC_BATCH_BYTES};
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use std::path::Path;
@@ -234,15 +235,22 @@ impl Store {
         last_height(&chain, domain_key(domain))
     }
 
-    /// The committed chain of `domain` from its lowest retained height up, as
-    /// `Replica::restore` takes it.
+    /// The committed chain of `domain` from its lowest retained height up.
     pub fn committed_chain(&self, domain: DomainId) -> Result<Vec<Block>, StoreError> {
+        self.committed_tail(domain, u64::MAX)
+    }
+
+    /// The last `keep` committed blocks of `domain` (fewer if fewer are retained), lowest
+    /// first, as `Replica::restore` takes them: a restart reads a bounded tail, not the chain.
+    pub fn committed_tail(&self, domain: DomainId, keep: u64) -> Result<Vec<Block>, StoreError> {
         let key = domain_key(domain);
         let txn = self.db.begin_read().map_err(db)?;
         let chain = txn.open_table(CHAIN).map_err(db)?;
         let blocks = txn.open_table(BLOCKS).map_err(db)?;
+        let top = last_height(&chain, key)?;
+        let from = top.saturating_sub(keep.saturating_sub(1)).max(1);
         let mut out = Vec::new();
-        for entry in chain.range((key, 1)..=(key, u64::MAX)).map_err(db)? {
+        for entry in chain.range((key, from)..=(key, u64::MAX)).map_err(db)? {
             let (_, hash) = entry.map_err(db)?;
             let bytes =
                 blocks
@@ -253,6 +261,32 @@ impl Store {
                         reason: format!("block {} is missing", Hash(hash.value())),
                     })?;
             out.push(decode(bytes.value(), "block")?);
+        }
+        Ok(out)
+    }
+
+    /// A sync answer from disk, for blocks a replica no longer holds in memory: `hash` and its
+    /// ancestors down to height `above` (exclusive; at least `hash`), within the protocol's
+    /// sync bounds.
+    pub fn chain_down(&self, hash: Hash, above: u64) -> Result<Vec<Block>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let blocks = txn.open_table(BLOCKS).map_err(db)?;
+        let mut out: Vec<Block> = Vec::new();
+        let mut bytes = 0;
+        let mut next = hash;
+        while let Some(found) = blocks.get(next.0).map_err(db)? {
+            let block: Block = decode(found.value(), "block")?;
+            let enough = block.height <= above || out.len() >= SYNC_BATCH_BLOCKS;
+            bytes += found.value().len();
+            if !out.is_empty() && (enough || bytes > SYNC_BATCH_BYTES) {
+                break;
+            }
+            next = block.parent;
+            let genesis = block.height == 0;
+            out.push(block);
+            if genesis {
+                break;
+            }
         }
         Ok(out)
     }

@@ -84,3 +84,57 @@ fn four_global_validators_commit_the_same_blocks_and_survive_a_crash() {
 fn hex_of(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A validator keeps only the last `memory_window` committed blocks in memory; one that was
+/// down for longer than that catches up from the others' disks.
+#[test]
+fn a_validator_down_for_longer_than_the_memory_window_catches_up_from_disk() {
+    let window = lcbft_protocol::memory_window(lcbft_protocol::types::DomainId::Global);
+    let mut net = Testnet::global(4);
+    net.start_all();
+    assert!(
+        all_connected(&net, &[0, 1, 2, 3], 3),
+        "not connected:\n{}",
+        net.logs()
+    );
+    let first = submit(&net, 0, "before");
+    assert!(committed_everywhere(&net, &[0, 1, 2, 3], &[first]));
+    net.nodes[3].kill();
+    let start = common::committed_height(net.nodes[0].api).unwrap_or(0);
+    let target = start + window + window / 2;
+    let mut i = 0;
+    let grew = common::wait_until(Duration::from_secs(240), || {
+        i += 1;
+        submit(&net, i % 3, &format!("while-down-{i}"));
+        common::committed_height(net.nodes[0].api).unwrap_or(0) >= target
+    });
+    assert!(
+        grew,
+        "the three live validators did not reach {target}:\n{}",
+        net.logs()
+    );
+    let others = common::committed_height(net.nodes[0].api).unwrap_or(0);
+
+    net.nodes[3].start();
+    let caught_up = common::wait_until(Duration::from_secs(120), || {
+        common::committed_height(net.nodes[3].api).unwrap_or(0) >= others
+    });
+    assert!(
+        caught_up,
+        "node 3 did not catch up to {others}:\n{}",
+        net.logs()
+    );
+    let from_disk: f64 = (0..3)
+        .map(|n| {
+            common::metric(
+                &net,
+                n,
+                "lcbft_sync_requests_total{layer=\"global\",domain=\"global\",direction=\"served_from_disk\"}",
+            )
+        })
+        .sum();
+    assert!(from_disk >= 1.0, "no block was served from disk");
+    let last = submit(&net, 3, "after");
+    assert!(committed_everywhere(&net, &[0, 1, 2, 3], &[last]));
+    assert_no_fork(&net, &[0, 1, 2, 3]);
+}

@@ -75,15 +75,21 @@ impl Config {
     }
 }
 
-const SYNC_BATCH_BLOCKS: usize = 128;
-const SYNC_BATCH_BYTES: usize = 1 << 20;
+/// A sync answer's bounds, from memory or (the node's) from disk.
+pub const SYNC_BATCH_BLOCKS: usize = 128;
+pub const SYNC_BATCH_BYTES: usize = 1 << 20;
 const MAX_VERIFIED_CACHE: usize = 4096;
 /// Committed payload ids remembered for the duplicate check, past what the store has written.
 const MAX_RECENT: usize = 65_536;
-/// Local replicas keep this many committed blocks in memory (their disk keeps a window of its
-/// own); the global chain stays whole, as validators serve it to peers catching up.
-const LOCAL_TREE_KEEP: u64 = 1024;
-const PRUNE_EVERY: u64 = 256;
+/// Committed blocks a replica keeps in memory, and how often it prunes. Older ones live on
+/// disk only: the node restores this tail and serves older blocks to peers from its store.
+/// Global blocks carry whole local blocks in their anchors, so the global window is short.
+pub fn memory_window(domain: DomainId) -> u64 {
+    match domain {
+        DomainId::Global => 128,
+        DomainId::Local(_) => 1024,
+    }
+}
 
 pub(crate) struct Core {
     pub cfg: Config,
@@ -569,12 +575,10 @@ impl Core {
 
     fn prune_tree(&mut self) {
         let height = self.tree.committed().1;
-        if matches!(self.cfg.domain, DomainId::Local(_))
-            && height >= self.pruned_at + PRUNE_EVERY
-            && height > LOCAL_TREE_KEEP
-        {
-            self.tree
-                .prune_below(height - LOCAL_TREE_KEEP, &self.pinned);
+        let keep = memory_window(self.cfg.domain);
+        // A quarter of the window at a time: the prune's walk over the tree is paid rarely.
+        if height >= self.pruned_at + keep / 4 && height > keep {
+            self.tree.prune_below(height - keep, &self.pinned);
             self.pruned_at = height;
         }
     }

@@ -124,9 +124,11 @@ impl GlobalReplica {
         self.core.collector.slots()
     }
 
-    /// Check anchors in admitted payload and proposals against these local domains' keys.
-    pub fn set_anchor_rules(&mut self, rules: AnchorRules) {
-        self.core.set_anchor_rules(rules);
+    /// Check anchors in admitted payload and proposals against these local domains' keys;
+    /// `anchored` is each domain's tip below the committed blocks in memory (see
+    /// [`crate::memory_window`]), empty when the whole chain is in memory.
+    pub fn set_anchor_rules(&mut self, rules: AnchorRules, anchored: Tips) {
+        self.core.set_anchor_rules(rules, anchored);
     }
 
     /// Each local domain's last anchored (height, hash) in the committed chain.

@@ -21,4 +21,7 @@ pub mod sim;
 pub mod tree;
 pub mod types;
 
-pub use crate::core::{AcceptAll, Config, PayloadRule, PoolLimits, PoolRefusal};
+pub use crate::core::{
+    AcceptAll, Config, PayloadRule, PoolLimits, PoolRefusal, SYNC_BATCH_BLOCKS, SYNC_BATCH_BYTES,
+    memory_window,
+};

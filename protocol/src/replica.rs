@@ -92,7 +92,12 @@ impl Replica {
         }
     }
 
-    /// Blocks held in memory (local replicas forget old committed ones).
+    /// Whether `hash` is in memory: older committed blocks are the node's to serve from disk.
+    pub fn holds(&self, hash: &Hash) -> bool {
+        self.core().tree.contains(hash)
+    }
+
+    /// Blocks held in memory (older committed ones live on disk only).
     pub fn blocks_in_memory(&self) -> usize {
         match self {
             Replica::Global(r) => r.blocks_in_memory(),

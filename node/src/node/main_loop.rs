@@ -3,6 +3,7 @@
 
 mod anchors;
 mod proposals;
+mod sync;
 
 use super::NodeError;
 use super::anchoring::Anchoring;
@@ -304,6 +305,9 @@ impl MainLoop {
         msg: Message,
         gossip: Option<GossipRef>,
     ) {
+        if self.served_from_store(domain, from, &msg) {
+            return;
+        }
         let Some(driver) = self.drivers.get_mut(&domain) else {
             // Not reached: we subscribe only to our domains' topics.
             if let Some(g) = gossip {

@@ -122,7 +122,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         if let Replica::Global(g) = &mut replica {
             let mut ring = genesis.key_ring().map_err(NodeError::Keys)?;
             ring.remove(&DomainId::Global);
-            g.set_anchor_rules(AnchorRules::new(ring));
+            let anchored = store
+                .anchored_tips(ring.keys().copied())
+                .map_err(store_err)?;
+            g.set_anchor_rules(AnchorRules::new(ring), anchored);
         }
         replica.set_payload_rule(Box::new(ProposalRule(admission.clone())));
         info!(%domain, index, state = %replica.describe(), "replica restored");
@@ -215,7 +218,7 @@ fn restore(
         pc.offload = cfg.consensus.offload;
     }
     let stored = Stored {
-        committed: store.committed_chain(domain)?,
+        committed: store.committed_tail(domain, lcbft_protocol::memory_window(domain))?,
         blocks: store.uncommitted_blocks(domain)?,
         safety: store.safety(domain)?,
     };

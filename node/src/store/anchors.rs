@@ -7,7 +7,7 @@ use super::{
     last_height,
 };
 use crate::trace::SignedTrace;
-use lcbft_protocol::anchor::Anchor;
+use lcbft_protocol::anchor::{Anchor, Tips};
 use lcbft_protocol::types::{Block, DomainId, Hash, Tx};
 use redb::{ReadableTable, Table};
 
@@ -70,6 +70,22 @@ impl Store {
         let txn = self.db.begin_read().map_err(db)?;
         let anchors = txn.open_table(ANCHORS).map_err(db)?;
         last_height(&anchors, key)
+    }
+
+    /// Each of `domains`' last anchored (height, hash) in the committed global chain: where
+    /// a global replica's anchor checks start below the blocks it holds in memory.
+    pub fn anchored_tips(
+        &self,
+        domains: impl IntoIterator<Item = DomainId>,
+    ) -> Result<Tips, StoreError> {
+        let mut tips = Tips::new();
+        for domain in domains {
+            let height = self.anchored_height(domain)?;
+            if let Some(e) = self.anchor_at(domain, height)? {
+                tips.insert(domain, (e.height, e.hash));
+            }
+        }
+        Ok(tips)
     }
 
     pub fn anchor_at(

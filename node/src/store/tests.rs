@@ -225,4 +225,95 @@ fn anchors_are_indexed_only_from_the_global_chain() {
     let global = first_block(DomainId::Global, vec![anchor.to_tx()]);
     store.commit_block(&global, &proof).expect("commit");
     assert_eq!(store.anchored_height(DomainId::Local(2)).expect("h"), 1);
+    // Where a restarted global replica's anchor checks start.
+    let tips = store
+        .anchored_tips([DomainId::Local(1), DomainId::Local(2)])
+        .expect("tips");
+    assert_eq!(
+        tips.into_iter().collect::<Vec<_>>(),
+        vec![(DomainId::Local(2), (1, anchor.block.hash()))]
+    );
+}
+
+/// Commit `count` blocks of one small trace each on top of `domain`'s chain, in one
+/// transaction; each block's QC certifies its parent, as the tree expects.
+fn long_chain(store: &Store, domain: DomainId, count: u64) {
+    use lcbft_protocol::anchor::CommitProof;
+    use lcbft_protocol::types::Certificate;
+    let mut parent = Block::genesis(domain);
+    let batch = store.batch().expect("batch");
+    for _ in 0..count {
+        let mut justify = Certificate::genesis(domain);
+        justify.msg.view = parent.view;
+        justify.msg.digest = parent.hash();
+        let b = Block {
+            domain,
+            height: parent.height + 1,
+            view: parent.view + 1,
+            proposer: 0,
+            parent: parent.hash(),
+            justify: justify.clone(),
+            payload: vec![Tx::new(parent.height.to_le_bytes().to_vec())],
+        };
+        let proof = CommitProof {
+            above: Vec::new(),
+            qc: justify,
+        };
+        batch.commit_block(&b, &proof).expect("commit");
+        parent = b;
+    }
+    batch.finish().expect("finish");
+}
+
+#[test]
+fn a_global_validator_restarts_from_a_bounded_tail_whatever_the_chain_length() {
+    let dealt = deal(4);
+    let window = lcbft_protocol::memory_window(DomainId::Global);
+    let mut held = Vec::new();
+    for count in [window / 2, 1_000, 4_000] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("v.redb")).expect("open");
+        long_chain(&store, DomainId::Global, count);
+        drop(store);
+
+        let store = Store::open(&dir.path().join("v.redb")).expect("reopen");
+        let tail = store
+            .committed_tail(DomainId::Global, window)
+            .expect("tail");
+        assert_eq!(tail.len() as u64, count.min(window));
+        assert_eq!(tail.last().map(|b| b.height), Some(count));
+        let replica = Replica::restore(
+            Config::new(DomainId::Global, 1, 4),
+            keys(&dealt, 4, 1),
+            Stored {
+                committed: tail,
+                blocks: Vec::new(),
+                safety: None,
+            },
+        );
+        assert_eq!(replica.committed_height(), count);
+        held.push(replica.blocks_in_memory());
+
+        // A block below the window is served from disk, with its ancestors.
+        let old = store
+            .block_at(DomainId::Global, 10)
+            .expect("read")
+            .expect("block");
+        assert_eq!(old.height, 10);
+        let answer = store.chain_down(old.hash(), 0).expect("chain");
+        let heights: Vec<u64> = answer.iter().map(|b| b.height).collect();
+        assert_eq!(heights, (1..=10).rev().collect::<Vec<_>>());
+        let top = store
+            .block_at(DomainId::Global, count)
+            .expect("read")
+            .expect("top");
+        let answer = store.chain_down(top.hash(), count - 3).expect("chain");
+        assert_eq!(answer.len(), 3);
+    }
+    // What a restart decodes and holds is the window, not the chain.
+    assert_eq!(
+        held[1], held[2],
+        "blocks in memory grew with the chain: {held:?}"
+    );
+    assert!(held[2] as u64 <= window + 1, "{held:?}");
 }

@@ -53,7 +53,10 @@ impl Cluster {
     fn with_anchor_rules(mut self, local: &DealtKeys) -> Cluster {
         for r in &mut self.replicas {
             if let Replica::Global(g) = r {
-                g.set_anchor_rules(AnchorRules::new(KeyRing::from([(LOCAL, public(local))])));
+                g.set_anchor_rules(
+                    AnchorRules::new(KeyRing::from([(LOCAL, public(local))])),
+                    Tips::new(),
+                );
             }
         }
         self
@@ -359,26 +362,39 @@ fn a_global_trace_proof_verifies_with_real_bls() {
     assert_eq!(bad.verify(&keys), Err(ProofError::NotIncluded));
 }
 
-#[test]
-fn a_long_running_local_replica_holds_a_bounded_tree() {
+/// `domain`'s replicas commit one and a half memory windows of blocks: each holds about one
+/// window, and still commits after pruning.
+fn holds_a_bounded_tree(domain: DomainId) {
     let dealt = deal(1);
-    let mut local = Cluster::new(LOCAL, &dealt);
-    for i in 0..1500 {
-        local.submit_to(&[0, 1, 2, 3], vec![trace(i)]);
-        local.run();
+    let mut cluster = Cluster::new(domain, &dealt);
+    let keep = crate::memory_window(domain);
+    let rounds = keep + keep / 2 + 64;
+    for i in 0..rounds {
+        cluster.submit_to(&[0, 1, 2, 3], vec![trace(i as u32)]);
+        cluster.run();
     }
-    for r in &local.replicas {
-        assert!(r.committed_height() >= 1500, "{}", r.committed_height());
+    for r in &cluster.replicas {
+        assert!(r.committed_height() >= rounds, "{}", r.committed_height());
+        let bound = (keep + keep / 4 + 8) as usize;
         assert!(
-            r.blocks_in_memory() <= 1024 + 256 + 8,
-            "{} blocks held",
+            r.blocks_in_memory() <= bound,
+            "{} blocks held, bound {bound}",
             r.blocks_in_memory()
         );
     }
-    // It still commits after pruning.
-    local.submit_to(&[0, 1, 2, 3], vec![trace(9999)]);
-    local.run();
-    assert!(local.committed_txs(0).contains(&trace(9999)));
+    cluster.submit_to(&[0, 1, 2, 3], vec![trace(999_999)]);
+    cluster.run();
+    assert!(cluster.committed_txs(0).contains(&trace(999_999)));
+}
+
+#[test]
+fn a_long_running_local_replica_holds_a_bounded_tree() {
+    holds_a_bounded_tree(LOCAL);
+}
+
+#[test]
+fn a_long_running_global_replica_holds_a_bounded_tree() {
+    holds_a_bounded_tree(DomainId::Global);
 }
 
 fn counted(dealt: &DealtKeys, counters: &Arc<CryptoCounters>) -> KeyRing {
@@ -464,7 +480,7 @@ fn each_validator_checks_each_anchor_once_in_a_run() {
     let mut global = Cluster::new(DomainId::Global, &deal(3));
     for (r, c) in global.replicas.iter_mut().zip(&counters) {
         if let Replica::Global(g) = r {
-            g.set_anchor_rules(AnchorRules::new(counted(&local, c)));
+            g.set_anchor_rules(AnchorRules::new(counted(&local, c)), Tips::new());
         }
     }
     for a in &anchors {

@@ -9,11 +9,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 impl Core {
-    /// Turn on anchor checking (global validators). The committed chain's anchors set the
-    /// starting tips; they were verified before they were committed.
-    pub fn set_anchor_rules(&mut self, rules: AnchorRules) {
-        let mut tips = Tips::new();
-        for height in 1..=self.tree.committed().1 {
+    /// Turn on anchor checking (global validators). `anchored` holds the tips of the chain
+    /// below what is in memory (the store's anchor index); the committed chain in memory
+    /// moves them on. Committed anchors were verified before they were committed.
+    pub fn set_anchor_rules(&mut self, rules: AnchorRules, anchored: Tips) {
+        let mut tips = anchored;
+        let top = self.tree.committed().1;
+        // Every committed block in memory is at most the tree's size below the top.
+        let lowest = top.saturating_sub(self.tree.len() as u64);
+        for height in lowest.max(1)..=top {
             if let Some(node) = self
                 .tree
                 .committed_at(height)
