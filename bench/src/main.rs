@@ -4,6 +4,7 @@
 mod cost_model;
 mod cpu;
 mod crypto;
+mod energy;
 mod loadgen;
 mod plot;
 mod scale;
@@ -41,6 +42,10 @@ enum Command {
     /// Messages, bytes, crypto and CPU per committed block as the domain grows, both layers,
     /// with and without a view change. Tables and plots with --out; one JSON line.
     Scale(scale::Args),
+    /// CPU per role (percent of a core, ms per committed trace), blocks/s per layer and
+    /// submission -> local commit latency on the default testnet at light loads, for each
+    /// pacing setting. One JSON line; tables and the energy-latency plot with --results.
+    Energy(energy::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +56,6 @@ fn main() -> anyhow::Result<()> {
         Command::Crypto(args) => crypto::run(&args),
         Command::CostModel(args) => cost_model::run(&args),
         Command::Scale(args) => scale::run(&args),
+        Command::Energy(args) => energy::run(&args),
     }
 }

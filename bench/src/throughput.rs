@@ -22,7 +22,7 @@
 //! - **CPU and memory**: `/proc/<pid>/stat` utime+stime deltas per role over the load, per
 //!   1,000 committed traces (local + global); peak RSS is `VmHWM` per node, max per role.
 
-mod watch;
+pub(crate) mod watch;
 
 use crate::plot::{self, Axes, Line};
 use anyhow::{Context, bail};

@@ -1,71 +1,22 @@
 //! `lcbft-bench throughput` on real node processes: a short run at a modest rate must print a
 //! parseable JSON line with every key and a network that committed something.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-const BENCH: &str = env!("CARGO_BIN_EXE_lcbft-bench");
+mod common;
 
-/// The `lcbft` binary beside `lcbft-bench`; built here when `cargo test -p lcbft-bench` did
-/// not build it (as the testnet's tests do).
-fn ensure_lcbft() -> PathBuf {
-    let dir = Path::new(BENCH).parent().expect("binary dir");
-    let bin = dir.join("lcbft");
-    if !bin.is_file() {
-        let target = dir.parent().expect("target dir");
-        let release = dir.file_name().is_some_and(|n| n == "release");
-        eprintln!("building lcbft into {}", dir.display());
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "lcbft-node", "--bin", "lcbft"])
-            .env("CARGO_TARGET_DIR", target);
-        if release {
-            cmd.arg("--release");
-        }
-        let ok = cmd.status().expect("run cargo").success();
-        assert!(
-            ok && bin.is_file(),
-            "cannot build lcbft into {}",
-            dir.display()
-        );
-    }
-    bin
-}
+use common::{BENCH, ensure_lcbft, run_bench};
 
 #[test]
 fn throughput_prints_one_json_line_with_every_key() {
     ensure_lcbft();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("bench");
-    let child = Command::new(BENCH)
-        .args(["throughput", "--duration", "15", "--rate", "1000", "--out"])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn lcbft-bench");
-    let pid = child.id();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watchdog = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(300) {
-                if done.load(std::sync::atomic::Ordering::Relaxed) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            eprintln!("lcbft-bench ran over 300 s: terminating it");
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        })
-    };
-    let o = child.wait_with_output().expect("wait for lcbft-bench");
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = watchdog.join();
+    let mut cmd = Command::new(BENCH);
+    cmd.args(["throughput", "--duration", "15", "--rate", "1000", "--out"])
+        .arg(&out);
+    let o = run_bench(cmd, Duration::from_secs(300));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "lcbft-bench failed: {text}");
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();

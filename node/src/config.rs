@@ -87,6 +87,14 @@ pub struct ConsensusConfig {
     /// Local domains: committed blocks kept on disk. Older ones are deleted once anchored in
     /// a committed global block (never before); global nodes keep them all.
     pub local_window: u64,
+    /// Pacing: a leader holds payload back this long after it became pending, unless it fills
+    /// a block, so light traffic makes few, fuller blocks. 0 proposes at once.
+    #[serde(with = "humantime_serde")]
+    pub propose_delay: Duration,
+    /// Pacing: at most one block per this interval from a leader (0: as fast as the chain
+    /// goes). Timeouts are extended by the delay and the interval.
+    #[serde(with = "humantime_serde")]
+    pub min_block_interval: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -140,6 +148,10 @@ impl Default for ConsensusConfig {
             max_block_txs: 8192,
             offload: true,
             local_window: 256,
+            propose_delay: Duration::from_millis(lcbft_protocol::Config::DEFAULT_PROPOSE_DELAY_MS),
+            min_block_interval: Duration::from_millis(
+                lcbft_protocol::Config::DEFAULT_MIN_BLOCK_INTERVAL_MS,
+            ),
         }
     }
 }
@@ -201,6 +213,13 @@ offload = true
 # Local domains: committed blocks kept on disk; older ones are deleted once anchored in a
 # committed global block, never before. Global nodes keep every block.
 local_window = 256
+# Pacing, the energy-latency knob: a leader holds payload back this long after it became
+# pending (unless it fills a block), and proposes at most one block per min_block_interval.
+# Every block costs each member a signature and a certificate check, so fewer, fuller blocks
+# save energy; a trace waits up to about delay + 2 intervals longer to commit. "0s" for both
+# proposes as soon as anything is pending. Timeouts are extended by the two.
+propose_delay = "200ms"
+min_block_interval = "500ms"
 
 [api]
 # Serve the HTTP API (traces, status, metrics).
@@ -296,6 +315,14 @@ impl Config {
         }
         if c.max_block_txs == 0 {
             return Err(field("consensus.max_block_txs", "must be at least 1"));
+        }
+        // A paced leader still proposes well within the view timeout (which pacing extends):
+        // longer waits would only hide a crashed leader for longer.
+        if c.propose_delay > Duration::from_secs(10) {
+            return Err(field("consensus.propose_delay", "must be at most 10s"));
+        }
+        if c.min_block_interval > Duration::from_secs(10) {
+            return Err(field("consensus.min_block_interval", "must be at most 10s"));
         }
         if c.local_window < 2 {
             return Err(field("consensus.local_window", "must be at least 2"));
@@ -462,6 +489,16 @@ mod tests {
                 "",
                 &[("LCBFT_CONSENSUS__MAX_BLOCK_TXS", "0")],
                 "consensus.max_block_txs",
+            ),
+            (
+                "[consensus]\npropose_delay = \"1h\"\n",
+                &[],
+                "consensus.propose_delay",
+            ),
+            (
+                "[consensus]\nmin_block_interval = \"11s\"\n",
+                &[],
+                "consensus.min_block_interval",
             ),
         ];
         for (text, env, needle) in cases {

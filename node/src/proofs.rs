@@ -146,7 +146,8 @@ mod tests {
         let mut replicas: Vec<Replica> = (0..N)
             .map(|i| {
                 let keys = load_keys(dealt.scheme, N, &dealt.public, dealt.secrets.get(i));
-                let cfg = Config::new(DomainId::Global, i as ReplicaIndex, N);
+                // This loop fires no timers: unpaced leaders propose without one.
+                let cfg = Config::new(DomainId::Global, i as ReplicaIndex, N).unpaced();
                 Replica::new(cfg, keys.expect("keys"))
             })
             .collect();

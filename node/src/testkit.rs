@@ -4,7 +4,7 @@
 use crate::store::Store;
 use lcbft_protocol::Config;
 use lcbft_protocol::crypto::{Dealer, DealtKeys, ThresholdCryptoScheme, ThresholdKeys, load_keys};
-use lcbft_protocol::io::{Input, Output};
+use lcbft_protocol::io::{Input, Output, Timer};
 use lcbft_protocol::replica::Replica;
 use lcbft_protocol::types::{DomainId, ReplicaIndex, Tx};
 use std::collections::VecDeque;
@@ -29,6 +29,8 @@ pub struct Cluster {
     /// The last safety state each replica asked to persist.
     pub persisted: Vec<Option<lcbft_protocol::io::SafetyState>>,
     queue: VecDeque<(usize, Input)>,
+    /// Pacing timers set, fired once the cluster is quiet.
+    pacing: Vec<(usize, Timer)>,
 }
 
 impl Cluster {
@@ -45,6 +47,7 @@ impl Cluster {
             persisted: vec![None; n],
             stores,
             queue: VecDeque::new(),
+            pacing: Vec::new(),
         }
     }
 
@@ -54,10 +57,15 @@ impl Cluster {
         }
     }
 
-    /// Deliver everything queued (timers are ignored: the happy path needs none).
+    /// Deliver everything queued. The happy path needs no timeout; pacing timers fire once
+    /// nothing else is left, as they would after their delay.
     pub fn run(&mut self, max_steps: usize) {
         let n = self.replicas.len();
         for _ in 0..max_steps {
+            if self.queue.is_empty() {
+                let due = self.pacing.drain(..).map(|(i, t)| (i, Input::Timeout(t)));
+                self.queue.extend(due);
+            }
             let Some((i, input)) = self.queue.pop_front() else {
                 return;
             };
@@ -88,6 +96,10 @@ impl Cluster {
                     Output::Commit { block, proof } => {
                         self.stores[i].commit_block(&block, &proof).expect("commit");
                     }
+                    Output::SetTimer {
+                        timer: t @ (Timer::Delay(_) | Timer::Interval(_)),
+                        ..
+                    } => self.pacing.push((i, t)),
                     Output::SetTimer { .. } | Output::Event(_) => {}
                 }
             }

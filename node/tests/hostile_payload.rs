@@ -223,7 +223,8 @@ fn a_byzantine_member_cannot_get_refused_traces_committed_nor_fill_memory() {
         .iter()
         .map(|m| m.peer_id)
         .collect();
-    let mut cfg = lcbft_protocol::Config::new(G, index, peers.len());
+    // An attacker does not pace itself.
+    let mut cfg = lcbft_protocol::Config::new(G, index, peers.len()).unpaced();
     cfg.base_timeout_ms = 500;
     cfg.max_timeout_ms = 4000;
     let replica = Replica::new(cfg, keys);

@@ -3,6 +3,7 @@
 //! state is durable. The layers (`global`, `local`) hold the rules; this holds the state.
 
 mod mempool;
+mod pacing;
 mod payload;
 
 pub use mempool::{PoolLimits, PoolRefusal};
@@ -16,6 +17,7 @@ use crate::message::Message;
 use crate::tree::BlockTree;
 use crate::types::{Block, Certificate, DomainId, Hash, Kind, ReplicaIndex, SignedMsg, Tx};
 use mempool::Mempool;
+use pacing::{Pacer, Work};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 /// Static parameters of one replica in one domain.
@@ -37,11 +39,21 @@ pub struct Config {
     pub offload: bool,
     /// Bounds of the payload pool.
     pub pool: PoolLimits,
+    /// Pacing (see `core::pacing`): a leader holds new payload back this long, unless it fills
+    /// a block, so light traffic makes few, fuller blocks. 0 proposes at once.
+    pub propose_delay_ms: u64,
+    /// Pacing: a leader proposes at most once per this interval (global: measured from the
+    /// certificate that lets it propose, as leaders rotate). 0 leaves the chain's own pace.
+    pub min_block_interval_ms: u64,
     /// Only the simulator's checker tests set this: run a deliberately unsafe rule.
     pub(crate) broken: Option<crate::sim::Broken>,
 }
 
 impl Config {
+    /// Pacing defaults, chosen from `lcbft-bench energy` (README, Performance).
+    pub const DEFAULT_PROPOSE_DELAY_MS: u64 = 200;
+    pub const DEFAULT_MIN_BLOCK_INTERVAL_MS: u64 = 500;
+
     pub fn new(domain: DomainId, me: ReplicaIndex, n: usize) -> Config {
         let max_block_bytes = match domain {
             DomainId::Global => 3 << 20,
@@ -58,8 +70,17 @@ impl Config {
             pool: PoolLimits::new(max_block_bytes),
             edge: None,
             offload: false,
+            propose_delay_ms: Config::DEFAULT_PROPOSE_DELAY_MS,
+            min_block_interval_ms: Config::DEFAULT_MIN_BLOCK_INTERVAL_MS,
             broken: None,
         }
+    }
+
+    /// Propose as soon as anything is pending, as before pacing.
+    pub fn unpaced(mut self) -> Config {
+        self.propose_delay_ms = 0;
+        self.min_block_interval_ms = 0;
+        self
     }
 
     /// Tolerated faults: the largest f with n >= 3f + 1.
@@ -67,11 +88,24 @@ impl Config {
         (self.n - 1) / 3
     }
 
+    /// Pacing is added on top of the doubling timeout, so that it alone never changes a
+    /// leader.
     pub fn timeout_ms(&self, failures: u64) -> u64 {
         let factor = 1u64 << failures.min(16);
         self.base_timeout_ms
             .saturating_mul(factor)
             .min(self.max_timeout_ms)
+            .saturating_add(self.pacing_ms())
+    }
+
+    /// What pacing may add to the wait for progress: a global replica stays in a view from
+    /// the certificate that opened it until the next leader proposes, across two leaders'
+    /// holds (each the longer of delay and interval), and the first round of a term or a view
+    /// may wait out both. Twice delay plus interval covers every case.
+    pub fn pacing_ms(&self) -> u64 {
+        self.propose_delay_ms
+            .saturating_add(self.min_block_interval_ms)
+            .saturating_mul(2)
     }
 }
 
@@ -101,6 +135,7 @@ pub(crate) struct Core {
     verified: HashSet<Hash>,
     verified_order: VecDeque<Hash>,
     mempool: Mempool,
+    pacer: Pacer,
     /// Judges what the protocol cannot about a proposed block's items (the node's admission
     /// rule: encoding, signature, history).
     rule: Box<dyn PayloadRule>,
@@ -138,7 +173,9 @@ impl Core {
             _ => chain,
         };
         let mempool = Mempool::new(cfg.pool, cfg.n);
+        let pacer = Pacer::new(cfg.propose_delay_ms, cfg.min_block_interval_ms);
         Core {
+            pacer,
             tree: BlockTree::new(cfg.domain, chain, cfg.n),
             safety: SafetyState::genesis(cfg.domain),
             cfg,
@@ -583,15 +620,60 @@ impl Core {
         }
     }
 
-    /// The idle rule, for a leader: propose only while there is payload not yet in a block,
-    /// or payload on the chain whose commit the chain has not yet announced to every replica
-    /// (the next block's QC does that).
-    pub fn should_propose(&self) -> bool {
-        let unannounced = self
+    /// The idle and pacing rules, for a leader: propose only while there is payload not yet
+    /// in a block, or payload on the chain whose commit the chain has not yet announced to
+    /// every replica (the next block's QC does that); and then only as the pacer allows.
+    /// `tip` is the block the next proposal will follow, or our block still being certified:
+    /// its payload is not new.
+    pub fn pace(&mut self, tip: &Hash) -> bool {
+        let chain = self
             .tree
             .get(&self.safety.high_qc.block())
             .is_some_and(|node| node.last_payload > node.announced);
-        unannounced || self.has_new_payload()
+        let (items, bytes) = self.new_payload(tip);
+        let work = Work {
+            new: items > 0,
+            full: items >= self.cfg.max_block_txs || bytes >= self.cfg.max_block_bytes,
+            chain,
+        };
+        self.pacer.ready(work, &mut self.out)
+    }
+
+    /// A block went out: new payload waits its delay afresh, and with `hold` the minimum
+    /// interval starts.
+    pub fn paced(&mut self, hold: bool) {
+        self.pacer.proposed();
+        if hold {
+            self.pacer.hold(&mut self.out);
+        }
+    }
+
+    /// Start the minimum interval without a block (a global leader given its view).
+    pub fn hold_pace(&mut self) {
+        self.pacer.hold(&mut self.out);
+    }
+
+    /// A pacing timer fired; true if the leader should look again.
+    pub fn pace_fired(&mut self, timer: Timer) -> bool {
+        self.pacer.fired(timer)
+    }
+
+    /// Items and bytes in the pool that the branch ending at `tip` does not carry.
+    fn new_payload(&self, tip: &Hash) -> (usize, usize) {
+        if self.mempool.is_empty() {
+            return (0, 0);
+        }
+        let (mut items, mut bytes) = (0, 0);
+        for id in self.tree.uncommitted_ids(tip) {
+            if let Some(tx) = self.mempool.get(&id) {
+                items += 1;
+                bytes += tx.len();
+            }
+        }
+        (
+            self.mempool.len().saturating_sub(items),
+            self.mempool.bytes().saturating_sub(bytes),
+        )
     }
 
     /// The idle rule, for the timers: expect progress only while payload waits for a block or

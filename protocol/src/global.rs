@@ -146,6 +146,11 @@ impl GlobalReplica {
             Input::Timeout(Timer::View(v)) => self.on_timeout(v),
             Input::Timeout(Timer::Sync(round)) => self.core.sync_retry(round),
             Input::Timeout(Timer::Term(_)) => {}
+            Input::Timeout(t @ (Timer::Delay(_) | Timer::Interval(_))) => {
+                if self.core.pace_fired(t) {
+                    self.try_propose();
+                }
+            }
             Input::Payload(txs) => {
                 let me = self.core.cfg.me;
                 self.on_payload(txs, me);
@@ -356,6 +361,11 @@ impl GlobalReplica {
         // A QC for a view proves a quorum finished it: whoever sees one moves past it.
         self.enter_view(next);
         if next == self.view && leader(next, self.n()) == self.core.me() {
+            if self.ready.is_none() {
+                // Leaders rotate, so the interval between blocks runs from the certificate
+                // of the last one, not from our own last proposal views ago.
+                self.core.hold_pace();
+            }
             self.ready = Some((qc, None));
             self.try_propose();
         }
@@ -653,13 +663,16 @@ impl GlobalReplica {
         let Some((qc, tc)) = self.ready.clone() else {
             return;
         };
-        if !self.core.should_propose() {
+        let tip = qc.block();
+        if !self.core.pace(&tip) {
             return;
         }
         let Some(block) = self.core.build_block(self.view, &qc) else {
             return;
         };
         self.proposed = self.view;
+        // The interval started when the view was given to us (`hold_pace`).
+        self.core.paced(false);
         self.core.event(Event::Proposed {
             view: self.view,
             txs: block.payload.len(),

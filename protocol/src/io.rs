@@ -36,6 +36,10 @@ pub enum Timer {
     Term(u64),
     /// Retry fetching missing blocks.
     Sync(u64),
+    /// Pacing: the delay since payload became pending passed.
+    Delay(u64),
+    /// Pacing: the minimum interval since the last block passed.
+    Interval(u64),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -44,6 +44,9 @@ pub struct LocalReplica {
     timer_epoch: u64,
     timer_armed: bool,
     proposed: View,
+    /// The block we proposed at `proposed`: while it is being certified, its payload is not
+    /// new to the pacer.
+    proposed_block: Hash,
     /// As a new leader: best QC from ViewChange messages, per term.
     vc_best: BTreeMap<u64, Certificate>,
     /// As a new leader: the term being confirmed, its view-change certificate and chosen QC.
@@ -73,6 +76,7 @@ impl LocalReplica {
             timer_epoch: 0,
             timer_armed: false,
             proposed: 0,
+            proposed_block: Hash::ZERO,
             vc_best: BTreeMap::new(),
             announcing: None,
             asked: BTreeMap::new(),
@@ -160,6 +164,11 @@ impl LocalReplica {
             }
             Input::Timeout(Timer::Sync(round)) => self.core.sync_retry(round),
             Input::Timeout(Timer::View(_)) => {}
+            Input::Timeout(t @ (Timer::Delay(_) | Timer::Interval(_))) => {
+                if self.core.pace_fired(t) {
+                    self.try_propose();
+                }
+            }
             Input::Payload(txs) => {
                 let me = self.core.cfg.me;
                 self.on_payload(txs, me);
@@ -391,11 +400,17 @@ impl LocalReplica {
             return;
         }
         let view = self.next_view();
+        let high = self.core.safety.high_qc.clone();
+        let tip = if self.proposed > high.view() && self.core.tree.contains(&self.proposed_block) {
+            self.proposed_block
+        } else {
+            high.block()
+        };
+        // Pacing before the in-flight check: the delay of payload arriving while a block is
+        // being certified runs meanwhile.
+        let paced = self.core.pace(&tip);
         // One block in flight: the next waits for the QC of the last (chained two-chain).
-        if view <= self.proposed
-            || view <= self.core.safety.last_voted
-            || !self.core.should_propose()
-        {
+        if view <= self.proposed || view <= self.core.safety.last_voted || !paced {
             return;
         }
         let qc = self.core.safety.high_qc.clone();
@@ -403,6 +418,8 @@ impl LocalReplica {
             return;
         };
         self.proposed = view;
+        self.proposed_block = block.hash();
+        self.core.paced(true);
         self.core.event(Event::Proposed {
             view,
             txs: block.payload.len(),

@@ -118,7 +118,8 @@ mod tests {
             &dealt.public,
             dealt.secrets.get(usize::from(me)),
         );
-        Replica::new(Config::new(domain, me, 4), keys.unwrap())
+        // One step's outputs are read: an unpaced leader proposes within it.
+        Replica::new(Config::new(domain, me, 4).unpaced(), keys.unwrap())
     }
 
     #[test]

@@ -22,8 +22,14 @@ fn keys(dealt: &DealtKeys, i: ReplicaIndex) -> Box<dyn ThresholdKeys> {
     .unwrap()
 }
 
+/// These tables read one step's outputs, so leaders are unpaced: a paced one would hold its
+/// proposal for a timer (the simulator's pacing tests cover that).
+fn config(domain: DomainId, i: ReplicaIndex) -> Config {
+    Config::new(domain, i, 4).unpaced()
+}
+
 fn replica(dealt: &DealtKeys, i: ReplicaIndex) -> GlobalReplica {
-    GlobalReplica::new(Config::new(DomainId::Global, i, 4), keys(dealt, i))
+    GlobalReplica::new(config(DomainId::Global, i), keys(dealt, i))
 }
 
 fn proposal_of(outputs: &[Output]) -> Message {
@@ -128,7 +134,7 @@ fn a_restarted_replica_never_votes_twice_in_a_view() {
     );
     // Crash before the vote left; restart from what was on disk.
     let mut again = Replica::restore(
-        Config::new(DomainId::Global, me, 4),
+        config(DomainId::Global, me),
         keys(&dealt, me),
         Stored {
             committed: Vec::new(),
@@ -309,7 +315,7 @@ fn a_missing_block_named_by_the_safety_state_is_reported_and_fetched() {
     let me = (lead + 2) % 4;
     let restore = |blocks| {
         Replica::restore(
-            Config::new(DomainId::Global, me, 4),
+            config(DomainId::Global, me),
             keys(&dealt, me),
             Stored {
                 committed: Vec::new(),
@@ -468,7 +474,7 @@ fn shares_for_far_views_take_no_collector_slots() {
     }
     assert!(g.collector_slots() <= 70, "{} slots", g.collector_slots());
 
-    let mut cfg = Config::new(DomainId::Local(1), 0, 4);
+    let mut cfg = config(DomainId::Local(1), 0);
     cfg.edge = Some(0);
     let mut edge = LocalReplica::new(cfg, keys(&dealt, 0));
     for round in 1..5_000 {
@@ -568,7 +574,7 @@ fn a_member_cannot_make_us_write_per_message() {
     state.last_voted = 10;
     state.high_qc = qc_over(&dealt, Hash([3; 32]), 7);
     let mut past = Replica::restore(
-        Config::new(DomainId::Global, me, 4),
+        config(DomainId::Global, me),
         keys(&dealt, me),
         Stored {
             safety: Some(state),

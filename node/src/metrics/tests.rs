@@ -147,7 +147,9 @@ fn an_observed_domain_records_commits_certificates_and_crypto() {
             let me = i as ReplicaIndex;
             let keys = SimScheme::load(n, &dealt.public, dealt.secrets.get(i)).expect("keys");
             let keys = m.time_crypto(DomainId::Global, keys);
-            let replica = Replica::new(Config::new(DomainId::Global, me, n), keys);
+            // This loop fires no timers: unpaced leaders propose without one.
+            let cfg = Config::new(DomainId::Global, me, n).unpaced();
+            let replica = Replica::new(cfg, keys);
             (replica, m.observer(DomainId::Global))
         })
         .collect();

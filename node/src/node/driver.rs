@@ -34,7 +34,7 @@ pub struct Driver {
     pub me: ReplicaIndex,
     replica: Replica,
     /// Pending timers: a new timer of a kind replaces the pending one of that kind.
-    timers: [Option<(Instant, Timer)>; 3],
+    timers: [Option<(Instant, Timer)>; 5],
     /// Sees every input, output and status, for the domain's metrics.
     obs: DomainObserver,
 }
@@ -44,6 +44,8 @@ fn slot(t: &Timer) -> usize {
         Timer::View(_) => 0,
         Timer::Term(_) => 1,
         Timer::Sync(_) => 2,
+        Timer::Delay(_) => 3,
+        Timer::Interval(_) => 4,
     }
 }
 
@@ -53,7 +55,7 @@ impl Driver {
             domain,
             me,
             replica,
-            timers: [None; 3],
+            timers: [None; 5],
             obs: DomainObserver::detached(domain),
         }
     }
@@ -132,7 +134,8 @@ mod tests {
     fn the_leader_proposes_and_a_timer_replaces_its_kind() {
         let dealt = deal(4);
         // View 1's leader is member 1 (round-robin).
-        let replica = Replica::new(Config::new(DomainId::Global, 1, 4), keys(&dealt, 4, 1));
+        let cfg = Config::new(DomainId::Global, 1, 4).unpaced();
+        let replica = Replica::new(cfg, keys(&dealt, 4, 1));
         let mut d = Driver::new(DomainId::Global, 1, replica);
         assert!(d.next_deadline().is_none(), "idle: no timer before work");
         let now = Instant::now();
@@ -152,5 +155,30 @@ mod tests {
             !fired.is_empty(),
             "a view timeout produces a NewView or persist"
         );
+    }
+
+    #[test]
+    fn a_paced_leader_proposes_when_its_delay_is_due() {
+        let dealt = deal(4);
+        let mut cfg = Config::new(DomainId::Global, 1, 4);
+        cfg.propose_delay_ms = 200;
+        let replica = Replica::new(cfg, keys(&dealt, 4, 1));
+        let mut d = Driver::new(DomainId::Global, 1, replica);
+        let now = Instant::now();
+        let effects = d.handle(Input::Payload(vec![Tx::new(b"x".to_vec())]), now);
+        let proposes = |effects: &[Effect]| {
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::Broadcast(Message::Propose(_))))
+        };
+        assert!(!proposes(&effects), "{effects:?}");
+        let delay = Duration::from_millis(200);
+        assert_eq!(
+            d.next_deadline(),
+            Some(now + delay),
+            "the delay is the first due"
+        );
+        assert!(!proposes(&d.fire_due(now + delay / 2)));
+        assert!(proposes(&d.fire_due(now + delay)));
     }
 }

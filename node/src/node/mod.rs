@@ -213,6 +213,8 @@ fn restore(
     pc.base_timeout_ms = cfg.consensus.base_timeout.as_millis() as u64;
     pc.max_timeout_ms = cfg.consensus.max_timeout.as_millis() as u64;
     pc.max_block_txs = cfg.consensus.max_block_txs;
+    pc.propose_delay_ms = cfg.consensus.propose_delay.as_millis() as u64;
+    pc.min_block_interval_ms = cfg.consensus.min_block_interval.as_millis() as u64;
     if matches!(domain, DomainId::Local(_)) {
         pc.edge = dg.and_then(|d| d.edge());
         pc.offload = cfg.consensus.offload;

@@ -7,7 +7,7 @@ use crate::crypto::{
     Counting, CryptoCounters, CryptoOp, Dealer, DealtKeys, SimScheme, ThresholdCryptoScheme,
     load_keys,
 };
-use crate::io::{Event, Input, Output, Reject};
+use crate::io::{Event, Input, Output, Reject, Timer};
 use crate::proof::{AnchorProof, Finality, Inclusion, TraceProof};
 use crate::replica::Replica;
 use crate::types::ReplicaIndex;
@@ -25,10 +25,12 @@ fn public(dealt: &DealtKeys) -> Box<dyn ThresholdKeys> {
     load_keys(dealt.scheme, N, &dealt.public, None).unwrap()
 }
 
-/// Happy-path delivery between real replicas, recording commits and events.
+/// Happy-path delivery between real replicas, recording commits and events. Pacing timers
+/// fire once the cluster is quiet, as they would after their delay; no other timer fires.
 struct Cluster {
     replicas: Vec<Replica>,
     queue: VecDeque<(usize, Input)>,
+    pacing: Vec<(usize, Timer)>,
     commits: Vec<Vec<(Block, CommitProof)>>,
     events: Vec<Vec<Event>>,
 }
@@ -45,6 +47,7 @@ impl Cluster {
         Cluster {
             replicas,
             queue: VecDeque::new(),
+            pacing: Vec::new(),
             commits: vec![Vec::new(); N],
             events: vec![Vec::new(); N],
         }
@@ -70,6 +73,10 @@ impl Cluster {
 
     fn run(&mut self) {
         for _ in 0..200_000 {
+            if self.queue.is_empty() {
+                self.queue
+                    .extend(self.pacing.drain(..).map(|(i, t)| (i, Input::Timeout(t))));
+            }
             let Some((i, input)) = self.queue.pop_front() else {
                 return;
             };
@@ -88,6 +95,10 @@ impl Cluster {
                     Output::Persist { seq, .. } => self.queue.push_back((i, Input::Persisted(seq))),
                     Output::Commit { block, proof } => self.commits[i].push((block, proof)),
                     Output::Event(e) => self.events[i].push(e),
+                    Output::SetTimer {
+                        timer: t @ (Timer::Delay(_) | Timer::Interval(_)),
+                        ..
+                    } => self.pacing.push((i, t)),
                     Output::SetTimer { .. } => {}
                 }
             }

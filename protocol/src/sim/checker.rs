@@ -16,6 +16,8 @@ pub struct Checker {
     healed_at: Option<u64>,
     live_after_heal: HashSet<usize>,
     view_changes: BTreeSet<u64>,
+    /// Per committed payload id: when an honest replica first and last committed it.
+    committed_at: HashMap<Hash, (u64, u64)>,
 }
 
 pub struct Verdict {
@@ -36,6 +38,7 @@ impl Checker {
             healed_at: None,
             live_after_heal: HashSet::new(),
             view_changes: BTreeSet::new(),
+            committed_at: HashMap::new(),
         }
     }
 
@@ -89,7 +92,10 @@ impl Checker {
         {
             self.live_after_heal.insert(node);
         }
-        let _ = now;
+        for tx in &block.payload {
+            let at = self.committed_at.entry(tx.id()).or_insert((now, now));
+            at.1 = at.1.max(now);
+        }
         match self.by_height.get(&block.height) {
             Some((h, other)) if *h != hash => {
                 self.violations.push(format!(
@@ -118,6 +124,21 @@ impl Checker {
                 true
             }
         }
+    }
+
+    /// Per committed submitted item, in submission order: how long after its submission an
+    /// honest replica first committed it, and the last one did.
+    pub fn latencies(&self) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64, u64)> = self
+            .committed_at
+            .iter()
+            .filter_map(|(id, (first, last))| {
+                let sent = *self.submitted.get(id)?;
+                Some((sent, first - sent, last - sent))
+            })
+            .collect();
+        out.sort_unstable();
+        out.into_iter().map(|(_, f, l)| (f, l)).collect()
     }
 
     pub fn verdict(&self, honest: &[usize]) -> Verdict {

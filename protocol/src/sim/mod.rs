@@ -109,6 +109,10 @@ pub struct SimConfig {
     /// its first item), so a retry of the same items is not failed again: p view changes per
     /// block, as the paper counts them.
     pub leader_failure: f64,
+    /// Pacing (`Config::propose_delay_ms`, `Config::min_block_interval_ms`). On by default,
+    /// scaled like the simulator's timeouts (300 ms here for the node's 1 s).
+    pub propose_delay_ms: u64,
+    pub min_block_interval_ms: u64,
     /// What the per-replica CPU figure is read from (nanoseconds; only differences are used).
     /// The default is a monotonic wall clock; a benchmark can pass the thread's CPU clock.
     pub cpu_clock: fn() -> u64,
@@ -138,6 +142,8 @@ impl SimConfig {
             down: 0,
             restart_all: None,
             leader_failure: 0.0,
+            propose_delay_ms: 50,
+            min_block_interval_ms: 100,
             cpu_clock: monotonic_ns,
         }
     }
@@ -177,6 +183,9 @@ pub struct SimReport {
     pub cpu_ns: Vec<u64>,
     /// Per node: crypto operations as in [`SimReport::crypto`]. Honest nodes only.
     pub crypto_by_node: Vec<[u64; 4]>,
+    /// Per committed item, in submission order: virtual ms from its submission until the
+    /// first honest replica committed it, and until the last one did.
+    pub latency_ms: Vec<(u64, u64)>,
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -394,6 +403,8 @@ impl Sim {
         c.base_timeout_ms = 300;
         c.max_timeout_ms = 2_400;
         c.max_block_txs = 64;
+        c.propose_delay_ms = self.cfg.propose_delay_ms;
+        c.min_block_interval_ms = self.cfg.min_block_interval_ms;
         if self.cfg.layer == Layer::Local {
             c.edge = Some(0);
             c.offload = self.cfg.offload;
@@ -947,6 +958,7 @@ impl Sim {
             format!("{l}; {}", states.join("; "))
         });
         self.report.commits = verdict.commits;
+        self.report.latency_ms = self.checker.latencies();
         self.report.view_changes = self.checker.view_changes();
         self.report.phases = self.phases_seen.len() as u64;
         self.report.phases_per_commit = if self.phase_latency.1 == 0 {
@@ -981,5 +993,7 @@ impl Sim {
     }
 }
 
+#[cfg(test)]
+mod pacing_tests;
 #[cfg(test)]
 mod tests;
