@@ -90,7 +90,9 @@ fn hex_of(s: &str) -> String {
 #[test]
 fn a_validator_down_for_longer_than_the_memory_window_catches_up_from_disk() {
     let window = lcbft_protocol::memory_window(lcbft_protocol::types::DomainId::Global);
-    let mut net = Testnet::global(4);
+    // Unpaced, so the window's worth of blocks comes quickly.
+    let consensus = "propose_delay = \"0ms\"\nmin_block_interval = \"0ms\"";
+    let mut net = Testnet::build(4, &[], consensus);
     net.start_all();
     assert!(
         all_connected(&net, &[0, 1, 2, 3], 3),
