@@ -32,7 +32,7 @@ async fn start_with(payload: PayloadKind) -> (SocketAddr, Arc<AtomicUsize>, temp
                     let _ = reply.send(txs.iter().map(|tx| Ok(seen.insert(tx.id()))).collect());
                 }
                 ApiRequest::Pending { reply, .. } => {
-                    let _ = reply.send(None);
+                    let _ = reply.send(Lookup::Unknown);
                 }
                 ApiRequest::Status { reply } => {
                     let _ = reply.send(Vec::new());
