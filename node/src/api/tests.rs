@@ -161,6 +161,9 @@ async fn lookups_answer_404_and_400() {
     .await
     .expect("get");
     assert_eq!(r.status, 404);
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(v["status"], "unknown", "{v}");
+    assert!(v["error"].is_string(), "{v}");
     let r = request(addr, "GET", "/v1/traces/xyz", None)
         .await
         .expect("get");
