@@ -258,7 +258,7 @@ mod tests {
         assert_eq!(b.insert(D, id(4), 100, now), Ok(3));
         // Reloaded items are never dropped, even over the bound; new ones wait.
         assert_eq!(b.insert_at(D, id(9), 1000, 7, now), Ok(7));
-        assert_eq!(b.usage(D), (3, 1150));
+        assert_eq!(b.usage(D), (4, 1250));
         assert_eq!(b.insert(D, id(10), 1, now), Err(Full::Bound));
     }
 
