@@ -409,7 +409,7 @@ impl MainLoop {
 
     /// One of our items for the gossip outbox: it goes out with the others submitted here in
     /// the same few milliseconds.
-    fn to_outbox(&mut self, domain: DomainId, tx: Tx) {
+    fn queue_gossip(&mut self, domain: DomainId, tx: Tx) {
         let len = tx.len();
         let now = Instant::now();
         let entry = self

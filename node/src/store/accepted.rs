@@ -7,10 +7,12 @@ use super::{Batch, Store, StoreError, db, domain_key, domain_of};
 use lcbft_protocol::types::{Block, DomainId, Hash, Tx};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
-/// (domain key, item id) -> (arrival number, the item's bytes). Keyed by domain too: a raw
-/// network may carry the same bytes in two domains.
-pub(super) const ACCEPTED: TableDefinition<(u64, [u8; 32]), (u64, &[u8])> =
-    TableDefinition::new("accepted");
+/// (domain key, item id): keyed by domain too, since a raw network may carry the same bytes
+/// in two domains.
+type Key = (u64, [u8; 32]);
+/// (arrival number, the item's bytes).
+type Entry<'a> = (u64, &'a [u8]);
+pub(super) const ACCEPTED: TableDefinition<Key, Entry> = TableDefinition::new("accepted");
 
 /// An item acknowledged here and not yet seen committed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -119,7 +119,7 @@ impl MainLoop {
             }
         }
         for tx in outbox {
-            self.to_outbox(domain, tx);
+            self.queue_gossip(domain, tx);
         }
         let answers = answers
             .into_iter()
@@ -219,7 +219,7 @@ impl MainLoop {
                     .insert_at(domain, a.tx.id(), a.tx.len(), a.seq, due);
             }
             let txs: Vec<Tx> = keep.into_iter().map(|a| a.tx).collect();
-            forget.extend(self.into_pool(domain, txs));
+            forget.extend(self.feed_own(domain, txs));
             self.storage.submit(Job::Forget {
                 domain,
                 ids: forget,
@@ -238,7 +238,7 @@ impl MainLoop {
     /// Feed our own items to a domain's pool. Items the pool can never take (larger than a
     /// block) are refused for good: returned, to forget. A full pool is not for good: the
     /// items stay acknowledged and are offered again.
-    fn into_pool(&mut self, domain: DomainId, txs: Vec<Tx>) -> Vec<Hash> {
+    fn feed_own(&mut self, domain: DomainId, txs: Vec<Tx>) -> Vec<Hash> {
         let Some(driver) = self.drivers.get_mut(&domain) else {
             return Vec::new();
         };
@@ -302,7 +302,7 @@ impl MainLoop {
                         Err(e) => warn!(%domain, %id, "reading an acknowledged trace: {e}"),
                     }
                 }
-                let gone = self.into_pool(domain, back.clone());
+                let gone = self.feed_own(domain, back.clone());
                 offer.extend(back.into_iter().filter(|tx| !gone.contains(&tx.id())));
                 forget.extend(gone);
             }
