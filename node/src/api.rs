@@ -4,7 +4,7 @@
 use crate::genesis::{PayloadKind, domain_name, parse_domain};
 use crate::metrics::Metrics;
 use crate::net::{NetHandle, NetStatus};
-use crate::store::Store;
+use crate::store::{Store, TxLocation};
 use crate::trace::SignedTrace;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -28,9 +28,10 @@ pub enum ApiRequest {
         txs: Vec<Tx>,
         reply: oneshot::Sender<Vec<Result<bool, SubmitError>>>,
     },
+    /// What the main loop knows of an item the committed index does not hold.
     Pending {
         id: Hash,
-        reply: oneshot::Sender<Option<(DomainId, Tx)>>,
+        reply: oneshot::Sender<Lookup>,
     },
     Status {
         reply: oneshot::Sender<Vec<DomainStatus>>,
@@ -40,6 +41,26 @@ pub enum ApiRequest {
         tx: Tx,
         reply: oneshot::Sender<Result<(), String>>,
     },
+}
+
+/// An item that is not in a committed block, as the main loop sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Waiting for a block. `durable`: acknowledged here, so on this node's disk and offered
+    /// again until it commits; `tx` is `None` only if the disk could not be read.
+    Pending {
+        domain: DomainId,
+        tx: Option<Tx>,
+        durable: bool,
+    },
+    /// Acknowledged here, then refused for good (a restart with a smaller size limit, say).
+    Refused {
+        domain: DomainId,
+        reason: &'static str,
+    },
+    /// Never acknowledged here and not in the pool: never seen, refused when submitted, or
+    /// forgotten since (a refusal is remembered until a restart).
+    Unknown,
 }
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -205,15 +226,18 @@ async fn get_trace(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
         Err(r) => return r,
     };
     let trace_json = |tx: &Tx| SignedTrace::from_tx(tx).ok().map(|t| t.to_json());
-    if let Some((loc, tx)) = found {
-        return axum::Json(json!({
+    let committed = |loc: TxLocation, tx: Option<Tx>| {
+        axum::Json(json!({
             "id": id.to_hex(),
             "status": "committed",
             "domain": domain_name(loc.domain),
             "height": loc.height,
             "trace": tx.as_ref().and_then(trace_json),
         }))
-        .into_response();
+        .into_response()
+    };
+    if let Some((loc, tx)) = found {
+        return committed(loc, tx);
     }
     let (reply, rx) = oneshot::channel();
     if s.requests
@@ -224,14 +248,45 @@ async fn get_trace(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
         return unavailable();
     }
     match rx.await {
-        Ok(Some((domain, tx))) => axum::Json(json!({
+        Ok(Lookup::Pending {
+            domain,
+            tx,
+            durable,
+        }) => axum::Json(json!({
             "id": id.to_hex(),
             "status": "pending",
             "domain": domain_name(domain),
-            "trace": trace_json(&tx),
+            "trace": tx.as_ref().and_then(trace_json),
+            "durable": durable,
         }))
         .into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such trace"),
+        Ok(Lookup::Refused { domain, reason }) => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({
+                "error": format!("acknowledged here, then refused ({reason}): submit it again"),
+                "id": id.to_hex(),
+                "status": "refused",
+                "domain": domain_name(domain),
+                "reason": reason,
+            })),
+        )
+            .into_response(),
+        Ok(Lookup::Unknown) => {
+            // It may have committed between the two looks.
+            match read(&s.store, move |st| st.tx_location(&id)).await {
+                Ok(Some(loc)) => committed(loc, None),
+                Ok(None) => (
+                    StatusCode::NOT_FOUND,
+                    axum::Json(json!({
+                        "error": "no such trace",
+                        "id": id.to_hex(),
+                        "status": "unknown",
+                    })),
+                )
+                    .into_response(),
+                Err(r) => r,
+            }
+        }
         Err(_) => unavailable(),
     }
 }

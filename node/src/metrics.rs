@@ -265,6 +265,9 @@ pub struct Metrics {
     pub traces_admitted: Counter,
     pub traces_refused: Family<ReasonLabels, Counter>,
     pub traces_committed: Family<DomainLabels, Counter>,
+    pub traces_durable: Family<DomainLabels, Gauge>,
+    pub traces_reoffered: Family<DomainLabels, Counter>,
+    pub publish_failures: Family<DomainReasonLabels, Counter>,
     // Anchoring local blocks into the global chain.
     pub anchors_submitted: Family<AnchorLabels, Counter>,
     pub anchors_accepted: Family<AnchorLabels, Counter>,
@@ -320,6 +323,9 @@ impl Metrics {
             traces_admitted: Counter::default(),
             traces_refused: Family::default(),
             traces_committed: Family::default(),
+            traces_durable: Family::default(),
+            traces_reoffered: Family::default(),
+            publish_failures: Family::default(),
             anchors_submitted: Family::default(),
             anchors_accepted: Family::default(),
             anchors_rejected: Family::default(),
@@ -447,6 +453,11 @@ impl Metrics {
                 m.net_events_dropped.clone(),
             );
             c.register(
+                "publish_failures",
+                "Gossip messages this node could not publish, by domain and reason (no_peers, duplicate, queues_full, too_large, ...)",
+                m.publish_failures.clone(),
+            );
+            c.register(
                 "evicted_addresses",
                 "Peer addresses forgotten to keep the address book within its bounds",
                 m.addresses_evicted.clone(),
@@ -501,6 +512,16 @@ impl Metrics {
                 "committed",
                 "Traces and anchors in committed blocks",
                 m.traces_committed.clone(),
+            );
+            c.register(
+                "durable",
+                "Traces this node acknowledged (202) and has not yet seen committed: on its disk, offered again until committed",
+                m.traces_durable.clone(),
+            );
+            c.register(
+                "reoffered",
+                "Acknowledged traces offered to the domain again because they were not committed in time",
+                m.traces_reoffered.clone(),
             );
         }
         {
@@ -609,7 +630,11 @@ impl Metrics {
         for f in [&self.view, &self.term, &self.leader, &self.committed_height] {
             let _ = f.get_or_create(&d);
         }
-        for f in [&self.mempool_traces, &self.mempool_bytes] {
+        for f in [
+            &self.mempool_traces,
+            &self.mempool_bytes,
+            &self.traces_durable,
+        ] {
             let _ = f.get_or_create(&d);
         }
         for f in [
@@ -617,6 +642,7 @@ impl Metrics {
             &self.proposals,
             &self.leader_changes,
             &self.traces_committed,
+            &self.traces_reoffered,
             &self.pruned_blocks,
         ] {
             let _ = f.get_or_create(&d);
@@ -698,6 +724,30 @@ impl Metrics {
             .get_or_create(&d)
             .set(i64::try_from(height).unwrap_or(i64::MAX));
         self.traces_committed.get_or_create(&d).inc_by(txs as u64);
+    }
+
+    /// Acknowledged items of `domain` not yet seen committed.
+    pub fn set_durable(&self, domain: DomainId, txs: usize) {
+        self.traces_durable
+            .get_or_create(&Metrics::domain(domain))
+            .set(i64::try_from(txs).unwrap_or(i64::MAX));
+    }
+
+    pub fn on_reoffered(&self, domain: DomainId, txs: usize) {
+        self.traces_reoffered
+            .get_or_create(&Metrics::domain(domain))
+            .inc_by(txs as u64);
+    }
+
+    /// A gossip message for `domain` was not published.
+    pub fn on_publish_failed(&self, domain: DomainId, reason: &str) {
+        self.publish_failures
+            .get_or_create(&DomainReasonLabels {
+                layer: layer(domain),
+                domain: domain_name(domain),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// What the payload pool of `domain` holds now.

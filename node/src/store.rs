@@ -1,6 +1,7 @@
 //! The node's database (redb): per domain the safety state and the committed chain
-//! (height -> hash, with each block's commit proof); blocks by hash; and the trace index (tx id
-//! -> where it was committed). Synchronous: async code calls it from a dedicated thread or
+//! (height -> hash, with each block's commit proof); blocks by hash; the trace index (tx id
+//! -> where it was committed); and the items this node acknowledged and has not yet seen
+//! committed (`accepted`). Synchronous: async code calls it from a dedicated thread or
 //! `spawn_blocking`. Every write is one redb transaction committed with fsync, so what a
 //! method returned `Ok` for survives `kill -9`.
 //!
@@ -165,6 +166,7 @@ impl Store {
             txn.open_table(ANCHORS).map_err(db)?;
             txn.open_table(CHILDREN).map_err(db)?;
             txn.open_table(UNCOMMITTED).map_err(db)?;
+            txn.open_table(accepted::ACCEPTED).map_err(db)?;
         }
         txn.commit().map_err(db)?;
         Ok(Store {
@@ -424,6 +426,7 @@ impl Batch {
                 )
                 .map_err(db)?;
         }
+        accepted::forget_committed(txn, block)?;
         anchors::index_payload(txn, block)
     }
 
@@ -454,7 +457,9 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, St
     })
 }
 
+mod accepted;
 mod anchors;
+pub use accepted::Accepted;
 pub use anchors::AnchorEntry;
 
 #[cfg(test)]

@@ -725,6 +725,11 @@ impl Core {
         (self.mempool.len(), self.mempool.bytes())
     }
 
+    /// Items and bytes one origin may hold in the pool.
+    pub fn pool_share(&self) -> (usize, usize) {
+        self.mempool.origin_share()
+    }
+
     pub fn set_payload_rule(&mut self, rule: Box<dyn PayloadRule>) {
         self.rule = rule;
     }

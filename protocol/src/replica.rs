@@ -78,6 +78,12 @@ impl Replica {
         self.core().pool_usage()
     }
 
+    /// Items and bytes one origin may hold in the pool: the bound of what the node's own
+    /// submissions (origin: this replica) may have waiting.
+    pub fn pool_share(&self) -> (usize, usize) {
+        self.core().pool_share()
+    }
+
     fn core(&self) -> &crate::core::Core {
         match self {
             Replica::Global(r) => &r.core,

@@ -32,7 +32,7 @@ async fn start_with(payload: PayloadKind) -> (SocketAddr, Arc<AtomicUsize>, temp
                     let _ = reply.send(txs.iter().map(|tx| Ok(seen.insert(tx.id()))).collect());
                 }
                 ApiRequest::Pending { reply, .. } => {
-                    let _ = reply.send(None);
+                    let _ = reply.send(Lookup::Unknown);
                 }
                 ApiRequest::Status { reply } => {
                     let _ = reply.send(Vec::new());
@@ -161,6 +161,9 @@ async fn lookups_answer_404_and_400() {
     .await
     .expect("get");
     assert_eq!(r.status, 404);
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(v["status"], "unknown", "{v}");
+    assert!(v["error"].is_string(), "{v}");
     let r = request(addr, "GET", "/v1/traces/xyz", None)
         .await
         .expect("get");

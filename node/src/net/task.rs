@@ -164,6 +164,8 @@ pub fn spawn(
         dialing: HashMap::new(),
         refused,
         other_versions: BTreeSet::new(),
+        publish_warned: None,
+        publish_unwarned: 0,
     };
     let task = tokio::spawn(net.run(cmd_rx));
     Ok((handle, ev_rx, task))
@@ -197,7 +199,13 @@ struct Network {
     /// Peers that announced another wire version, warned about once each. Only members and
     /// observers get a connection, so the genesis bounds it.
     other_versions: BTreeSet<PeerId>,
+    /// The last warning about a failed publish, and the failures not warned about since.
+    publish_warned: Option<Instant>,
+    publish_unwarned: u64,
 }
+
+/// At most one warning about failed publishes per this long; the metric counts every one.
+const PUBLISH_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Counters of refused connections, by reason.
 struct Refused {
@@ -245,6 +253,44 @@ impl Network {
         info!("network stopped");
     }
 
+    /// A gossip message was not published: whatever it carried is lost unless sent again.
+    /// Consensus recovers by its timeouts and block sync; traces acknowledged here are offered
+    /// again by the main loop until they commit.
+    fn publish_failed(&mut self, domain: DomainId, e: PublishError) {
+        #[allow(unreachable_patterns)]
+        let reason = match &e {
+            PublishError::NoPeersSubscribedToTopic => "no_peers",
+            PublishError::Duplicate => "duplicate",
+            PublishError::AllQueuesFull(_) => "queues_full",
+            PublishError::MessageTooLarge => "too_large",
+            PublishError::SigningError(_) => "signing",
+            PublishError::TransformFailed(_) => "transform",
+            _ => "other",
+        };
+        self.metrics.on_publish_failed(domain, reason);
+        // The same bytes were published lately: they went out then.
+        if matches!(e, PublishError::Duplicate) {
+            debug!(%domain, "publish: sent lately already");
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .publish_warned
+            .is_some_and(|at| now < at + PUBLISH_WARN_EVERY)
+        {
+            self.publish_unwarned += 1;
+            return;
+        }
+        warn!(
+            %domain,
+            reason,
+            more_since_last_warning = self.publish_unwarned,
+            "gossip publish failed: {e} (counted in lcbft_net_publish_failures_total)"
+        );
+        self.publish_warned = Some(now);
+        self.publish_unwarned = 0;
+    }
+
     fn on_command(&mut self, c: Command) {
         match c {
             Command::Broadcast { domain, gossip } => {
@@ -255,12 +301,7 @@ impl Network {
                     .publish(topic(domain), gossip)
                 {
                     Ok(_) => {}
-                    // Nobody listens yet: the message is lost like any other; the protocol's
-                    // timeouts and block sync recover.
-                    Err(PublishError::NoPeersSubscribedToTopic) => {
-                        debug!(%domain, "publish: no peers subscribed yet")
-                    }
-                    Err(e) => warn!(%domain, "publish failed: {e}"),
+                    Err(e) => self.publish_failed(domain, e),
                 }
             }
             Command::Send { domain, to, msg } => {

@@ -2,24 +2,25 @@
 //! requests and timers, feeding the replicas and carrying out their effects in order.
 
 mod anchors;
+mod durable;
 mod proposals;
 mod sync;
 
 use super::NodeError;
+use super::acks::{Book, Limits};
 use super::anchoring::Anchoring;
 use super::driver::{Driver, Effect};
 use super::storage::{Done, Job, Worker};
-use crate::api::{ApiRequest, DomainStatus, SubmitError};
+use crate::api::{ApiRequest, DomainStatus};
 use crate::genesis::{Genesis, domain_name};
 use crate::metrics::Metrics;
 use crate::net::wire::Gossip;
 use crate::net::{GossipRef, NetEvent, NetHandle, Verdict};
 use crate::store::Store;
-use lcbft_protocol::PoolRefusal;
 use lcbft_protocol::io::{Event, Input};
 use lcbft_protocol::message::Message;
 use lcbft_protocol::types::{DomainId, Hash, ReplicaIndex, Tx};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -46,6 +47,8 @@ pub struct MainLoop {
     ticks: u64,
     /// Per domain: proposals whose block we asked of the proposer (`proposals`).
     waiting: BTreeMap<DomainId, proposals::WaitingList>,
+    /// Items acknowledged here and not yet committed (`durable`).
+    acks: Book,
 }
 
 /// How often anchors are re-submitted, notices sent and windows pruned.
@@ -69,7 +72,13 @@ impl MainLoop {
                 head.insert(d, (h, b.hash()));
             }
         }
+        // Our own acknowledged items may hold what our own submissions may hold in the pool.
+        let acks = Book::new(drivers.iter().map(|(d, driver)| {
+            let (txs, bytes) = driver.replica().pool_share();
+            (*d, Limits { txs, bytes })
+        }));
         MainLoop {
+            acks,
             drivers,
             genesis,
             net,
@@ -114,7 +123,10 @@ impl MainLoop {
                 }
                 Some(ev) = net_events.recv() => self.on_net(ev),
                 Some(req) = api.recv() => self.on_api(req),
-                _ = housekeeping.tick() => self.housekeeping(),
+                _ = housekeeping.tick() => {
+                    self.housekeeping();
+                    self.reoffer();
+                }
                 _ = gossip_due => self.flush_outbox(Instant::now()),
                 _ = timer => {
                     let now = Instant::now();
@@ -190,6 +202,7 @@ impl MainLoop {
                     blocks,
                 }),
                 Effect::Commit { block, proof } => {
+                    self.forget_committed(domain, &block.payload);
                     self.storage.submit(Job::Commit { block, proof })
                 }
                 Effect::Event(ev) => self.on_event(domain, ev),
@@ -331,15 +344,9 @@ impl MainLoop {
 
     fn on_api(&mut self, req: ApiRequest) {
         match req {
-            ApiRequest::Submit { domain, txs, reply } => {
-                let result = self.submit(domain, txs);
-                let _ = reply.send(result);
-            }
+            ApiRequest::Submit { domain, txs, reply } => self.submit(domain, txs, reply),
             ApiRequest::Pending { id, reply } => {
-                let found = self.drivers.iter().find_map(|(d, driver)| {
-                    driver.replica().pending(&id).map(|tx| (*d, tx.clone()))
-                });
-                let _ = reply.send(found);
+                let _ = reply.send(self.lookup(&id));
             }
             ApiRequest::SubmitAnchor { tx, reply } => {
                 let _ = reply.send(self.submit_anchor_from_api(tx));
@@ -404,58 +411,20 @@ impl MainLoop {
         }
     }
 
-    /// Traces the API admitted (by the one rule): into our pool, then gossiped to the domain
-    /// with the others submitted here in the same few milliseconds.
-    fn submit(&mut self, domain: DomainId, txs: Vec<Tx>) -> Vec<Result<bool, SubmitError>> {
-        let Some(driver) = self.drivers.get_mut(&domain) else {
-            return vec![Err(SubmitError::NotMember(domain_name(domain))); txs.len()];
-        };
-        let fresh: Vec<bool> = txs
-            .iter()
-            .map(|tx| driver.replica().pending(&tx.id()).is_none())
-            .collect();
-        let new: Vec<Tx> = txs
-            .iter()
-            .zip(&fresh)
-            .filter(|(_, f)| **f)
-            .map(|(tx, _)| tx.clone())
-            .collect();
-        let effects = driver.handle(Input::Payload(new), Instant::now());
-        let refused: HashMap<Hash, PoolRefusal> = effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Event(Event::PoolRefused { id, reason }) => Some((*id, *reason)),
-                _ => None,
-            })
-            .collect();
-        let mut results = Vec::with_capacity(txs.len());
-        for (tx, fresh) in txs.into_iter().zip(fresh) {
-            if !fresh {
-                results.push(Ok(false));
-                continue;
-            }
-            if let Some(reason) = refused.get(&tx.id()) {
-                results.push(Err(SubmitError::Full(*reason)));
-                continue;
-            }
-            results.push(Ok(true));
-            let len = tx.len();
-            let now = Instant::now();
-            let entry = self
-                .outbox
-                .entry(domain)
-                .or_insert_with(|| (Vec::new(), 0, now + GOSSIP_BATCH_DELAY));
-            entry.0.push(tx);
-            entry.1 += len;
-            if entry.1 >= GOSSIP_BATCH_BYTES {
-                self.flush(domain);
-            }
+    /// One of our items for the gossip outbox: it goes out with the others submitted here in
+    /// the same few milliseconds.
+    fn queue_gossip(&mut self, domain: DomainId, tx: Tx) {
+        let len = tx.len();
+        let now = Instant::now();
+        let entry = self
+            .outbox
+            .entry(domain)
+            .or_insert_with(|| (Vec::new(), 0, now + GOSSIP_BATCH_DELAY));
+        entry.0.push(tx);
+        entry.1 += len;
+        if entry.1 >= GOSSIP_BATCH_BYTES {
+            self.flush(domain);
         }
-        // After the outbox took the new traces: a proposal among the effects names them by
-        // id, so they must be gossiped before it (`propose` flushes the outbox first).
-        self.carry_out(domain, effects);
-        self.show_pool(domain);
-        results
     }
 }
 

@@ -1,6 +1,7 @@
 //! `lcbft run`: wire identity, genesis, key shares, store, network, storage worker and API
 //! together, then hand over to the main loop (`main_loop.rs`).
 
+mod acks;
 mod anchoring;
 mod driver;
 mod main_loop;
@@ -182,7 +183,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
 
     let anchoring = anchoring::Anchoring::new(&genesis, &me, cfg.consensus.local_window)
         .map_err(NodeError::Keys)?;
-    let main = MainLoop::new(
+    let acknowledged = store.accepted().map_err(store_err)?;
+    let mut main = MainLoop::new(
         drivers,
         genesis,
         store,
@@ -191,6 +193,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         metrics,
         anchoring,
     );
+    main.reload(acknowledged, &admission);
     let result = main.run(net_events, done_rx, api_rx, shutdown).await;
     net.shutdown();
     let _ = net_task.await;

@@ -2,13 +2,23 @@
 //! and reports each durable write back to the main loop (`Persisted` only after fsync). Jobs
 //! that queue up while a write is under way go into the next transaction together, so a busy
 //! node pays one fsync for many writes (group commit) and an idle one pays no delay.
+//!
+//! Items the API acknowledges ride the same queue: the worker answers the API itself once
+//! they are durable, so a `202` never leaves before the fsync that covers it.
 
+use crate::api::SubmitError;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Accepted, Store, StoreError};
 use lcbft_protocol::anchor::CommitProof;
 use lcbft_protocol::io::SafetyState;
 use lcbft_protocol::types::{Block, DomainId, Hash};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+/// The answer to one API submission, sent once what it acknowledges is durable.
+pub type SubmitReply = (
+    oneshot::Sender<Vec<Result<bool, SubmitError>>>,
+    Vec<Result<bool, SubmitError>>,
+);
 
 #[derive(Debug)]
 pub enum Job {
@@ -22,6 +32,15 @@ pub enum Job {
         block: Box<Block>,
         proof: CommitProof,
     },
+    /// Items the API acknowledges, and the answer that acknowledges them. With no items the
+    /// answer still waits for every write queued before it (an item a client sends twice is
+    /// answered `pending` only once the first copy is on disk).
+    Accept {
+        items: Vec<Accepted>,
+        reply: SubmitReply,
+    },
+    /// Acknowledged items of `domain` found committed, or refused for good.
+    Forget { domain: DomainId, ids: Vec<Hash> },
 }
 
 #[derive(Debug)]
@@ -39,24 +58,42 @@ pub enum Done {
 }
 
 impl Job {
-    /// What the main loop is told once the job is durable.
-    fn done(self) -> Done {
+    /// What the main loop is told once the job is durable; an acknowledgement is answered
+    /// here, to the API.
+    fn done(self) -> Option<Done> {
         match self {
-            Job::Persist { domain, seq, .. } => Done::Persisted { domain, seq },
+            Job::Persist { domain, seq, .. } => Some(Done::Persisted { domain, seq }),
             Job::Commit { block, .. } => {
                 let hash = block.hash();
-                Done::Committed { block, hash }
+                Some(Done::Committed { block, hash })
             }
+            Job::Accept {
+                reply: (tx, answer),
+                ..
+            } => {
+                let _ = tx.send(answer);
+                None
+            }
+            Job::Forget { .. } => None,
         }
     }
 
     /// The metric label of the write.
     fn op(&self) -> &'static str {
-        #[allow(unreachable_patterns)]
         match self {
             Job::Persist { .. } => "persist",
             Job::Commit { .. } => "commit",
-            _ => "other",
+            Job::Accept { .. } => "accept",
+            Job::Forget { .. } => "forget",
+        }
+    }
+
+    /// Whether the job writes anything.
+    fn writes(&self) -> bool {
+        match self {
+            Job::Accept { items, .. } => !items.is_empty(),
+            Job::Forget { ids, .. } => !ids.is_empty(),
+            Job::Persist { .. } | Job::Commit { .. } => true,
         }
     }
 }
@@ -65,8 +102,12 @@ impl Job {
 /// amount of work.
 const MAX_BATCH: usize = 64;
 
-/// Every job in one transaction: all of them are durable, or none.
+/// Every job in one transaction: all of them are durable, or none. Jobs that write nothing
+/// cost no transaction.
 fn write(store: &Store, jobs: &[Job]) -> Result<(), StoreError> {
+    if !jobs.iter().any(Job::writes) {
+        return Ok(());
+    }
     let batch = store.batch()?;
     for job in jobs {
         match job {
@@ -77,6 +118,8 @@ fn write(store: &Store, jobs: &[Job]) -> Result<(), StoreError> {
                 ..
             } => batch.save_safety(*domain, state, blocks)?,
             Job::Commit { block, proof } => batch.commit_block(block, proof)?,
+            Job::Accept { items, .. } => batch.accept(items)?,
+            Job::Forget { domain, ids } => batch.forget_accepted(*domain, ids)?,
         }
     }
     batch.finish()
@@ -108,12 +151,18 @@ impl Worker {
                     let start = std::time::Instant::now();
                     let result = write(&store, &jobs);
                     let elapsed = start.elapsed().as_secs_f64();
-                    metrics.observe_storage_batch(jobs.len());
+                    if jobs.iter().any(Job::writes) {
+                        metrics.observe_storage_batch(jobs.len());
+                    }
                     match result {
                         Ok(()) => {
                             for job in jobs {
-                                metrics.observe_storage_write(job.op(), elapsed);
-                                let _ = done.send(job.done());
+                                if job.writes() {
+                                    metrics.observe_storage_write(job.op(), elapsed);
+                                }
+                                if let Some(d) = job.done() {
+                                    let _ = done.send(d);
+                                }
                             }
                         }
                         Err(e) => {

@@ -317,3 +317,113 @@ fn a_global_validator_restarts_from_a_bounded_tail_whatever_the_chain_length() {
     );
     assert!(held[2] as u64 <= window + 1, "{held:?}");
 }
+
+fn accepted(domain: DomainId, seq: u64, body: &str) -> Accepted {
+    Accepted {
+        domain,
+        seq,
+        tx: Tx::new(body.as_bytes().to_vec()),
+    }
+}
+
+/// What the node acknowledged comes back after a crash, oldest first, and only in the domain
+/// it was acknowledged for.
+#[test]
+fn acknowledged_items_survive_a_reopen_in_arrival_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    let items = vec![
+        accepted(DomainId::Local(1), 7, "later"),
+        accepted(DomainId::Local(1), 3, "first"),
+        // The same bytes in another domain (a raw network) are another item.
+        accepted(DomainId::Global, 5, "later"),
+    ];
+    {
+        let store = Store::open(&path).expect("open");
+        let batch = store.batch().expect("batch");
+        batch.accept(&items).expect("accept");
+        batch.finish().expect("one transaction");
+        // Dropped without any shutdown.
+    }
+    let store = Store::open(&path).expect("reopen");
+    let back = store.accepted().expect("read");
+    let seqs: Vec<u64> = back.iter().map(|a| a.seq).collect();
+    assert_eq!(seqs, vec![3, 5, 7]);
+    assert_eq!(back[0], items[1]);
+    let id = items[0].tx.id();
+    assert_eq!(
+        store.accepted_tx(DomainId::Local(1), &id).expect("read"),
+        Some(items[0].tx.clone())
+    );
+    assert_eq!(
+        store.accepted_tx(DomainId::Local(2), &id).expect("read"),
+        None
+    );
+    // Forgotten ones (refused for good) stay gone after another reopen.
+    let batch = store.batch().expect("batch");
+    batch
+        .forget_accepted(DomainId::Global, &[id])
+        .expect("forget");
+    batch.finish().expect("commit");
+    drop(store);
+    let store = Store::open(&path).expect("reopen");
+    let seqs: Vec<u64> = store
+        .accepted()
+        .expect("read")
+        .iter()
+        .map(|a| a.seq)
+        .collect();
+    assert_eq!(seqs, vec![3, 7]);
+}
+
+/// Committing a block forgets the acknowledged items it carries, in the same transaction, and
+/// only in the block's domain.
+#[test]
+fn a_commit_forgets_the_acknowledged_items_it_carries() {
+    use lcbft_protocol::anchor::CommitProof;
+    use lcbft_protocol::types::Certificate;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    let d = DomainId::Local(1);
+    let kept = accepted(d, 1, "not in the block");
+    let taken = accepted(d, 2, "in the block");
+    let elsewhere = accepted(DomainId::Global, 3, "in the block");
+    let store = Store::open(&path).expect("open");
+    store
+        .accept(&[kept.clone(), taken.clone(), elsewhere.clone()])
+        .expect("accept");
+    let proof = CommitProof {
+        above: Vec::new(),
+        qc: Certificate::genesis(d),
+    };
+    let block = first_block(
+        d,
+        vec![taken.tx.clone(), Tx::new(b"someone else's".to_vec())],
+    );
+    store.commit_block(&block, &proof).expect("commit");
+    drop(store);
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(store.accepted().expect("read"), vec![kept, elsewhere]);
+    assert!(store.tx_location(&taken.tx.id()).expect("read").is_some());
+}
+
+/// Each stored item is checked against its key: bytes that do not hash to it are corruption,
+/// reported, never offered to the domain.
+#[test]
+fn a_damaged_acknowledged_item_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    {
+        let batch = store.batch().expect("batch");
+        let mut t = batch.txn.open_table(accepted::ACCEPTED).expect("table");
+        t.insert(
+            (domain_key(DomainId::Global), [9; 32]),
+            (1, b"bytes".as_slice()),
+        )
+        .expect("insert");
+        drop(t);
+        batch.finish().expect("commit");
+    }
+    let err = store.accepted().expect_err("corrupt");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+}

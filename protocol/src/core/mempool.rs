@@ -109,6 +109,12 @@ impl Mempool {
             .filter_map(|id| self.items.get(id).map(|e| (id, &e.tx)))
     }
 
+    /// What one origin may hold (items, bytes): its share of the pool.
+    pub fn origin_share(&self) -> (usize, usize) {
+        let s = self.share();
+        (s.txs, s.bytes)
+    }
+
     fn share(&self) -> Usage {
         Usage {
             txs: (self.limits.max_txs * 2 / self.members).max(1),
@@ -212,6 +218,7 @@ mod tests {
     #[test]
     fn bounds_hold_by_bytes_count_and_item_size() {
         let mut p = Mempool::new(small(), 4);
+        assert_eq!(p.origin_share(), (50, 2000));
         assert_eq!(p.insert(tx(0, 501), 0), Err(PoolRefusal::Oversized));
         assert_eq!(p.insert(tx(1, 100), 0), Ok(true));
         assert_eq!(p.insert(tx(1, 100), 1), Ok(false));
