@@ -152,7 +152,9 @@ pub fn run(domain: DomainId, txs: &[Tx]) -> Run {
                 Ok(k) => k,
                 Err(e) => unreachable!("dealt keys load: {e}"),
             };
-            Replica::new(Config::new(domain, i as ReplicaIndex, n), keys)
+            // Unpaced: the seed corpus holds proofs of exactly the blocks this run commits.
+            let cfg = Config::new(domain, i as ReplicaIndex, n).unpaced();
+            Replica::new(cfg, keys)
         })
         .collect();
     let mut queue: VecDeque<(usize, Input)> = (0..n).map(|i| (i, Input::Start)).collect();
