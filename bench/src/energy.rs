@@ -100,17 +100,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     if a.duration == 0 {
         bail!("--duration must be at least 1 second");
     }
-    let out = a.out.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!(
-            "lcbft-energy-{}-{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            std::process::id()
-        ))
-    });
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let out = crate::throughput::out_dir(a.out.as_deref(), "lcbft-energy")?;
     let stop = lcbft_testnet::up::stop_flag()?;
     let mut points = Vec::new();
     for p in &pacings {

@@ -102,17 +102,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     if a.duration == 0 {
         bail!("--duration must be at least 1 second");
     }
-    let out = a.out.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!(
-            "lcbft-bench-{}-{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            std::process::id()
-        ))
-    });
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let out = out_dir(a.out.as_deref(), "lcbft-bench")?;
     let stop = lcbft_testnet::up::stop_flag()?;
     let mut results = Vec::new();
     for rate in rates {
@@ -137,6 +127,22 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         eprintln!("drew {}", png.display());
     }
     Ok(())
+}
+
+/// `given`, or a fresh directory under the system's temporary one; created either way.
+pub(crate) fn out_dir(given: Option<&Path>, prefix: &str) -> anyhow::Result<PathBuf> {
+    let out = given.map(Path::to_owned).unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            std::process::id()
+        ))
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    Ok(out)
 }
 
 fn shape(t: TopologyArg) -> Shape {
