@@ -84,8 +84,9 @@ pub struct ConsensusConfig {
     pub max_block_txs: usize,
     /// Local domains: send votes to the edge, which combines them, instead of the leader.
     pub offload: bool,
-    /// Local domains: committed blocks kept on disk. Older ones are deleted once anchored in
-    /// a committed global block (never before); global nodes keep them all.
+    /// Local domains: committed blocks kept in memory and on disk. Older ones are deleted
+    /// from disk once anchored in a committed global block (never before); global nodes keep
+    /// them all. A member down for longer catches up by state transfer.
     pub local_window: u64,
     /// Pacing: a leader holds payload back this long after it became pending, unless it fills
     /// a block, so light traffic makes few, fuller blocks. 0 proposes at once.
@@ -210,8 +211,9 @@ max_timeout = "30s"
 max_block_txs = 8192
 # Local domains: votes go to the edge, which combines them, instead of the leader.
 offload = true
-# Local domains: committed blocks kept on disk; older ones are deleted once anchored in a
-# committed global block, never before. Global nodes keep every block.
+# Local domains: committed blocks kept in memory and on disk; older ones are deleted from disk
+# once anchored in a committed global block, never before. Global nodes keep every block. A
+# member down for longer than this catches up by state transfer from its edge's anchor notice.
 local_window = 256
 # Pacing, the energy-latency knob: a leader holds payload back this long after it became
 # pending (unless it fills a block), and proposes at most one block per min_block_interval.

@@ -480,7 +480,7 @@ impl Metrics {
         }
         r.register(
             "sync_requests",
-            "Block sync requests sent and received, and received ones answered from disk (blocks older than the replica holds in memory)",
+            "Block sync requests sent and received, received ones answered from disk (blocks older than the replica holds in memory), and state transfers (this member restarted from an anchored block, too far behind to sync from its peers)",
             m.sync_requests.clone(),
         );
         {
@@ -675,7 +675,7 @@ impl Metrics {
                 reason: reason.to_owned(),
             });
         }
-        for direction in ["sent", "received", "served_from_disk"] {
+        for direction in ["sent", "received", "served_from_disk", "state_transfer"] {
             let _ = self.sync_requests.get_or_create(&DirectionLabels {
                 layer: d.layer,
                 domain: d.domain.clone(),
@@ -720,10 +720,15 @@ impl Metrics {
     pub fn on_committed(&self, domain: DomainId, height: u64, txs: usize) {
         let d = Metrics::domain(domain);
         self.commits.get_or_create(&d).inc();
-        self.committed_height
-            .get_or_create(&d)
-            .set(i64::try_from(height).unwrap_or(i64::MAX));
+        self.set_committed_height(domain, height);
         self.traces_committed.get_or_create(&d).inc_by(txs as u64);
+    }
+
+    /// The committed height without a commit of our own (a state transfer).
+    pub fn set_committed_height(&self, domain: DomainId, height: u64) {
+        self.committed_height
+            .get_or_create(&Metrics::domain(domain))
+            .set(i64::try_from(height).unwrap_or(i64::MAX));
     }
 
     /// Acknowledged items of `domain` not yet seen committed.
@@ -784,6 +789,17 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// This member restarted its replica from an anchored block (a state transfer).
+    pub fn on_state_transfer(&self, domain: DomainId) {
+        self.sync_requests
+            .get_or_create(&DirectionLabels {
+                layer: layer(domain),
+                domain: domain_name(domain),
+                direction: "state_transfer",
+            })
+            .inc();
     }
 
     /// A peer's block request answered from the store: the blocks were older than what the

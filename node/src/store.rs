@@ -383,7 +383,7 @@ impl Batch {
         let hash = block.hash();
         let txn = &self.txn;
         {
-            let mut chain = txn.open_table(CHAIN).map_err(db)?;
+            let chain = txn.open_table(CHAIN).map_err(db)?;
             if let Some(stored) = chain.get((key, block.height)).map_err(db)? {
                 let stored = Hash(stored.value());
                 if stored == hash {
@@ -404,6 +404,43 @@ impl Batch {
                     last,
                 });
             }
+        }
+        self.append(block, proof)
+    }
+
+    /// A state transfer: `block`, committed and proven by the anchored chain, becomes the base
+    /// of its domain's chain; the stored chain below goes, as the window's pruning would take
+    /// it (it is anchored: anchors go in order, and `block` is anchored above it). The trace
+    /// index keeps its rows: those traces stay committed.
+    pub fn rebase(&self, block: &Block, proof: &CommitProof) -> Result<(), StoreError> {
+        let key = domain_key(block.domain);
+        let txn = &self.txn;
+        {
+            let mut chain = txn.open_table(CHAIN).map_err(db)?;
+            let mut blocks = txn.open_table(BLOCKS).map_err(db)?;
+            let mut proofs = txn.open_table(PROOFS).map_err(db)?;
+            let old: Vec<(u64, [u8; 32])> = chain
+                .range((key, 0)..=(key, u64::MAX))
+                .map_err(db)?
+                .map(|e| e.map(|(k, v)| (k.value().1, v.value())))
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            for (height, hash) in old {
+                blocks.remove(hash).map_err(db)?;
+                chain.remove((key, height)).map_err(db)?;
+                proofs.remove((key, height)).map_err(db)?;
+            }
+        }
+        self.append(block, proof)
+    }
+
+    /// Write `block` at the top of its domain's chain, checked by the caller.
+    fn append(&self, block: &Block, proof: &CommitProof) -> Result<(), StoreError> {
+        let key = domain_key(block.domain);
+        let hash = block.hash();
+        let txn = &self.txn;
+        {
+            let mut chain = txn.open_table(CHAIN).map_err(db)?;
             chain.insert((key, block.height), hash.0).map_err(db)?;
             let mut blocks = txn.open_table(BLOCKS).map_err(db)?;
             blocks

@@ -142,3 +142,126 @@ fn device_traces_commit_locally_while_the_global_chain_commits() {
     ]);
     assert!(!ok && err.contains("not a member"), "{err}");
 }
+
+/// A device down while its domain commits more than twice its window (`local_window`, the
+/// blocks its peers keep) cannot fetch the blocks in between. Restarted, it takes the newest
+/// anchored block from its edge's notice (proven by the global chain), fetches only the blocks
+/// above, and votes again: with another device down, no certificate forms without its share.
+#[test]
+fn a_device_down_for_more_than_twice_its_window_catches_up_by_state_transfer() {
+    const WINDOW: u64 = 8;
+    // Unpaced, so the domain commits its blocks quickly.
+    let consensus =
+        format!("propose_delay = \"0ms\"\nmin_block_interval = \"0ms\"\nlocal_window = {WINDOW}");
+    let mut net = Testnet::build(4, &[(0, 3)], &consensus);
+    net.start_all();
+    let connected = common::all_connected(&net, &(0..net.nodes.len()).collect::<Vec<_>>(), 3);
+    assert!(connected, "not connected:\n{}", net.logs());
+    let first = submit_to(&net, 4, "local/1", "before");
+    let members = [0, 4, 5, 6];
+    assert!(
+        wait_until(Duration::from_secs(60), || members
+            .iter()
+            .all(|&i| trace_committed(net.nodes[i].api, &first))),
+        "not committed:\n{}",
+        net.logs()
+    );
+    let apis: Vec<_> = net.nodes.iter().map(|n| n.api).collect();
+    let local = |i: usize| domain_height(apis[i], "local/1").unwrap_or(0);
+    let anchored = || {
+        get(apis[0], "/v1/status")
+            .and_then(|(_, v)| {
+                v["domains"]
+                    .as_array()?
+                    .iter()
+                    .find(|d| d["domain"] == "local/1")?["anchored_height"]
+                    .as_u64()
+            })
+            .unwrap_or(0)
+    };
+
+    net.nodes[6].kill();
+    let down_at = local(0);
+    let mut i = 0;
+    let grew = wait_until(Duration::from_secs(120), || {
+        i += 1;
+        submit_to(&net, 4 + i % 2, "local/1", &format!("while-down-{i}"));
+        anchored() > down_at + 2 * WINDOW + 2
+    });
+    assert!(
+        grew,
+        "the domain did not commit and anchor {} blocks past {down_at} (anchored {}):\n{}",
+        2 * WINDOW + 2,
+        anchored(),
+        net.logs()
+    );
+    // No live member keeps the blocks right above device 6's any more.
+    let retained_from = |i: usize| {
+        get(apis[i], "/v1/status")
+            .and_then(|(_, v)| {
+                v["domains"]
+                    .as_array()?
+                    .iter()
+                    .find(|d| d["domain"] == "local/1")?["retained_from"]
+                    .as_u64()
+            })
+            .unwrap_or(0)
+    };
+    let pruned = wait_until(Duration::from_secs(60), || {
+        [0, 4, 5].iter().all(|&i| retained_from(i) > down_at + 1)
+    });
+    assert!(
+        pruned,
+        "the live members did not prune past {down_at}: {:?}\n{}",
+        [0, 4, 5].map(retained_from),
+        net.logs()
+    );
+    let top = local(0);
+
+    net.nodes[6].start();
+    let caught_up = wait_until(Duration::from_secs(60), || local(6) >= top);
+    assert!(
+        caught_up,
+        "device 6 at {} did not catch up to {top}:\n{}",
+        local(6),
+        net.logs()
+    );
+    let transfers = common::metric(
+        &net,
+        6,
+        "lcbft_sync_requests_total{layer=\"local\",domain=\"local/1\",direction=\"state_transfer\"}",
+    );
+    assert!(transfers >= 1.0, "no state transfer:\n{}", net.logs());
+    // It holds the chain from the transferred block up, not the blocks it missed.
+    assert!(
+        domain_block_hash(net.nodes[6].api, "local-1", down_at + 1).is_none(),
+        "device 6 holds a block it was down for"
+    );
+
+    // Edge, device 4 and device 6 are a quorum only with device 6's share.
+    net.nodes[5].kill();
+    let after = submit_to(&net, 4, "local/1", "after");
+    assert!(
+        wait_until(Duration::from_secs(60), || [0, 4, 6]
+            .iter()
+            .all(|&i| trace_committed(net.nodes[i].api, &after))),
+        "device 6 did not vote again:\n{}",
+        net.logs()
+    );
+    // One chain: device 6 holds every height from its base up, and each live member that
+    // still holds a height (members prune anchored blocks) holds the same block there.
+    let base = (1..=local(6))
+        .find(|&h| domain_block_hash(net.nodes[6].api, "local-1", h).is_some())
+        .expect("device 6 holds blocks");
+    for h in base..=local(6) {
+        let own = domain_block_hash(net.nodes[6].api, "local-1", h);
+        assert!(own.is_some(), "device 6 has no block at {h}");
+        for i in [0, 4] {
+            let theirs = domain_block_hash(net.nodes[i].api, "local-1", h);
+            assert!(
+                theirs.is_none() || theirs == own,
+                "height {h}: node {i} {theirs:?}, device 6 {own:?}"
+            );
+        }
+    }
+}

@@ -65,6 +65,12 @@ impl CommitProof {
     pub fn verify(&self, block: &Header, keys: &KeyRing) -> Result<(), ProofError> {
         let domain = block.domain;
         let keys = keys.get(&domain).ok_or(ProofError::UnknownDomain(domain))?;
+        self.verify_with(block, keys.as_ref())
+    }
+
+    /// As [`CommitProof::verify`], with the domain's own key set.
+    pub fn verify_with(&self, block: &Header, keys: &dyn ThresholdKeys) -> Result<(), ProofError> {
+        let domain = block.domain;
         let needed = chain_len(domain);
         if self.above.len() + 1 < needed {
             return Err(ProofError::ChainTooShort {
@@ -100,7 +106,7 @@ impl CommitProof {
         if msg.view != last.view {
             return Err(ProofError::WrongCertificate);
         }
-        check_signers(&self.qc, keys.as_ref())?;
+        check_signers(&self.qc, keys)?;
         if !keys.verify(&msg.bytes(), &self.qc.signature) {
             return Err(ProofError::BadSignature(domain));
         }

@@ -45,6 +45,9 @@ pub struct Config {
     /// Pacing: a leader proposes at most once per this interval (global: measured from the
     /// certificate that lets it propose, as leaders rotate). 0 leaves the chain's own pace.
     pub min_block_interval_ms: u64,
+    /// Committed blocks kept in memory (see [`memory_window`]); a member further behind than
+    /// its peers' windows catches up by state transfer (`Input::StateTransfer`).
+    pub memory_window: u64,
     /// Only the simulator's checker tests set this: run a deliberately unsafe rule.
     pub(crate) broken: Option<crate::sim::Broken>,
 }
@@ -72,6 +75,7 @@ impl Config {
             offload: false,
             propose_delay_ms: Config::DEFAULT_PROPOSE_DELAY_MS,
             min_block_interval_ms: Config::DEFAULT_MIN_BLOCK_INTERVAL_MS,
+            memory_window: memory_window(domain),
             broken: None,
         }
     }
@@ -442,6 +446,34 @@ impl Core {
         }
     }
 
+    /// Restart from a committed block proven outside the domain, when this replica is so far
+    /// behind that its peers no longer hold the blocks in between. Only a block above our
+    /// committed one with a proof that verifies against our own key set is taken; the safety
+    /// state is kept (a transfer never lowers what we voted for). Then we fetch the blocks
+    /// above it as after a restart. Returns whether the block was taken.
+    pub fn transfer(&mut self, block: Block, proof: CommitProof) -> bool {
+        if block.domain != self.cfg.domain
+            || block.height <= self.tree.committed().1
+            || proof
+                .verify_with(&block.header(), self.keys.as_ref())
+                .is_err()
+        {
+            return false;
+        }
+        let (hash, height) = (block.hash(), block.height);
+        self.tree.reroot(block);
+        self.missing.clear();
+        self.pinned = hash;
+        self.pruned_at = height;
+        // The proof's QC certifies a block above the new root: it names what to fetch.
+        if proof.qc.view() > self.safety.high_qc.view() {
+            self.safety.high_qc = proof.qc;
+        }
+        self.event(Event::Transferred { height });
+        self.ask_for_news();
+        true
+    }
+
     /// A block that our highest QC or lock names and the tree does not hold: until it is
     /// found, this replica cannot propose or vote on that branch.
     pub fn missing_named(&self) -> Option<Hash> {
@@ -612,7 +644,7 @@ impl Core {
 
     fn prune_tree(&mut self) {
         let height = self.tree.committed().1;
-        let keep = memory_window(self.cfg.domain);
+        let keep = self.cfg.memory_window.max(4);
         // A quarter of the window at a time: the prune's walk over the tree is paid rarely.
         if height >= self.pruned_at + keep / 4 && height > keep {
             self.tree.prune_below(height - keep, &self.pinned);

@@ -162,6 +162,8 @@ impl GlobalReplica {
                 }
             }
             Input::Start => self.core.ask_for_news(),
+            // A validator behind its peers' memory is served from their disks instead.
+            Input::StateTransfer { .. } => {}
         }
         std::mem::take(&mut self.core.out)
     }

@@ -26,6 +26,11 @@ pub enum Input {
     /// The driver is up. A replica restored from disk asks its peers for their highest QC,
     /// so it catches up even when its domain has gone quiet meanwhile.
     Start,
+    /// A committed block of this domain with its commit proof, from outside the domain (the
+    /// newest anchored block, proven by the global chain). A member further behind than its
+    /// peers keep blocks restarts from it and fetches only the blocks above. The driver has
+    /// made `block` the base of its stored chain first.
+    StateTransfer { block: Block, proof: CommitProof },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,6 +105,8 @@ pub enum Event {
         first: Hash,
         second: Hash,
     },
+    /// Restarted from a transferred block at this height.
+    Transferred { height: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

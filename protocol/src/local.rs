@@ -180,6 +180,11 @@ impl LocalReplica {
                 }
             }
             Input::Start => self.core.ask_for_news(),
+            Input::StateTransfer { block, proof } => {
+                if self.core.transfer(block, proof) {
+                    self.note_commit();
+                }
+            }
         }
         std::mem::take(&mut self.core.out)
     }
@@ -273,7 +278,14 @@ impl LocalReplica {
         if !chained {
             return self.core.reject(from, Reject::Malformed);
         }
-        if b.view > self.core.safety.last_voted + ROUND_WINDOW {
+        // Within a window of what we voted for or saw certified: a member that fell behind
+        // (or restarted from a transferred block) follows its domain's certified progress.
+        let known = self
+            .core
+            .safety
+            .last_voted
+            .max(self.core.safety.high_qc.view());
+        if b.view > known + ROUND_WINDOW {
             return;
         }
         if !self.core.check_cert(&b.justify) {

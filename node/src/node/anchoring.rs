@@ -136,7 +136,11 @@ impl Anchoring {
     }
 
     /// An edge's notice: accepted only if it proves an anchor of `domain`.
-    pub fn on_notice(&mut self, domain: DomainId, proof: &AnchorProof) -> Result<u64, ProofError> {
+    pub fn on_notice(
+        &mut self,
+        domain: DomainId,
+        proof: &AnchorProof,
+    ) -> Result<(u64, Anchor), ProofError> {
         let anchor = proof.verify(&self.keys)?;
         if anchor.block.domain != domain {
             return Err(ProofError::WrongDomain {
@@ -147,7 +151,13 @@ impl Anchoring {
         let height = anchor.block.height;
         let known = self.proven.entry(domain).or_default();
         *known = (*known).max(height);
-        Ok(*known)
+        Ok((*known, anchor))
+    }
+
+    /// Committed blocks a local member keeps on disk (`consensus.local_window`): a member
+    /// further behind than this may find its peers pruned what it misses.
+    pub fn window(&self) -> u64 {
+        self.window
     }
 
     /// Anchors due for submission in `domain` (the edge's): every committed height above the

@@ -5,6 +5,7 @@ mod anchors;
 mod durable;
 mod proposals;
 mod sync;
+mod transfer;
 
 use super::NodeError;
 use super::acks::{Book, Limits};
@@ -234,6 +235,9 @@ impl MainLoop {
             Event::PoolRefused { id, reason } => {
                 debug!(%domain, %id, reason = reason.label(), "payload pool refused an item")
             }
+            Event::Transferred { height } => {
+                info!(%domain, height, "restarted from the anchored block; fetching the blocks above")
+            }
             Event::Unavailable { hash } => {
                 let named = self
                     .drivers
@@ -263,6 +267,15 @@ impl MainLoop {
                 self.on_anchoring_commit(&block);
                 self.metrics
                     .on_committed(domain, block.height, block.payload.len());
+            }
+            Done::Rebased {
+                domain,
+                height,
+                hash,
+            } => {
+                info!(%domain, height, %hash, "stored chain rebased on the transferred block");
+                self.head.insert(domain, (height, hash));
+                self.metrics.set_committed_height(domain, height);
             }
             Done::Failed(e) => return Err(NodeError::StorageFailed(e)),
         }

@@ -221,9 +221,12 @@ fn restore(
     if matches!(domain, DomainId::Local(_)) {
         pc.edge = dg.and_then(|d| d.edge());
         pc.offload = cfg.consensus.offload;
+        // One window for a local domain, in memory and on disk: a member further behind than
+        // its peers keep finds the blocks on no peer and catches up by state transfer.
+        pc.memory_window = cfg.consensus.local_window;
     }
     let stored = Stored {
-        committed: store.committed_tail(domain, lcbft_protocol::memory_window(domain))?,
+        committed: store.committed_tail(domain, pc.memory_window)?,
         blocks: store.uncommitted_blocks(domain)?,
         safety: store.safety(domain)?,
     };

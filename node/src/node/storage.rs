@@ -32,6 +32,11 @@ pub enum Job {
         block: Box<Block>,
         proof: CommitProof,
     },
+    /// A state transfer: `block` becomes the base of its domain's stored chain.
+    Rebase {
+        block: Box<Block>,
+        proof: CommitProof,
+    },
     /// Items the API acknowledges, and the answer that acknowledges them. With no items the
     /// answer still waits for every write queued before it (an item a client sends twice is
     /// answered `pending` only once the first copy is on disk).
@@ -51,6 +56,12 @@ pub enum Done {
     },
     Committed {
         block: Box<Block>,
+        hash: Hash,
+    },
+    /// A state transfer's block is the base of the stored chain now.
+    Rebased {
+        domain: DomainId,
+        height: u64,
         hash: Hash,
     },
     /// A write failed: the node cannot go on safely.
@@ -74,6 +85,11 @@ impl Job {
                 let _ = tx.send(answer);
                 None
             }
+            Job::Rebase { block, .. } => Some(Done::Rebased {
+                domain: block.domain,
+                height: block.height,
+                hash: block.hash(),
+            }),
             Job::Forget { .. } => None,
         }
     }
@@ -85,6 +101,7 @@ impl Job {
             Job::Commit { .. } => "commit",
             Job::Accept { .. } => "accept",
             Job::Forget { .. } => "forget",
+            Job::Rebase { .. } => "rebase",
         }
     }
 
@@ -93,7 +110,7 @@ impl Job {
         match self {
             Job::Accept { items, .. } => !items.is_empty(),
             Job::Forget { ids, .. } => !ids.is_empty(),
-            Job::Persist { .. } | Job::Commit { .. } => true,
+            Job::Persist { .. } | Job::Commit { .. } | Job::Rebase { .. } => true,
         }
     }
 }
@@ -118,6 +135,7 @@ fn write(store: &Store, jobs: &[Job]) -> Result<(), StoreError> {
                 ..
             } => batch.save_safety(*domain, state, blocks)?,
             Job::Commit { block, proof } => batch.commit_block(block, proof)?,
+            Job::Rebase { block, proof } => batch.rebase(block, proof)?,
             Job::Accept { items, .. } => batch.accept(items)?,
             Job::Forget { domain, ids } => batch.forget_accepted(*domain, ids)?,
         }

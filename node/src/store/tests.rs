@@ -427,3 +427,46 @@ fn a_damaged_acknowledged_item_is_reported() {
     let err = store.accepted().expect_err("corrupt");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
 }
+
+#[test]
+fn a_rebase_makes_the_transferred_block_the_base_of_the_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, new) = (
+        Store::open(&dir.path().join("old.redb")).expect("open"),
+        Store::open(&dir.path().join("new.redb")).expect("open"),
+    );
+    let domain = DomainId::Local(1);
+    long_chain(&old, domain, 5);
+    long_chain(&new, domain, 40);
+    let base = new.block_at(domain, 30).expect("read").expect("block");
+    let proof = new.proof_at(domain, 30).expect("read").expect("proof");
+    let next = new.block_at(domain, 31).expect("read").expect("block");
+    let next_proof = new.proof_at(domain, 31).expect("read").expect("proof");
+    // A gap is refused as a commit...
+    let err = old.commit_block(&base, &proof).expect_err("gap");
+    assert!(matches!(err, StoreError::Gap { .. }), "{err}");
+    // ... and taken as a rebase, which drops the old chain.
+    let batch = old.batch().expect("batch");
+    batch.rebase(&base, &proof).expect("rebase");
+    batch.finish().expect("finish");
+    assert_eq!(old.committed_height(domain).expect("h"), 30);
+    assert!(old.block_at(domain, 3).expect("read").is_none());
+    assert_eq!(
+        old.committed_tail(domain, 100).expect("tail"),
+        vec![base.clone()]
+    );
+    // The old blocks' traces stay committed.
+    let first = Tx::new(0u64.to_le_bytes().to_vec());
+    assert!(old.tx_location(&first.id()).expect("index").is_some());
+    // The chain goes on from the new base, and a restart restores a replica rooted there.
+    old.commit_block(&next, &next_proof).expect("next");
+    let tail = old.committed_tail(domain, 100).expect("tail");
+    assert_eq!(tail, vec![base, next]);
+    let stored = Stored {
+        committed: tail,
+        blocks: Vec::new(),
+        safety: None,
+    };
+    let replica = Replica::restore(Config::new(domain, 0, 4), keys(&deal(4), 4, 0), stored);
+    assert_eq!(replica.committed_height(), 31);
+}

@@ -33,15 +33,21 @@ struct Cluster {
     pacing: Vec<(usize, Timer)>,
     commits: Vec<Vec<(Block, CommitProof)>>,
     events: Vec<Vec<Event>>,
+    /// Cut off: nothing is delivered to or from it.
+    down: Vec<bool>,
 }
 
 impl Cluster {
     fn new(domain: DomainId, dealt: &DealtKeys) -> Cluster {
+        Cluster::with_config(domain, dealt, |c| c)
+    }
+
+    fn with_config(domain: DomainId, dealt: &DealtKeys, cfg: impl Fn(Config) -> Config) -> Cluster {
         let replicas = (0..N)
             .map(|i| {
                 let me = i as ReplicaIndex;
                 let keys = load_keys(dealt.scheme, N, &dealt.public, dealt.secrets.get(i));
-                Replica::new(Config::new(domain, me, N), keys.unwrap())
+                Replica::new(cfg(Config::new(domain, me, N)), keys.unwrap())
             })
             .collect();
         Cluster {
@@ -50,6 +56,7 @@ impl Cluster {
             pacing: Vec::new(),
             commits: vec![Vec::new(); N],
             events: vec![Vec::new(); N],
+            down: vec![false; N],
         }
     }
 
@@ -80,6 +87,13 @@ impl Cluster {
             let Some((i, input)) = self.queue.pop_front() else {
                 return;
             };
+            let sender = match &input {
+                Input::Message { from, .. } => usize::from(*from),
+                _ => i,
+            };
+            if self.down[i] || self.down[sender] {
+                continue;
+            }
             let from = i as ReplicaIndex;
             for out in self.replicas[i].handle(input) {
                 match out {
@@ -512,3 +526,5 @@ fn each_validator_checks_each_anchor_once_in_a_run() {
         assert_eq!(c.get(CryptoOp::Verify), anchors.len() as u64, "replica {i}");
     }
 }
+
+mod transfer;

@@ -705,7 +705,8 @@ impl Sim {
             | Event::Rejected { .. }
             | Event::AnchorRejected { .. }
             | Event::Unavailable { .. }
-            | Event::PoolRefused { .. } => {}
+            | Event::PoolRefused { .. }
+            | Event::Transferred { .. } => {}
         }
     }
 

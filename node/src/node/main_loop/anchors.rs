@@ -107,8 +107,9 @@ impl MainLoop {
         proof: &AnchorProof,
     ) -> bool {
         match self.anchoring.on_notice(domain, proof) {
-            Ok(height) => {
+            Ok((height, anchor)) => {
                 self.metrics.set_anchored_height(domain, height);
+                self.transfer_if_behind(domain, anchor);
                 true
             }
             Err(e) => {
