@@ -53,13 +53,13 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Pacing {
+pub(crate) struct Pacing {
     delay_ms: u64,
     interval_ms: u64,
 }
 
 impl Pacing {
-    fn parse(s: &str) -> anyhow::Result<Pacing> {
+    pub(crate) fn parse(s: &str) -> anyhow::Result<Pacing> {
         let (d, i) = s
             .split_once(':')
             .with_context(|| format!("--pacing {s}: give DELAY_MS:INTERVAL_MS, e.g. 200:500"))?;
@@ -76,7 +76,7 @@ impl Pacing {
         })
     }
 
-    fn label(self) -> String {
+    pub(crate) fn label(self) -> String {
         format!("{}:{}", self.delay_ms, self.interval_ms)
     }
 }
@@ -129,7 +129,7 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
 }
 
 /// Every node's pacing, written into its config before the network starts.
-fn set_pacing(dir: &Path, net: &Net, p: Pacing) -> anyhow::Result<()> {
+pub(crate) fn set_pacing(dir: &Path, net: &Net, p: Pacing) -> anyhow::Result<()> {
     for n in &net.topo.nodes {
         let path = n.dir(dir).join(LOOPBACK_CONFIG);
         let mut cfg = lcbft_node::config::Config::load(&path, Vec::new())

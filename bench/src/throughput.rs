@@ -24,6 +24,7 @@
 
 pub(crate) mod watch;
 
+use crate::energy::{Pacing, set_pacing};
 use crate::plot::{self, Axes, Line};
 use anyhow::{Context, bail};
 use clap::{Args as ClapArgs, ValueEnum};
@@ -83,6 +84,10 @@ pub struct Args {
     /// Where the networks (and sweep.png) go; default: a fresh temporary directory.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Pacing of every node as `DELAY_MS:INTERVAL_MS` (`0:0`: propose as soon as anything
+    /// waits); default: the nodes' own defaults.
+    #[arg(long, value_parser = Pacing::parse)]
+    pacing: Option<Pacing>,
 }
 
 /// Latency samples wanted per run.
@@ -174,6 +179,9 @@ fn one_rate(a: &Args, rate: f64, dir: &Path, stop: &AtomicBool) -> anyhow::Resul
     init_with(dir, shape(a.topology), None, opts)
         .with_context(|| format!("cannot init a testnet in {}", dir.display()))?;
     let net = Net::open(dir, false)?;
+    if let Some(p) = a.pacing {
+        set_pacing(dir, &net, p)?;
+    }
     eprintln!(
         "[{rate}/s] starting {} nodes in {}",
         net.topo.nodes.len(),
@@ -253,6 +261,7 @@ fn one_rate(a: &Args, rate: f64, dir: &Path, stop: &AtomicBool) -> anyhow::Resul
         "scheme": match a.scheme { SchemeArg::ThresholdCrypto => "threshold-crypto", SchemeArg::Blsttc => "blsttc" },
         "payload": match a.payload { PayloadArg::Signed => "signed", PayloadArg::Raw => "raw" },
         "rate": rate,
+        "pacing": a.pacing.map(Pacing::label),
         "duration_s": round1(load_seconds),
         "offered_per_s": round1(submitted as f64 / load_seconds),
         "accepted_per_s": round1(stats.accepted.load(Ordering::Relaxed) as f64 / load_seconds),
