@@ -27,6 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+// The budgets, for tests that check a flood gets no more than they allow.
+pub use limits::{Rate, Work};
 pub use task::spawn;
 
 #[derive(Debug, thiserror::Error)]
