@@ -231,6 +231,14 @@ impl NetHandle {
         self.send_raw(domain, to, bytes);
     }
 
+    /// Send a `Message::BlockResponse` already encoded (`Message::encode_block_response`),
+    /// counted as `send` counts one.
+    pub fn send_block_response(&self, domain: DomainId, to: PeerId, msg: Vec<u8>) {
+        self.metrics
+            .on_message(domain, true, "block_response", msg.len());
+        self.send_raw(domain, to, msg);
+    }
+
     /// Send bytes as the message of a point-to-point request, exactly as given (tools and
     /// tests that probe peers' validation).
     pub fn send_raw(&self, domain: DomainId, to: PeerId, msg: Vec<u8>) {
