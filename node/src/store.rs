@@ -19,6 +19,7 @@ use lcbft_protocol::io::SafetyState;
 use lcbft_protocol::types::{Block, DomainId, Hash};
 use lcbft_protocol::{SYNC_BATCH_BLOCKS, SYNC_BATCH_BYTES};
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::path::Path;
 use std::sync::Arc;
@@ -113,6 +114,24 @@ fn domain_of(key: u64) -> DomainId {
 pub struct TxLocation {
     pub domain: DomainId,
     pub height: u64,
+}
+
+/// Blocks read for a sync answer (`Store::chain_down`), newest first, each as stored:
+/// `codec::encode(&block)`.
+#[derive(Debug)]
+pub struct StoredChain {
+    /// The domain of the first block.
+    pub domain: DomainId,
+    pub blocks: Vec<Vec<u8>>,
+}
+
+/// What `chain_down` decodes of a stored block: the fields that walk the chain. The others,
+/// the payload above all, are skipped over unread.
+#[derive(Deserialize)]
+struct Link {
+    domain: DomainId,
+    height: u64,
+    parent: Hash,
 }
 
 #[derive(Clone)]
@@ -269,28 +288,33 @@ impl Store {
 
     /// A sync answer from disk, for blocks a replica no longer holds in memory: `hash` and its
     /// ancestors down to height `above` (exclusive; at least `hash`), within the protocol's
-    /// sync bounds.
-    pub fn chain_down(&self, hash: Hash, above: u64) -> Result<Vec<Block>, StoreError> {
+    /// sync bounds. The blocks stay encoded as stored (`Message::encode_block_response` sends
+    /// them so); `None` if `hash` is not a stored block.
+    pub fn chain_down(&self, hash: Hash, above: u64) -> Result<Option<StoredChain>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
         let blocks = txn.open_table(BLOCKS).map_err(db)?;
-        let mut out: Vec<Block> = Vec::new();
+        let mut domain = None;
+        let mut out: Vec<Vec<u8>> = Vec::new();
         let mut bytes = 0;
         let mut next = hash;
         while let Some(found) = blocks.get(next.0).map_err(db)? {
-            let block: Block = decode(found.value(), "block")?;
-            let enough = block.height <= above || out.len() >= SYNC_BATCH_BLOCKS;
+            let link: Link = decode(found.value(), "block")?;
+            let enough = link.height <= above || out.len() >= SYNC_BATCH_BLOCKS;
             bytes += found.value().len();
             if !out.is_empty() && (enough || bytes > SYNC_BATCH_BYTES) {
                 break;
             }
-            next = block.parent;
-            let genesis = block.height == 0;
-            out.push(block);
-            if genesis {
+            domain.get_or_insert(link.domain);
+            next = link.parent;
+            out.push(found.value().to_vec());
+            if link.height == 0 {
                 break;
             }
         }
-        Ok(out)
+        Ok(domain.map(|domain| StoredChain {
+            domain,
+            blocks: out,
+        }))
     }
 
     pub fn block_at(&self, domain: DomainId, height: u64) -> Result<Option<Block>, StoreError> {

@@ -89,6 +89,36 @@ fn every_message_round_trips() {
     }
 }
 
+/// A sync answer built from stored block encodings is the encoding of the decoded answer,
+/// for every length (CBOR writes short array lengths in the header byte, longer ones after
+/// it).
+#[test]
+fn a_block_response_from_encoded_blocks_is_the_same_bytes() {
+    let block = |height: u64| Block {
+        domain: DomainId::Global,
+        height,
+        view: height + 1,
+        proposer: (height % 4) as u16,
+        parent: Hash::of(&height.to_be_bytes()),
+        justify: cert(Kind::Vote, height),
+        payload: (0..height % 3)
+            .map(|i| Tx::new(vec![i as u8; 40]))
+            .collect(),
+    };
+    for n in [0u64, 1, 23, 24, 255, 256, 300] {
+        let blocks: Vec<Block> = (0..n).map(block).collect();
+        let stored: Vec<Vec<u8>> = blocks.iter().map(encode).collect();
+        let bytes = Message::encode_block_response(&stored);
+        assert_eq!(
+            bytes,
+            encode(&Message::BlockResponse(blocks.clone())),
+            "{n} blocks"
+        );
+        let back: Message = decode(&bytes, MAX_MESSAGE_BYTES).unwrap();
+        assert_eq!(back, Message::BlockResponse(blocks));
+    }
+}
+
 #[test]
 fn every_truncation_is_an_error() {
     for m in samples() {

@@ -27,6 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+// The budgets, for tests that check a flood gets no more than they allow.
+pub use limits::{Rate, Work};
 pub use task::spawn;
 
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +229,14 @@ impl NetHandle {
         let bytes = lcbft_protocol::codec::encode(&msg);
         self.metrics.on_message_sent(domain, &msg, bytes.len());
         self.send_raw(domain, to, bytes);
+    }
+
+    /// Send a `Message::BlockResponse` already encoded (`Message::encode_block_response`),
+    /// counted as `send` counts one.
+    pub fn send_block_response(&self, domain: DomainId, to: PeerId, msg: Vec<u8>) {
+        self.metrics
+            .on_message(domain, true, "block_response", msg.len());
+        self.send_raw(domain, to, msg);
     }
 
     /// Send bytes as the message of a point-to-point request, exactly as given (tools and

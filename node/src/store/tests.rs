@@ -1,6 +1,7 @@
 use super::*;
 use crate::testkit::{Cluster, deal, keys};
 use lcbft_protocol::Config;
+use lcbft_protocol::message::Message;
 use lcbft_protocol::replica::{Replica, Stored};
 use lcbft_protocol::types::Tx;
 
@@ -300,15 +301,35 @@ fn a_global_validator_restarts_from_a_bounded_tail_whatever_the_chain_length() {
             .expect("read")
             .expect("block");
         assert_eq!(old.height, 10);
-        let answer = store.chain_down(old.hash(), 0).expect("chain");
-        let heights: Vec<u64> = answer.iter().map(|b| b.height).collect();
+        let answer = store
+            .chain_down(old.hash(), 0)
+            .expect("chain")
+            .expect("held");
+        assert_eq!(answer.domain, DomainId::Global);
+        let blocks: Vec<Block> = answer
+            .blocks
+            .iter()
+            .map(|b| codec::decode(b, MAX_STORED).expect("a block"))
+            .collect();
+        let heights: Vec<u64> = blocks.iter().map(|b| b.height).collect();
         assert_eq!(heights, (1..=10).rev().collect::<Vec<_>>());
+        // Sent as stored, the answer is what encoding the decoded blocks would give.
+        assert_eq!(
+            Message::encode_block_response(&answer.blocks),
+            codec::encode(&Message::BlockResponse(blocks))
+        );
         let top = store
             .block_at(DomainId::Global, count)
             .expect("read")
             .expect("top");
         let answer = store.chain_down(top.hash(), count - 3).expect("chain");
-        assert_eq!(answer.len(), 3);
+        assert_eq!(answer.expect("held").blocks.len(), 3);
+        assert!(
+            store
+                .chain_down(Hash::of(b"unknown"), 0)
+                .expect("read")
+                .is_none()
+        );
     }
     // What a restart decodes and holds is the window, not the chain.
     assert_eq!(

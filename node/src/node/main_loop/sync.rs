@@ -26,20 +26,21 @@ impl MainLoop {
         if hash == Hash::ZERO || held {
             return false;
         }
-        let blocks = match self.store.chain_down(hash, above) {
-            Ok(b) => b,
+        let chain = match self.store.chain_down(hash, above) {
+            Ok(Some(chain)) if chain.domain == domain => chain,
+            Ok(_) => {
+                debug!(%domain, %hash, "sync request for a block we do not have");
+                return true;
+            }
             Err(e) => {
                 warn!(%domain, %hash, "cannot read blocks for a peer's sync: {e}");
                 return true;
             }
         };
-        if blocks.first().is_none_or(|b| b.domain != domain) {
-            debug!(%domain, %hash, "sync request for a block we do not have");
-            return true;
-        }
         if let Some(peer) = self.genesis.domain(domain).and_then(|d| d.peer(from)) {
             self.metrics.on_sync_from_disk(domain);
-            self.net.send(domain, peer, Message::BlockResponse(blocks));
+            let answer = Message::encode_block_response(&chain.blocks);
+            self.net.send_block_response(domain, peer, answer);
         }
         true
     }
