@@ -134,6 +134,11 @@ struct Link {
     parent: Hash,
 }
 
+/// redb's page cache. Its default (1 GiB) lets a node's memory grow with its database, which
+/// a long-running device (a Raspberry Pi) cannot afford; the hot pages (the chain's tail, the
+/// safety state, the index pages of recent traces) fit well within this.
+const CACHE_BYTES: usize = 64 << 20;
+
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
@@ -153,8 +158,10 @@ impl Store {
             return Err(damaged("the file is empty".into()));
         }
         // redb asserts (panics) on a file shorter than its header says: a truncated file.
-        let opened = std::panic::catch_unwind(|| Database::create(path))
-            .map_err(|_| damaged("truncated: shorter than its header says".into()))?;
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder().set_cache_size(CACHE_BYTES).create(path)
+        })
+        .map_err(|_| damaged("truncated: shorter than its header says".into()))?;
         let mut database = opened.map_err(|e| match e {
             redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => damaged(why),
             redb::DatabaseError::Storage(redb::StorageError::Io(io))
