@@ -182,7 +182,7 @@ fn one_setting(a: &Args, p: Pacing, dir: &Path, stop: &AtomicBool) -> anyhow::Re
     Ok(points)
 }
 
-fn sleep(d: Duration, stop: &AtomicBool) {
+pub(crate) fn sleep(d: Duration, stop: &AtomicBool) {
     let until = Instant::now() + d;
     while Instant::now() < until && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
@@ -190,7 +190,7 @@ fn sleep(d: Duration, stop: &AtomicBool) {
 }
 
 /// CPU seconds of every node, by name.
-fn cpu(net: &Net) -> BTreeMap<String, f64> {
+pub(crate) fn cpu(net: &Net) -> BTreeMap<String, f64> {
     net.topo
         .nodes
         .iter()

@@ -9,6 +9,7 @@ mod loadgen;
 mod plot;
 mod scale;
 mod sim;
+mod soak;
 mod throughput;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,10 @@ enum Command {
     /// submission -> local commit latency on the default testnet at light loads, for each
     /// pacing setting. One JSON line; tables and the energy-latency plot with --results.
     Energy(energy::Args),
+    /// The default testnet under a steady load for --duration: RSS, CPU, open files and disk
+    /// per node every few seconds to bench/results/soak.csv, RSS and disk per role over time
+    /// to soak.png, and one JSON line with the RSS slope per role after the warm-up.
+    Soak(soak::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,5 +62,6 @@ fn main() -> anyhow::Result<()> {
         Command::CostModel(args) => cost_model::run(&args),
         Command::Scale(args) => scale::run(&args),
         Command::Energy(args) => energy::run(&args),
+        Command::Soak(args) => soak::run(&args),
     }
 }
