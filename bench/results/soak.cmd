@@ -1,0 +1,1 @@
++ lcbft-bench soak --duration 30m --every 10 --rate 100
