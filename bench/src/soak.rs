@@ -194,13 +194,7 @@ fn sample(net: &Net, dir: &Path, t: f64) -> Vec<Sample> {
         let Some((_, cpu_s)) = lcbft_testnet::procs::usage(pid) else {
             continue;
         };
-        let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
-                line.split_whitespace().nth(1)?.parse::<u64>().ok()
-            })
-            .map_or(0, |kb| kb * 1024);
+        let rss = crate::throughput::status_bytes(pid, "VmRSS:");
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
         out.push(Sample {
             t,

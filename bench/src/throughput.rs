@@ -310,16 +310,21 @@ fn usage(net: &Net) -> BTreeMap<String, Usage> {
         let Some((_, cpu_s)) = lcbft_testnet::procs::usage(pid) else {
             continue;
         };
-        let peak_rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
-                line.split_whitespace().nth(1)?.parse::<u64>().ok()
-            })
-            .map_or(0, |kb| kb * 1024);
+        let peak_rss = status_bytes(pid, "VmHWM:");
         out.insert(n.name.clone(), Usage { cpu_s, peak_rss });
     }
     out
+}
+
+/// A memory figure of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`) in bytes; 0 if unreadable.
+pub(crate) fn status_bytes(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with(field))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Bytes sent, per layer, summed over every node
