@@ -2,6 +2,7 @@
 //! `up` runs in the directory, or else on a network this command starts and stops itself.
 
 mod kill9;
+mod long_down;
 
 use crate::check;
 use crate::load::Load;
@@ -42,6 +43,10 @@ pub enum Scenario {
     /// A site's power cut: kill -9 local domain 1 and its edge at one instant, start them
     /// again; every domain must commit newly submitted traces, every local block anchored.
     PowerLoss,
+    /// Stop a device of local domain 1 until its domain has anchored more than twice its
+    /// window (`local_window` in its node.toml) and its peers pruned what it missed; start it:
+    /// it must catch up by state transfer and then complete a quorum with its vote.
+    LongDown,
 }
 
 /// How `restart-all` stops the nodes.
@@ -235,6 +240,7 @@ pub fn run(a: Args) -> anyhow::Result<bool> {
                         .collect();
                     restart_at_once(&mut ctx, site, Signal::SIGKILL)
                 }
+                Scenario::LongDown => long_down::run(&mut ctx),
             })
     };
     load.stop();

@@ -27,6 +27,8 @@ pub struct DomainView {
     pub anchor_lag_p99_ms: Option<u64>,
     /// A block the node's safety state names and it does not hold (it cannot vote there).
     pub missing_block: Option<String>,
+    /// Local domains: the lowest height the node still holds (it prunes anchored blocks).
+    pub retained_from: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -52,6 +54,8 @@ pub struct Counters {
     pub view_changes: BTreeMap<String, u64>,
     /// `lcbft_consensus_double_votes_total` per layer (summed over domains).
     pub double_votes: BTreeMap<String, u64>,
+    /// `lcbft_sync_requests_total{direction="state_transfer"}` per domain.
+    pub state_transfers: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -245,6 +249,16 @@ pub fn parse_counters(text: &str) -> Counters {
             *c.double_votes.entry(layer.clone()).or_default() += v as u64;
             continue;
         }
+        if let Some(r) = line.strip_prefix("lcbft_sync_requests_total{")
+            && let Some((labels, value)) = r.split_once('}')
+            && let labels = parse_labels(labels)
+            && labels.get("direction").map(String::as_str) == Some("state_transfer")
+            && let (Some(domain), Some(v)) =
+                (labels.get("domain"), value.trim().parse::<f64>().ok())
+        {
+            *c.state_transfers.entry(domain.clone()).or_default() += v as u64;
+            continue;
+        }
         let (rest, needs_event) =
             if let Some(r) = line.strip_prefix("lcbft_consensus_view_changes_total{") {
                 (r, false)
@@ -291,13 +305,17 @@ mod tests {
                     lcbft_consensus_view_changes_total{layer=\"local\",domain=\"local/2\",cause=\"timeout\"} 4\n\
                     lcbft_consensus_view_changes_total{layer=\"local\",domain=\"local/2\",cause=\"peers\"} 1\n\
                     lcbft_consensus_double_votes_total{layer=\"local\",domain=\"local/2\"} 2\n\
-                    lcbft_consensus_double_votes_total{layer=\"local\",domain=\"local/1\"} 1\n# EOF\n";
+                    lcbft_consensus_double_votes_total{layer=\"local\",domain=\"local/1\"} 1\n\
+                    lcbft_sync_requests_total{layer=\"local\",domain=\"local/1\",direction=\"state_transfer\"} 2\n\
+                    lcbft_sync_requests_total{layer=\"local\",domain=\"local/1\",direction=\"sent\"} 7\n# EOF\n";
         let c = parse_counters(text);
         assert_eq!(c.view_changes.get("global"), Some(&3));
         assert_eq!(c.view_changes.get("local/1"), Some(&2));
         assert_eq!(c.view_changes.get("local/2"), Some(&5));
         assert_eq!(c.view_changes.len(), 3);
         assert_eq!(c.double_votes.get("local"), Some(&3));
+        assert_eq!(c.state_transfers.get("local/1"), Some(&2));
+        assert_eq!(c.state_transfers.len(), 1);
         assert_eq!(c.double_votes.get("global"), None);
     }
 

@@ -95,7 +95,7 @@ pub fn signal(pid: i32, sig: Signal) {
     let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
 }
 
-fn config_path(root: &Path, n: &NodeSpec, netns: bool) -> PathBuf {
+pub(crate) fn config_path(root: &Path, n: &NodeSpec, netns: bool) -> PathBuf {
     n.dir(root)
         .join(if netns { NETNS_CONFIG } else { LOOPBACK_CONFIG })
 }

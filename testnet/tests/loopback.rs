@@ -154,6 +154,46 @@ fn the_same_directory_runs_five_times() {
     }
 }
 
+/// A device down while its domain commits past twice its window catches up by state transfer,
+/// then completes a quorum with its vote; `check` finds no fork. The window and the pacing
+/// are shrunk in every node.toml so the domain gets there in seconds.
+#[test]
+fn chaos_a_device_down_past_twice_its_window_catches_up_by_state_transfer() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    let o = testnet(
+        &["init", "--out", net.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "init failed");
+    let mut edited = 0;
+    for node in std::fs::read_dir(net.join("nodes")).unwrap() {
+        let path = node.unwrap().path().join("node.toml");
+        let mut cfg: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let consensus = cfg
+            .entry("consensus")
+            .or_insert_with(|| toml::Table::new().into())
+            .as_table_mut()
+            .unwrap();
+        consensus.insert("local_window".into(), 8.into());
+        consensus.insert("propose_delay".into(), "0ms".into());
+        consensus.insert("min_block_interval".into(), "0ms".into());
+        std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+        edited += 1;
+    }
+    assert_eq!(edited, 10);
+    let o = testnet(
+        &["chaos", "--scenario", "long-down", net.to_str().unwrap()],
+        Duration::from_secs(240),
+    );
+    let v = json(&o);
+    assert!(o.status.success(), "{v:#}");
+    assert_eq!(v["scenario_result"], "ok", "{v:#}");
+    assert_eq!(v["safety"], "ok", "{v:#}");
+}
+
 #[test]
 fn link_scenarios_refuse_loopback_mode() {
     let _g = serial();
