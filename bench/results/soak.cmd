@@ -1,1 +1,1 @@
-+ lcbft-bench soak --duration 30m --every 10 --rate 100
++ lcbft-bench soak --duration 35m --every 10 --rate 100

@@ -280,6 +280,13 @@ fn summary(
             continue;
         };
         let traces = traces_at(last.0).saturating_sub(traces_at(first.0));
+        // A cache filling up bends the curve: the last third says where it is heading.
+        let tail_from = last.0 - (last.0 - first.0) / 3.0;
+        let tail: Vec<(f64, f64)> = rss
+            .iter()
+            .copied()
+            .filter(|(t, _)| *t >= tail_from)
+            .collect();
         let disk_growth = disk.last().map_or(0.0, |d| d.1) - disk.first().map_or(0.0, |d| d.1);
         let round = |x: f64, k: f64| (x * k).round() / k;
         roles.insert(
@@ -288,6 +295,7 @@ fn summary(
                 "rss_mb_start": round(first.1, 10.0),
                 "rss_mb_end": round(last.1, 10.0),
                 "rss_mb_per_hour": slope(&rss).map(|s| round(s * 3600.0, 100.0)),
+                "rss_mb_per_hour_last_third": slope(&tail).map(|s| round(s * 3600.0, 100.0)),
                 "open_files_start": fds.first().map(|f| f.1.round()),
                 "open_files_end": fds.last().map(|f| f.1.round()),
                 "disk_bytes_per_trace": (traces > 0).then(|| round(disk_growth / traces as f64, 10.0)),

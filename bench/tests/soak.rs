@@ -41,7 +41,12 @@ fn soak_samples_every_node_and_prints_the_slopes_per_role() {
     );
     for role in ["device", "edge", "cloud"] {
         let r = &v["roles"][role];
-        for field in ["rss_mb_start", "rss_mb_end", "rss_mb_per_hour"] {
+        for field in [
+            "rss_mb_start",
+            "rss_mb_end",
+            "rss_mb_per_hour",
+            "rss_mb_per_hour_last_third",
+        ] {
             assert!(r[field].as_f64().is_some(), "{role} {field}: {v:#}");
         }
         assert!(r["rss_mb_start"].as_f64().is_some_and(|m| m > 1.0), "{v:#}");
