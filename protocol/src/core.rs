@@ -39,12 +39,16 @@ pub struct Config {
     pub offload: bool,
     /// Bounds of the payload pool.
     pub pool: PoolLimits,
-    /// Pacing (see `core::pacing`): a leader holds new payload back this long, unless it fills
-    /// a block, so light traffic makes few, fuller blocks. 0 proposes at once.
+    /// Pacing (see `core::pacing`): a leader holds new payload back this long, unless it is
+    /// `busy_bytes` or more, so light traffic makes few, fuller blocks. 0 proposes at once.
     pub propose_delay_ms: u64,
     /// Pacing: a leader proposes at most once per this interval (global: measured from the
     /// certificate that lets it propose, as leaders rotate). 0 leaves the chain's own pace.
     pub min_block_interval_ms: u64,
+    /// Pacing: new payload of at least this many bytes is proposed at once, without the delay
+    /// or the interval. Pacing saves energy on small blocks; a big one gains nothing by
+    /// waiting, and under load the waits only add latency.
+    pub busy_bytes: usize,
     /// Committed blocks kept in memory (see [`memory_window`]); a member further behind than
     /// its peers' windows catches up by state transfer (`Input::StateTransfer`).
     pub memory_window: u64,
@@ -75,6 +79,8 @@ impl Config {
             offload: false,
             propose_delay_ms: Config::DEFAULT_PROPOSE_DELAY_MS,
             min_block_interval_ms: Config::DEFAULT_MIN_BLOCK_INTERVAL_MS,
+            // 64 KiB local: ~200 traces, several seconds of a light domain's traffic.
+            busy_bytes: max_block_bytes / 16,
             memory_window: memory_window(domain),
             broken: None,
         }
@@ -665,7 +671,8 @@ impl Core {
         let (items, bytes) = self.new_payload(tip);
         let work = Work {
             new: items > 0,
-            full: items >= self.cfg.max_block_txs || bytes >= self.cfg.max_block_bytes,
+            busy: items >= self.cfg.max_block_txs
+                || bytes >= self.cfg.busy_bytes.min(self.cfg.max_block_bytes),
             chain,
         };
         self.pacer.ready(work, &mut self.out)

@@ -1,8 +1,10 @@
 //! When a leader with work proposes. Every block costs each member a share signature and a
 //! certificate check, so under light traffic a leader that proposes as soon as one item is
 //! pending spends most of a small device's energy on nearly empty blocks. The pacer holds
-//! new payload back until it fills a block or has waited `delay_ms`, and spaces blocks at
-//! least `interval_ms` apart. The core has no clock: both waits are timers the driver fires.
+//! new payload back until it has waited `delay_ms`, and spaces blocks at least `interval_ms`
+//! apart, unless the payload is big enough to be worth a block at once (`Config::busy_bytes`
+//! or a full block): then neither wait applies, so under load the chain runs at its own pace.
+//! The core has no clock: both waits are timers the driver fires.
 
 use crate::io::{Output, Timer};
 
@@ -26,8 +28,8 @@ pub(crate) struct Pacer {
 pub(crate) struct Work {
     /// Payload not yet in a block.
     pub new: bool,
-    /// The new payload fills a block: waiting longer cannot make the block fuller.
-    pub full: bool,
+    /// The new payload is big enough that waiting saves nothing: it goes out at once.
+    pub busy: bool,
     /// Payload on the chain whose commit only further blocks finish or announce. It has
     /// waited its delay already (it went into a block), so only the interval holds it.
     pub chain: bool,
@@ -53,7 +55,10 @@ impl Pacer {
             self.forget_delay();
             return false;
         }
-        if work.new && !work.full && !self.waiting {
+        if work.busy {
+            return true;
+        }
+        if work.new && !self.waiting {
             self.waiting = true;
             if self.delay_ms == 0 {
                 self.waited = true;
@@ -65,7 +70,7 @@ impl Pacer {
                 });
             }
         }
-        let due = work.chain || work.full || self.waited;
+        let due = work.chain || self.waited;
         due && !self.holding
     }
 
@@ -124,7 +129,7 @@ mod tests {
 
     const NEW: Work = Work {
         new: true,
-        full: false,
+        busy: false,
         chain: false,
     };
 
@@ -154,12 +159,12 @@ mod tests {
     }
 
     #[test]
-    fn a_full_block_skips_the_delay_and_a_stale_delay_opens_nothing() {
+    fn busy_payload_skips_the_delay_and_a_stale_delay_opens_nothing() {
         let mut p = Pacer::new(200, 0);
         let mut out = Vec::new();
         assert!(!p.ready(NEW, &mut out));
-        let full = Work { full: true, ..NEW };
-        assert!(p.ready(full, &mut out));
+        let busy = Work { busy: true, ..NEW };
+        assert!(p.ready(busy, &mut out));
         p.proposed();
         out.clear();
         // The wait started for the payload that just went out is void.
@@ -167,6 +172,26 @@ mod tests {
         out.clear();
         assert!(!p.ready(NEW, &mut out));
         assert_eq!(timers(&out), vec![(Timer::Delay(2), 200)]);
+    }
+
+    #[test]
+    fn busy_payload_skips_the_interval_and_small_payload_waits_it_again() {
+        let mut p = Pacer::new(200, 500);
+        let mut out = Vec::new();
+        let busy = Work { busy: true, ..NEW };
+        assert!(p.ready(busy, &mut out));
+        p.proposed();
+        p.hold(&mut out);
+        assert!(p.ready(busy, &mut out), "held back by the interval");
+        p.proposed();
+        p.hold(&mut out);
+        // Traffic drops: a small block waits its delay and the interval again.
+        out.clear();
+        assert!(!p.ready(NEW, &mut out));
+        assert!(p.fired(Timer::Delay(1)));
+        assert!(!p.ready(NEW, &mut out), "the interval no longer holds");
+        assert!(p.fired(Timer::Interval(2)));
+        assert!(p.ready(NEW, &mut out));
     }
 
     #[test]

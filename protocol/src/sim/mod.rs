@@ -113,6 +113,8 @@ pub struct SimConfig {
     /// scaled like the simulator's timeouts (300 ms here for the node's 1 s).
     pub propose_delay_ms: u64,
     pub min_block_interval_ms: u64,
+    /// `Config::busy_bytes`, if not the default.
+    pub busy_bytes: Option<usize>,
     /// What the per-replica CPU figure is read from (nanoseconds; only differences are used).
     /// The default is a monotonic wall clock; a benchmark can pass the thread's CPU clock.
     pub cpu_clock: fn() -> u64,
@@ -144,6 +146,7 @@ impl SimConfig {
             leader_failure: 0.0,
             propose_delay_ms: 50,
             min_block_interval_ms: 100,
+            busy_bytes: None,
             cpu_clock: monotonic_ns,
         }
     }
@@ -405,6 +408,9 @@ impl Sim {
         c.max_block_txs = 64;
         c.propose_delay_ms = self.cfg.propose_delay_ms;
         c.min_block_interval_ms = self.cfg.min_block_interval_ms;
+        if let Some(b) = self.cfg.busy_bytes {
+            c.busy_bytes = b;
+        }
         if self.cfg.layer == Layer::Local {
             c.edge = Some(0);
             c.offload = self.cfg.offload;

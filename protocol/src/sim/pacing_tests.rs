@@ -80,3 +80,45 @@ fn a_lone_item_commits_within_the_pacing_bound_without_a_view_change() {
         }
     }
 }
+
+/// Under load the waits add only latency: payload past `busy_bytes` goes out at once, so a
+/// stream of items commits in more blocks than the interval allows and each item sooner than
+/// the delay; the same stream below the threshold is held to the interval.
+#[test]
+fn busy_payload_is_proposed_without_the_delay_or_the_interval() {
+    let (delay, interval) = (400, 1_000);
+    let stream = |busy_bytes: usize, layer: Layer| {
+        let mut cfg = paced(layer, delay, interval);
+        cfg.duration_ms = 6_000;
+        cfg.tx_every_ms = 20;
+        // Items are ~10 bytes: two make a busy block.
+        cfg.busy_bytes = Some(busy_bytes);
+        let r = Sim::new(cfg).run();
+        assert!(r.safety_violations.is_empty(), "{:?}", r.safety_violations);
+        assert_eq!(r.view_changes, 0, "{layer:?}: {r:?}");
+        r
+    };
+    for layer in [Layer::Global, Layer::Local] {
+        let busy = stream(16, layer);
+        let idle = stream(1 << 20, layer);
+        // 6 s at one block per second at most, when paced.
+        assert!(
+            idle.payload_commits <= 7,
+            "{layer:?}: paced stream made {} blocks",
+            idle.payload_commits
+        );
+        assert!(
+            busy.payload_commits >= 2 * idle.payload_commits,
+            "{layer:?}: busy {} blocks, paced {}",
+            busy.payload_commits,
+            idle.payload_commits
+        );
+        let p50 = |r: &SimReport| {
+            let mut l: Vec<u64> = r.latency_ms.iter().map(|l| l.1).collect();
+            l.sort_unstable();
+            l[l.len() / 2]
+        };
+        assert!(p50(&busy) < delay, "{layer:?}: busy p50 {} ms", p50(&busy));
+        assert!(p50(&idle) > p50(&busy), "{layer:?}");
+    }
+}
