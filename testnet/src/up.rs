@@ -35,8 +35,11 @@ pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// After the load stops, give pending traces this long to commit before the final look.
+/// After the load stops, give pending traces this long to commit before the final look ...
 const SETTLE: Duration = Duration::from_secs(4);
+/// ... and then up to this much longer for the last local blocks to be anchored (a local
+/// commit reaches the global chain a few paced global blocks later).
+const SETTLE_ANCHORS: Duration = Duration::from_secs(20);
 
 pub fn run(a: Args) -> anyhow::Result<bool> {
     let bin = crate::procs::lcbft_bin()?;
@@ -140,6 +143,14 @@ pub fn run(a: Args) -> anyhow::Result<bool> {
     if !stop.load(Ordering::Relaxed) && stats.is_some() {
         progress.update("letting pending traces commit");
         std::thread::sleep(SETTLE);
+        progress.update("letting the last local blocks be anchored");
+        let until = Instant::now() + SETTLE_ANCHORS;
+        while !stop.load(Ordering::Relaxed)
+            && Instant::now() < until
+            && !anchored_to_top(&s.net, &Snapshot::take(&s.net, false))
+        {
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
     progress.update("checking the chains");
     let end = Snapshot::take(&s.net, true);
@@ -165,6 +176,19 @@ pub fn run(a: Args) -> anyhow::Result<bool> {
         print_human(&out);
     }
     Ok(report.problems.is_empty())
+}
+
+/// Every local domain's highest committed block is anchored in the global chain.
+fn anchored_to_top(net: &crate::net::Net, snap: &Snapshot) -> bool {
+    let anchored = snap.anchored().unwrap_or_default();
+    net.topo
+        .domain_names()
+        .iter()
+        .filter(|d| *d != "global")
+        .all(|d| {
+            snap.heights(d)
+                .is_none_or(|h| anchored.get(d).is_some_and(|&a| a >= h.max))
+        })
 }
 
 fn print_human(v: &serde_json::Value) {
