@@ -234,53 +234,39 @@ impl Snapshot {
 
 /// The counters we use from Prometheus text: view changes per domain, from
 /// `lcbft_consensus_view_changes_total` (summed over causes), or from the older
-/// `lcbft_protocol_events_total{event="view_change"}`.
+/// `lcbft_protocol_events_total{event="view_change"}`; double votes per layer; state transfers
+/// per domain.
 pub fn parse_counters(text: &str) -> Counters {
     let mut c = Counters::default();
     for line in text.lines() {
-        if let Some(r) = line.strip_prefix("lcbft_consensus_double_votes_total{")
-            && let Some((labels, value)) = r.split_once('}')
-            && let Some(layer) = parse_labels(labels).get("layer")
-            && let Some(v) = value
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-        {
-            *c.double_votes.entry(layer.clone()).or_default() += v as u64;
-            continue;
-        }
-        if let Some(r) = line.strip_prefix("lcbft_sync_requests_total{")
-            && let Some((labels, value)) = r.split_once('}')
-            && let labels = parse_labels(labels)
-            && labels.get("direction").map(String::as_str) == Some("state_transfer")
-            && let (Some(domain), Some(v)) =
-                (labels.get("domain"), value.trim().parse::<f64>().ok())
-        {
-            *c.state_transfers.entry(domain.clone()).or_default() += v as u64;
-            continue;
-        }
-        let (rest, needs_event) =
-            if let Some(r) = line.strip_prefix("lcbft_consensus_view_changes_total{") {
-                (r, false)
-            } else if let Some(r) = line.strip_prefix("lcbft_protocol_events_total{") {
-                (r, true)
-            } else {
-                continue;
-            };
-        let Some((labels, value)) = rest.split_once('}') else {
+        let Some((name, labels, value)) = sample(line) else {
             continue;
         };
-        let labels = parse_labels(labels);
-        let value = value
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<f64>().ok());
-        let counts = !needs_event || labels.get("event").map(String::as_str) == Some("view_change");
-        if counts && let (Some(domain), Some(v)) = (labels.get("domain"), value) {
-            *c.view_changes.entry(domain.clone()).or_default() += v as u64;
+        let label = |k: &str| labels.get(k).map(String::as_str);
+        let (map, key) = match name {
+            "lcbft_consensus_double_votes_total" => (&mut c.double_votes, label("layer")),
+            "lcbft_sync_requests_total" if label("direction") == Some("state_transfer") => {
+                (&mut c.state_transfers, label("domain"))
+            }
+            "lcbft_consensus_view_changes_total" => (&mut c.view_changes, label("domain")),
+            "lcbft_protocol_events_total" if label("event") == Some("view_change") => {
+                (&mut c.view_changes, label("domain"))
+            }
+            _ => continue,
+        };
+        if let Some(key) = key {
+            *map.entry(key.to_owned()).or_default() += value as u64;
         }
     }
     c
+}
+
+/// One Prometheus text sample with labels: its name, labels and value.
+fn sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
+    let (name, rest) = line.split_once('{')?;
+    let (labels, value) = rest.split_once('}')?;
+    let value = value.split_whitespace().next()?.parse().ok()?;
+    Some((name, parse_labels(labels), value))
 }
 
 fn parse_labels(s: &str) -> BTreeMap<String, String> {

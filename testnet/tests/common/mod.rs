@@ -131,7 +131,11 @@ pub fn assert_healthy_run(v: &serde_json::Value) {
 /// the scenario's own verdict and a passing safety check; returns the JSON verdict.
 pub fn chaos(scenario: &str, args: &[&str], limit: Duration) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("tempdir");
-    let net = dir.path().join("net");
+    chaos_in(&dir.path().join("net"), scenario, args, limit)
+}
+
+/// [`chaos`] on the testnet directory `net` (made by `init`, or a fresh one if absent).
+pub fn chaos_in(net: &Path, scenario: &str, args: &[&str], limit: Duration) -> serde_json::Value {
     let mut all = vec!["chaos", "--scenario", scenario];
     all.extend_from_slice(args);
     all.push(net.to_str().expect("utf-8 path"));
