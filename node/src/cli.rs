@@ -63,6 +63,12 @@ pub enum Command {
         /// The node's TOML config file (see `lcbft config example`).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// The database was restored from a backup (or may otherwise be older than what this
+        /// node signed): before signing anything, ask the members how far they got and sign
+        /// only above that. A node whose database holds no state for a domain (new, or lost)
+        /// does this on its own.
+        #[arg(long)]
+        rejoin: bool,
     },
     /// Show a running node's status (domains, views, heights, peers).
     Status {

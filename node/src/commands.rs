@@ -35,7 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         },
-        Command::Run { config } => run_node(&config),
+        Command::Run { config, rejoin } => run_node(&config, rejoin),
         Command::Status { api } => runtime()?.block_on(status(api)),
         Command::Trace { command } => match command {
             TraceCommand::Submit {
@@ -126,9 +126,10 @@ fn init_logging() {
         .try_init();
 }
 
-fn run_node(config: &Path) -> anyhow::Result<()> {
+fn run_node(config: &Path, rejoin: bool) -> anyhow::Result<()> {
     init_logging();
-    let cfg = Config::load(config, config::env_overrides())?;
+    let mut cfg = Config::load(config, config::env_overrides())?;
+    cfg.rejoin = rejoin;
     runtime()?.block_on(async move {
         lcbft_node::node::run(cfg, shutdown_signal()).await?;
         Ok(())

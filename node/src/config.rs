@@ -42,6 +42,10 @@ pub struct Config {
     pub network: NetworkConfig,
     pub consensus: ConsensusConfig,
     pub api: ApiConfig,
+    /// Set by `lcbft run --rejoin`, never read from the file: the database may be older than
+    /// what this node signed (restored from a backup), so every replica rejoins.
+    #[serde(skip)]
+    pub rejoin: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,6 +125,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             consensus: ConsensusConfig::default(),
             api: ApiConfig::default(),
+            rejoin: false,
         }
     }
 }

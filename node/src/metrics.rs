@@ -1001,6 +1001,8 @@ pub fn message_kind(msg: &Message) -> &'static str {
         Message::Certificate(_) => "certificate",
         Message::BlockRequest { .. } => "block_request",
         Message::BlockResponse(_) => "block_response",
+        Message::SafetyQuery => "safety_query",
+        Message::SafetyReport { .. } => "safety_report",
         _ => "other",
     }
 }

@@ -1,6 +1,7 @@
 //! Real `lcbft run` processes on loopback form the global domain, take traces through the
 //! HTTP API, and commit the same blocks; while one is down after SIGKILL the other three keep
-//! committing, and it restarts from disk and catches up; SIGTERM stops a node cleanly.
+//! committing, and it restarts from disk and catches up; one that lost its database rejoins;
+//! SIGTERM stops a node cleanly.
 
 mod common;
 
@@ -74,6 +75,37 @@ fn four_global_validators_commit_the_same_blocks_and_survive_a_crash() {
     );
     // Every node holds every height up to its own committed height, the same block each.
     assert!(assert_no_fork(&net, &[0, 1, 2, 3]) > during);
+    let log = net.nodes[3].log();
+    assert!(
+        !log.contains("rejoining"),
+        "restarted with its database, node 3 must not wait to rejoin:\n{log}"
+    );
+
+    // Node 3 loses its database: it rejoins, signing nothing until the others said how far
+    // they got (RELIABILITY.md), catches up, and commits with them again.
+    net.nodes[3].kill();
+    std::fs::remove_dir_all(net.nodes[3].dir.join("data")).expect("remove node 3's database");
+    let before_loss = assert_no_fork(&net, &[0, 1, 2]);
+    net.nodes[3].start();
+    assert!(
+        all_connected(&net, &[3], 3),
+        "node 3 did not reconnect after losing its database:\n{}",
+        net.logs()
+    );
+    let again: Vec<String> = (0..4)
+        .map(|i| submit(&net, i, &format!("after-loss-{i}")))
+        .collect();
+    assert!(
+        committed_everywhere(&net, &[0, 1, 2, 3], &again),
+        "node 3 did not come back after losing its database:\n{}",
+        net.logs()
+    );
+    let log = net.nodes[3].log();
+    assert!(
+        log.contains("rejoined"),
+        "no rejoin in node 3's log:\n{log}"
+    );
+    assert!(assert_no_fork(&net, &[0, 1, 2, 3]) > before_loss);
 
     // SIGTERM: a clean stop, exit status 0.
     let status = net.nodes[2].terminate().expect("node 2 exits on SIGTERM");

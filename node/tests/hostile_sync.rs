@@ -10,6 +10,10 @@
 //! from disk and no more of them than the budget allows, honest memory stays bounded (RSS
 //! sampled throughout), and the three validators keep committing the traces honest clients
 //! submit meanwhile.
+//!
+//! The same flood carries the rejoin path's messages: `SafetyQuery`s, which share the sync
+//! budget (each answered one is a small `SafetyReport` back), and unasked `SafetyReport`s with
+//! an absurd view, which a replica that is not rejoining drops unread.
 
 mod common;
 
@@ -33,6 +37,7 @@ const CPU: &str = "process_cpu_seconds_total";
 const LATENCY_SUM: &str = "lcbft_consensus_commit_latency_seconds_sum";
 const LATENCY_COUNT: &str = "lcbft_consensus_commit_latency_seconds_count";
 const DROPPED: &str = "lcbft_net_dropped_events_total";
+const SAFETY_ANSWERS: &str = "lcbft_net_messages_total{layer=\"global\",domain=\"global\",direction=\"sent\",kind=\"safety_report\"}";
 const ANSWER_BYTES: &str = "lcbft_net_message_bytes_total{layer=\"global\",domain=\"global\",direction=\"sent\",kind=\"block_response\"}";
 /// Bytes of each trace of the history: old blocks big enough that an answer from disk is a
 /// full sync batch (1 MiB), the most one request can make a node read and send.
@@ -115,6 +120,7 @@ fn a_member_flooding_requests_for_blocks_on_disk_is_limited_while_the_validators
     let latency_before = (counts(LATENCY_SUM), counts(LATENCY_COUNT));
     let dropped_before = counts(DROPPED);
     let answer_bytes_before = counts(ANSWER_BYTES);
+    let safety_before = counts(SAFETY_ANSWERS);
     let height_before = HONEST.map(|i| committed_height(net.nodes[i].api).unwrap_or(0));
 
     let attack_start = Instant::now();
@@ -147,6 +153,14 @@ fn a_member_flooding_requests_for_blocks_on_disk_is_limited_while_the_validators
                     };
                     member.send(G, *p, request);
                 }
+                for _ in 0..PER_TICK / 4 {
+                    member.send(G, *p, Message::SafetyQuery);
+                    let lie = Message::SafetyReport {
+                        last_voted: u64::MAX,
+                        cert: lcbft_protocol::types::Certificate::genesis(G),
+                    };
+                    member.send(G, *p, lie);
+                }
             }
             sent += PER_TICK as u64;
             if last_sample.elapsed() >= Duration::from_millis(500) {
@@ -169,6 +183,7 @@ fn a_member_flooding_requests_for_blocks_on_disk_is_limited_while_the_validators
     let latency = (counts(LATENCY_SUM), counts(LATENCY_COUNT));
     let dropped = counts(DROPPED);
     let answer_bytes = counts(ANSWER_BYTES);
+    let safety = counts(SAFETY_ANSWERS);
     // Counted after the metrics, so it covers every request they counted.
     let budget_time = attack_start.elapsed();
     member.shutdown();
@@ -188,7 +203,7 @@ fn a_member_flooding_requests_for_blocks_on_disk_is_limited_while_the_validators
     eprintln!(
         "history: {head} blocks in {grown_in:?}, requests for heights {}..={below}; attack of \
          {attack:?}: queued {sent} block requests per honest node; served from disk {:?} \
-         ({:?} MiB of answers), refused as sync_rate_limited {:?} and rate_limited {:?}; the \
+         ({:?} MiB of answers), safety queries answered {:?}, refused as sync_rate_limited {:?} and rate_limited {:?}; the \
          member read {} messages; {} honest traces, heights {height_before:?} -> \
          {height_after:?} ({:.2} blocks/s at node 1), mean commit latency ms \
          {mean_latency_ms:?}, events dropped for a busy main loop {:?}; CPU s {:?}; peak RSS \
@@ -199,6 +214,7 @@ fn a_member_flooding_requests_for_blocks_on_disk_is_limited_while_the_validators
             .iter()
             .map(|b| (b / 1024.0 / 1024.0).round())
             .collect::<Vec<_>>(),
+        delta(safety, safety_before),
         delta(limited, limited_before),
         delta(direct_limited, direct_limited_before),
         answers.load(Ordering::Relaxed),
@@ -219,9 +235,11 @@ fn a_member_flooding_requests_for_blocks_on_disk_is_limited_while_the_validators
     for (k, i) in HONEST.into_iter().enumerate() {
         let served = disk[k] - disk_before[k];
         assert!(served >= 1.0, "node {i} served nothing from disk");
+        let answered = safety[k] - safety_before[k];
         assert!(
-            served <= allowed,
-            "node {i} served {served} requests from disk, more than the budget's {allowed:.0}"
+            served + answered <= allowed,
+            "node {i} served {served} requests from disk and answered {answered} safety \
+             queries, more than the budget's {allowed:.0}"
         );
         assert!(
             limited[k] - limited_before[k] >= 1.0,

@@ -5,6 +5,7 @@
 mod mempool;
 mod pacing;
 mod payload;
+mod rejoin;
 
 pub use mempool::{PoolLimits, PoolRefusal};
 
@@ -15,9 +16,11 @@ use crate::crypto::ThresholdKeys;
 use crate::io::{Event, Output, Reject, SafetyState, Timer};
 use crate::message::Message;
 use crate::tree::BlockTree;
-use crate::types::{Block, Certificate, DomainId, Hash, Kind, ReplicaIndex, SignedMsg, Tx};
+use crate::types::{Block, Certificate, DomainId, Hash, Kind, ReplicaIndex, SignedMsg, Tx, View};
 use mempool::Mempool;
 use pacing::{Pacer, Work};
+use rejoin::Rejoin;
+pub(crate) use rejoin::Rejoined;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 /// Static parameters of one replica in one domain.
@@ -174,6 +177,8 @@ pub(crate) struct Core {
     /// A block the layer still reads when pruning the tree (the local term's start).
     pub pinned: Hash,
     pruned_at: u64,
+    /// While the safety state may be lost or old: nothing is signed (see `core::rejoin`).
+    rejoin: Option<Rejoin>,
 }
 
 impl Core {
@@ -210,6 +215,7 @@ impl Core {
             anchored: Tips::new(),
             pinned: Hash::ZERO,
             pruned_at: 0,
+            rejoin: None,
         }
     }
 
@@ -450,6 +456,129 @@ impl Core {
             let me = self.me();
             self.fetch(hash, me);
         }
+    }
+
+    /// Sign nothing until enough members have said how far they got (see `core::rejoin`). A
+    /// domain of one has nobody to ask, and nobody its signatures could be at odds with.
+    pub fn begin_rejoin(&mut self) {
+        if self.cfg.n > 1 {
+            self.rejoin = Some(Rejoin::default());
+        }
+    }
+
+    /// While rejoining, no share may be signed.
+    pub fn rejoining(&self) -> bool {
+        self.rejoin.is_some()
+    }
+
+    /// While rejoining: the block we would have voted for, reconsidered at the end.
+    pub fn defer_vote(&mut self, hash: Hash, view: View) {
+        if let Some(r) = self.rejoin.as_mut() {
+            r.deferred = Some((hash, view));
+        }
+    }
+
+    /// Ask every member (again, at each `Timer::Rejoin`) what view it last signed in. After
+    /// `PATIENCE` rounds fewer answers may be enough: returns the highest view reported when
+    /// they are (see [`Core::on_safety_report`]).
+    pub fn ask_safety(&mut self, round: u64) -> Option<View> {
+        let r = self.rejoin.as_mut()?;
+        if r.round() != round || r.ending.is_some() {
+            return None;
+        }
+        let next = r.next_round();
+        if let Some(highest) = self.enough_answers() {
+            return Some(highest);
+        }
+        self.broadcast(Message::SafetyQuery);
+        self.set_timer(Timer::Rejoin(next), self.cfg.base_timeout_ms);
+        None
+    }
+
+    /// 2f+1 answers from others; after `PATIENCE` rounds, n-f-1. When there are enough, raise
+    /// our last voted view past every view we may have signed in and return the highest
+    /// answer (the genesis state everywhere, a new domain, raises nothing).
+    fn enough_answers(&mut self) -> Option<View> {
+        let r = self.rejoin.as_ref()?;
+        let (n, f) = (self.cfg.n, self.cfg.f());
+        let needed = if r.round() > rejoin::PATIENCE {
+            n - f - 1
+        } else {
+            2 * f + 1
+        };
+        let highest = r.highest(needed.min(n - 1))?;
+        if highest > 0 {
+            self.safety.last_voted = self.safety.last_voted.max(highest.saturating_add(1));
+        }
+        Some(highest)
+    }
+
+    /// A member asks what we last signed in. `cert` is our highest certificate: it bounds what
+    /// an honest answer can say, so a rejoining replica can refuse an inflated one. Answered
+    /// while rejoining too: a new network's replicas all start that way.
+    pub fn on_safety_query(&mut self, from: ReplicaIndex, cert: Certificate) {
+        let last_voted = self.safety.last_voted;
+        self.send(from, Message::SafetyReport { last_voted, cert });
+    }
+
+    /// An answer to our query; `plausible(last_voted, cert)` says whether an honest member
+    /// holding `cert` can have signed in `last_voted`. Once enough members answered, returns
+    /// the highest view they signed in; the layer then raises its state past it and calls
+    /// [`Core::end_rejoin`].
+    pub fn on_safety_report(
+        &mut self,
+        from: ReplicaIndex,
+        last_voted: View,
+        cert: Certificate,
+        plausible: impl Fn(View, &Certificate) -> bool,
+    ) -> Option<View> {
+        if self
+            .rejoin
+            .as_ref()
+            .is_none_or(|r| r.heard(from) || r.ending.is_some())
+        {
+            return None;
+        }
+        let refused = if !self.check_cert(&cert) {
+            Some(Reject::BadCertificate)
+        } else if !plausible(last_voted, &cert) {
+            Some(Reject::Malformed)
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            self.reject(from, reason);
+            self.rejoin.as_mut()?.refuse(from);
+            return None;
+        }
+        self.rejoin.as_mut()?.report(from, last_voted);
+        self.enough_answers()
+    }
+
+    /// Write the raised safety state; signing resumes once it is durable.
+    pub fn end_rejoin(&mut self) {
+        let seq = self.persist_then(Vec::new());
+        if let Some(r) = self.rejoin.as_mut() {
+            r.ending = Some(seq);
+        }
+    }
+
+    /// After `persisted`: whether the rejoin just ended, with the vote held back meanwhile.
+    pub fn rejoined(&mut self) -> Option<Rejoined> {
+        let seq = self.rejoin.as_ref()?.ending?;
+        if seq > self.durable {
+            return None;
+        }
+        let r = self.rejoin.take()?;
+        let last_voted = self.safety.last_voted;
+        let answers = r.answers();
+        self.event(Event::Rejoined {
+            last_voted,
+            answers,
+        });
+        Some(Rejoined {
+            deferred: r.deferred,
+        })
     }
 
     /// Restart from a committed block proven outside the domain, when this replica is so far

@@ -91,6 +91,9 @@ impl GlobalReplica {
         if r.view == high_qc.view() + 1 && leader(r.view, r.n()) == r.core.me() {
             r.ready = Some((high_qc, None));
         }
+        if stored.rejoin {
+            r.core.begin_rejoin();
+        }
         r
     }
 
@@ -160,8 +163,17 @@ impl GlobalReplica {
                 for msg in self.core.persisted(seq) {
                     self.on_own(msg);
                 }
+                self.rejoined();
             }
-            Input::Start => self.core.ask_for_news(),
+            Input::Start => {
+                self.core.ask_for_news();
+                let _ = self.core.ask_safety(0);
+            }
+            Input::Timeout(Timer::Rejoin(round)) => {
+                if self.core.ask_safety(round).is_some() {
+                    self.end_rejoin();
+                }
+            }
             // A validator behind its peers' memory is served from their disks instead.
             Input::StateTransfer { .. } => {}
         }
@@ -206,6 +218,16 @@ impl GlobalReplica {
                 }
             }
             Message::Certificate(c) => self.on_certificate(from, c),
+            Message::SafetyQuery => {
+                let cert = match &self.high_tc {
+                    Some(tc) if tc.view() > self.core.safety.high_qc.view() => tc.clone(),
+                    _ => self.core.safety.high_qc.clone(),
+                };
+                self.core.on_safety_query(from, cert);
+            }
+            Message::SafetyReport { last_voted, cert } => {
+                self.on_safety_report(from, last_voted, cert)
+            }
             Message::ViewChange { .. }
             | Message::NewTerm { .. }
             | Message::Refuse { .. }
@@ -294,6 +316,9 @@ impl GlobalReplica {
         if view <= self.core.safety.last_voted || !safe {
             return;
         }
+        if self.core.rejoining() {
+            return self.core.defer_vote(hash, view);
+        }
         let msg = SignedMsg {
             domain: self.core.cfg.domain,
             kind: Kind::Vote,
@@ -319,6 +344,44 @@ impl GlobalReplica {
         // Views advance only on a certificate (the next proposal's QC, or a timeout
         // certificate), never on our own vote: replicas that voted and replicas that did not
         // stay in one view and give up on it together.
+    }
+
+    /// A member's answer to our `SafetyQuery`. An honest member signs at most one view past
+    /// its highest certificate (QC or timeout certificate); after a restart it may have
+    /// forgotten its timeout certificate, hence the window. When the wait ends, the vote held
+    /// back meanwhile is reconsidered and the pacemaker runs again.
+    fn on_safety_report(&mut self, from: ReplicaIndex, last_voted: View, cert: Certificate) {
+        let plausible = |v: View, c: &Certificate| {
+            matches!(c.msg.kind, Kind::Vote | Kind::Timeout) && v <= c.view() + VIEW_WINDOW
+        };
+        if self
+            .core
+            .on_safety_report(from, last_voted, cert, plausible)
+            .is_some()
+        {
+            self.end_rejoin();
+        }
+    }
+
+    /// Enough members answered and our last voted view is raised: never propose at or below
+    /// it either, and write it before anything is signed.
+    fn end_rejoin(&mut self) {
+        self.proposed = self.proposed.max(self.core.safety.last_voted);
+        self.core.end_rejoin();
+    }
+
+    /// The raised safety state is durable: vote for what we held back, if still in its view.
+    fn rejoined(&mut self) {
+        let Some(done) = self.core.rejoined() else {
+            return;
+        };
+        if let Some((hash, view)) = done.deferred
+            && view == self.view
+        {
+            self.vote(hash, view);
+        }
+        self.try_propose();
+        self.arm_timer();
     }
 
     /// Votes go to the next view's leader, which combines them into the QC it proposes with.
@@ -522,8 +585,11 @@ impl GlobalReplica {
         }
     }
 
-    /// Our Timeout share for `view`: we give up on it.
+    /// Our Timeout share for `view`: we give up on it. None while rejoining.
     fn sign_timeout(&self, view: View) -> Option<Vote> {
+        if self.core.rejoining() {
+            return None;
+        }
         let msg = SignedMsg {
             domain: self.core.cfg.domain,
             kind: Kind::Timeout,
@@ -659,6 +725,9 @@ impl GlobalReplica {
     }
 
     fn try_propose(&mut self) {
+        if self.core.rejoining() {
+            return;
+        }
         if self.proposed >= self.view || leader(self.view, self.n()) != self.core.me() {
             return;
         }

@@ -45,6 +45,8 @@ pub enum Timer {
     Delay(u64),
     /// Pacing: the minimum interval since the last block passed.
     Interval(u64),
+    /// Ask again for the safety reports a rejoining replica still lacks.
+    Rejoin(u64),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +109,9 @@ pub enum Event {
     },
     /// Restarted from a transferred block at this height.
     Transferred { height: u64 },
+    /// A rejoining replica heard from enough members (`answers` of them: 2f+1, or after a
+    /// long wait n-f-1) and signs again, only above `last_voted`.
+    Rejoined { last_voted: View, answers: usize },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -30,6 +30,10 @@ pub fn view_at(term: u64, round: u64) -> View {
 const ROUND_WINDOW: View = 64;
 /// How far ahead of our target a view-change message may be.
 const TERM_WINDOW: u64 = 64;
+/// How many terms past its highest certificate an honest member's last signature may be: it
+/// moves to a new term only once n-f members are there, so only a run of dead leaders puts
+/// it further ahead. A rejoining replica refuses answers claiming more (`core::rejoin`).
+const REJOIN_TERMS: u64 = 8;
 
 pub struct LocalReplica {
     pub(crate) core: Core,
@@ -58,6 +62,8 @@ pub struct LocalReplica {
     committed_seen: u64,
     /// Our view-change message for `target`, repeated until the term changes.
     my_vc: Option<(Message, u64)>,
+    /// After rejoining: terms up to this one may have had our confirmation already.
+    confirmed_through: u64,
 }
 
 impl LocalReplica {
@@ -83,6 +89,7 @@ impl LocalReplica {
             waiting: BTreeMap::new(),
             committed_seen: 0,
             my_vc: None,
+            confirmed_through: 0,
             core,
         };
         r.collector = r.collector_for(0, &genesis);
@@ -104,6 +111,9 @@ impl LocalReplica {
             r.enter_term(p);
         }
         r.target = r.target.max(r.term);
+        if stored.rejoin {
+            r.core.begin_rejoin();
+        }
         r
     }
 
@@ -178,8 +188,17 @@ impl LocalReplica {
                 for msg in self.core.persisted(seq) {
                     self.on_own(msg);
                 }
+                self.rejoined();
             }
-            Input::Start => self.core.ask_for_news(),
+            Input::Start => {
+                self.core.ask_for_news();
+                let _ = self.core.ask_safety(0);
+            }
+            Input::Timeout(Timer::Rejoin(round)) => {
+                if self.core.ask_safety(round).is_some() {
+                    self.end_rejoin();
+                }
+            }
             Input::StateTransfer { block, proof } => {
                 if self.core.transfer(block, proof) {
                     self.note_commit();
@@ -228,8 +247,68 @@ impl LocalReplica {
                     self.try_propose();
                 }
             }
+            Message::SafetyQuery => {
+                let cert = match &self.core.safety.term {
+                    Some(p) if p.confirm.view() > term_of(self.core.safety.high_qc.view()) => {
+                        p.confirm.clone()
+                    }
+                    _ => self.core.safety.high_qc.clone(),
+                };
+                self.core.on_safety_query(from, cert);
+            }
+            Message::SafetyReport { last_voted, cert } => {
+                self.on_safety_report(from, last_voted, cert)
+            }
             Message::NewView { .. } => self.core.reject(from, Reject::WrongDomain),
         }
+    }
+
+    /// A member's answer to our `SafetyQuery`, judged against its certificate (a QC, or the
+    /// confirmation that started its term). When the wait ends we also never ask for or
+    /// confirm a term up to the one we may have signed in, and reconsider the vote held back.
+    fn on_safety_report(&mut self, from: ReplicaIndex, last_voted: View, cert: Certificate) {
+        let plausible = |v: View, c: &Certificate| {
+            let term = match c.msg.kind {
+                Kind::Vote => term_of(c.view()),
+                Kind::Confirm => c.view(),
+                _ => return false,
+            };
+            term_of(v) <= term.saturating_add(REJOIN_TERMS)
+        };
+        if self
+            .core
+            .on_safety_report(from, last_voted, cert, plausible)
+            .is_some()
+        {
+            self.end_rejoin();
+        }
+    }
+
+    /// Enough members answered and our last voted view is raised: we may have asked for or
+    /// confirmed its term already, so take it as our target and confirm no term up to it.
+    fn end_rejoin(&mut self) {
+        let signed = term_of(self.core.safety.last_voted);
+        self.confirmed_through = signed;
+        self.target = self.target.max(signed);
+        self.core.safety.vc_target = self.target;
+        self.proposed = self.proposed.max(self.core.safety.last_voted);
+        self.core.end_rejoin();
+    }
+
+    /// The raised safety state is durable: vote for what we held back, if still current.
+    fn rejoined(&mut self) {
+        let Some(done) = self.core.rejoined() else {
+            return;
+        };
+        if let Some((hash, view)) = done.deferred
+            && view > self.core.safety.last_voted
+            && term_of(view) == self.term
+            && self.target == self.term
+        {
+            self.vote(hash, view);
+        }
+        self.try_propose();
+        self.arm_timer(true);
     }
 
     // ---- normal case: two-chain with a stable leader ----
@@ -325,6 +404,9 @@ impl LocalReplica {
     }
 
     fn vote(&mut self, hash: Hash, view: View) {
+        if self.core.rejoining() {
+            return self.core.defer_vote(hash, view);
+        }
         let msg = SignedMsg {
             domain: self.core.cfg.domain,
             kind: Kind::Vote,
@@ -405,6 +487,9 @@ impl LocalReplica {
     }
 
     fn try_propose(&mut self) {
+        if self.core.rejoining() {
+            return;
+        }
         if self.leader != self.me() || self.target != self.term {
             return;
         }
@@ -512,6 +597,10 @@ impl LocalReplica {
     /// next term only once n-f replicas are in the current target too; until then, repeat our
     /// view-change message (a crashed or cut-off replica may have missed it).
     fn on_timeout(&mut self) {
+        // Rejoining: nothing may be signed; the timer is armed again when the wait ends.
+        if self.core.rejoining() {
+            return;
+        }
         if self.target > self.term && self.asked_at_least(self.target) < self.core.keys.quorum() {
             if let Some((vc, seq)) = self.my_vc.clone() {
                 self.core.after(seq, vec![Output::Broadcast(vc)]);
@@ -529,6 +618,9 @@ impl LocalReplica {
 
     /// Phase 1: stop voting in this term for good, and ask the next leader to start `term`.
     fn start_view_change(&mut self, term: u64) {
+        if self.core.rejoining() {
+            return;
+        }
         if term <= self.target && self.target != self.term {
             return;
         }
@@ -695,6 +787,9 @@ impl LocalReplica {
                 return;
             }
             return self.core.send(leader, refuse);
+        }
+        if self.core.rejoining() || term <= self.confirmed_through {
+            return;
         }
         let msg = SignedMsg {
             domain: self.core.cfg.domain,

@@ -2,7 +2,7 @@
 //! (a libp2p PeerId mapped to a member index); no message names its own sender.
 
 use crate::codec;
-use crate::types::{Block, Certificate, Hash, ReplicaIndex, Vote};
+use crate::types::{Block, Certificate, Hash, ReplicaIndex, View, Vote};
 use cbor4ii::core::types::Array;
 use cbor4ii::core::utils::BufWriter;
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,15 @@ pub enum Message {
     },
     /// A requested block followed by its ancestors, newest first.
     BlockResponse(Vec<Block>),
+    /// From a replica that may have lost its safety state (see `core::rejoin`): what view did
+    /// you last sign in?
+    SafetyQuery,
+    /// The answer: the highest view we signed in (`SafetyState::last_voted`), and our highest
+    /// certificate, which bounds how far above it an honest answer can be.
+    SafetyReport {
+        last_voted: View,
+        cert: Certificate,
+    },
 }
 
 impl Message {

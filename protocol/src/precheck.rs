@@ -91,7 +91,10 @@ impl Replica {
             Message::Refuse { high_qc, .. } | Message::Certificate(high_qc) => {
                 in_domain(high_qc).then_some(()).ok_or(Reject::WrongDomain)
             }
-            Message::BlockRequest { .. } => Ok(()),
+            Message::BlockRequest { .. } | Message::SafetyQuery => Ok(()),
+            Message::SafetyReport { cert, .. } => {
+                in_domain(cert).then_some(()).ok_or(Reject::WrongDomain)
+            }
             Message::BlockResponse(blocks) => {
                 if blocks.iter().any(|b| b.domain != domain) {
                     return Err(Reject::WrongDomain);

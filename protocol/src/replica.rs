@@ -17,6 +17,9 @@ pub struct Stored {
     pub blocks: Vec<Block>,
     /// The last persisted safety state (`None`: never voted).
     pub safety: Option<SafetyState>,
+    /// The safety state may be lost or old (a new database, or one restored from a backup):
+    /// sign nothing until the members have said how far they got (`core::rejoin`).
+    pub rejoin: bool,
 }
 
 // One per node and domain, never moved around in bulk.

@@ -140,6 +140,7 @@ fn a_restarted_replica_never_votes_twice_in_a_view() {
             committed: Vec::new(),
             blocks,
             safety: Some(state),
+            rejoin: false,
         },
     );
     let out = again.handle(Input::Message {
@@ -321,6 +322,7 @@ fn a_missing_block_named_by_the_safety_state_is_reported_and_fetched() {
                 committed: Vec::new(),
                 blocks,
                 safety: Some(state.clone()),
+                rejoin: false,
             },
         )
     };
@@ -578,6 +580,7 @@ fn a_member_cannot_make_us_write_per_message() {
         keys(&dealt, me),
         Stored {
             safety: Some(state),
+            rejoin: false,
             ..Stored::default()
         },
     );
@@ -627,4 +630,262 @@ fn a_member_cannot_make_us_write_per_message() {
             .any(|o| matches!(o, Output::Send { to, msg: Message::NewView { .. } } if *to == from)),
         "{out:?}"
     );
+}
+
+fn report(last_voted: u64, cert: Certificate) -> Message {
+    Message::SafetyReport { last_voted, cert }
+}
+
+fn rejoining(dealt: &DealtKeys, domain: DomainId, me: ReplicaIndex) -> Replica {
+    let mut cfg = config(domain, me);
+    if domain != DomainId::Global {
+        cfg.edge = Some(0);
+    }
+    Replica::restore(
+        cfg,
+        keys(dealt, me),
+        Stored {
+            rejoin: true,
+            ..Stored::default()
+        },
+    )
+}
+
+/// A replica that lost its database voted in view 1, then a Byzantine leader shows it a second
+/// block for view 1. Restored as new, it votes again (the hazard); rejoining, it signs nothing
+/// until 2f+1 others said how far they got, and then only above that, durably first.
+#[test]
+fn a_replica_that_lost_its_state_never_signs_twice_in_a_view() {
+    let dealt = SimScheme::deal(4, 3, [10; 32]);
+    let lead = leader(1, 4);
+    let me = (lead + 2) % 4;
+    let first =
+        proposal_of(&replica(&dealt, lead).handle(Input::Payload(vec![Tx::new(b"a".to_vec())])));
+    let second =
+        proposal_of(&replica(&dealt, lead).handle(Input::Payload(vec![Tx::new(b"b".to_vec())])));
+    assert_ne!(first, second);
+    let mut before = replica(&dealt, me);
+    let out = before.handle(Input::Message {
+        from: lead,
+        msg: first,
+    });
+    let out = before.handle(Input::Persisted(persist_seq(&out)));
+    assert_eq!(
+        votes(&out).len(),
+        1,
+        "voted in view 1 before the disk was lost"
+    );
+
+    // The hazard: an empty disk taken at its word.
+    let mut naive = Replica::restore(
+        config(DomainId::Global, me),
+        keys(&dealt, me),
+        Stored::default(),
+    );
+    let out = naive.handle(Input::Message {
+        from: lead,
+        msg: second.clone(),
+    });
+    let out = naive.handle(Input::Persisted(persist_seq(&out)));
+    assert_eq!(
+        votes(&out).len(),
+        1,
+        "a replica without its state votes again"
+    );
+
+    let mut r = rejoining(&dealt, DomainId::Global, me);
+    let out = r.handle(Input::Start);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Broadcast(Message::SafetyQuery)))
+    );
+    let out = r.handle(Input::Message {
+        from: lead,
+        msg: second,
+    });
+    assert!(
+        votes(&out).is_empty() && persists(&out).is_empty(),
+        "{out:?}"
+    );
+
+    let genesis = Certificate::genesis(DomainId::Global);
+    let others: Vec<ReplicaIndex> = (0..4).filter(|&i| i != me).collect();
+    // A lie beyond what its certificate allows is refused and not counted, and so is a forged
+    // certificate; a refused member is not heard again (no second certificate check) until
+    // the query is repeated. A second answer from one member is not counted either.
+    let refused = |out: &[Output], why: Reject| {
+        out.iter()
+            .any(|o| matches!(o, Output::Event(Event::Rejected { reason, .. }) if *reason == why))
+    };
+    let out = r.handle(Input::Message {
+        from: others[0],
+        msg: report(1_000, genesis.clone()),
+    });
+    assert!(refused(&out, Reject::Malformed));
+    let mut forged = qc_over(&dealt, Hash([7; 32]), 3);
+    forged.msg.view = 4;
+    let out = r.handle(Input::Message {
+        from: others[1],
+        msg: report(1, forged.clone()),
+    });
+    assert!(refused(&out, Reject::BadCertificate));
+    let out = r.handle(Input::Message {
+        from: others[1],
+        msg: report(1, forged),
+    });
+    assert!(out.is_empty(), "a refused member is heard again: {out:?}");
+    let out = r.handle(Input::Timeout(Timer::Rejoin(1)));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Broadcast(Message::SafetyQuery)))
+    );
+    r.handle(Input::Message {
+        from: others[0],
+        msg: report(1, genesis.clone()),
+    });
+    let out = r.handle(Input::Message {
+        from: others[0],
+        msg: report(0, genesis.clone()),
+    });
+    assert!(
+        persists(&out).is_empty(),
+        "one member counted twice: {out:?}"
+    );
+    r.handle(Input::Message {
+        from: others[1],
+        msg: report(0, genesis.clone()),
+    });
+    let out = r.handle(Input::Message {
+        from: others[2],
+        msg: report(1, genesis.clone()),
+    });
+    // 2f+1 answered, the highest is view 1: never sign in views 1 or 2, on disk first.
+    assert_eq!(r.safety().last_voted, 2);
+    let seq = persist_seq(&out);
+    assert!(votes(&out).is_empty());
+    let out = r.handle(Input::Persisted(seq));
+    assert!(
+        votes(&out).is_empty(),
+        "the held-back vote was for view 1: {out:?}"
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Rejoined {
+            last_voted: 2,
+            answers: 3
+        })
+    )));
+}
+
+/// A new network: every database is empty, so every replica rejoins, and every answer is the
+/// genesis state. Nothing is raised and the vote held back goes out once the wait ends.
+#[test]
+fn a_new_network_loses_no_vote_to_the_rejoin_wait() {
+    let dealt = SimScheme::deal(4, 3, [11; 32]);
+    let lead = leader(1, 4);
+    let me = (lead + 2) % 4;
+    let proposal =
+        proposal_of(&replica(&dealt, lead).handle(Input::Payload(vec![Tx::new(b"a".to_vec())])));
+    let mut r = rejoining(&dealt, DomainId::Global, me);
+    r.handle(Input::Start);
+    assert!(
+        votes(&r.handle(Input::Message {
+            from: lead,
+            msg: proposal
+        }))
+        .is_empty()
+    );
+    let mut out = Vec::new();
+    for from in (0..4).filter(|&i| i != me) {
+        // It answers others while it waits itself.
+        let asked = r.handle(Input::Message {
+            from,
+            msg: Message::SafetyQuery,
+        });
+        assert!(asked.iter().any(|o| matches!(o, Output::Send { to, msg: Message::SafetyReport { last_voted: 0, .. } } if *to == from)));
+        out = r.handle(Input::Message {
+            from,
+            msg: report(0, Certificate::genesis(DomainId::Global)),
+        });
+    }
+    assert_eq!(r.safety().last_voted, 0);
+    let out = r.handle(Input::Persisted(persist_seq(&out)));
+    let out = r.handle(Input::Persisted(persist_seq(&out)));
+    assert_eq!(votes(&out).len(), 1, "{out:?}");
+}
+
+/// A local member rejoins: its last voted view and view-change target rise past the answers,
+/// and an answer claiming a term far past its own certificate is refused.
+#[test]
+fn a_local_member_rejoins_above_the_terms_reported() {
+    let dealt = SimScheme::deal(4, 3, [12; 32]);
+    let domain = DomainId::Local(1);
+    let mut r = rejoining(&dealt, domain, 2);
+    r.handle(Input::Start);
+    let genesis = Certificate::genesis(domain);
+    let view = |term: u64, round: u64| (term << 32) | round;
+    let out = r.handle(Input::Message {
+        from: 0,
+        msg: report(view(40, 0), genesis.clone()),
+    });
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Rejected {
+            reason: Reject::Malformed,
+            ..
+        })
+    )));
+    // Refused this round; heard again when the query is repeated.
+    r.handle(Input::Timeout(Timer::Rejoin(1)));
+    r.handle(Input::Message {
+        from: 0,
+        msg: report(view(3, 0), genesis.clone()),
+    });
+    r.handle(Input::Message {
+        from: 1,
+        msg: report(view(2, 9), genesis.clone()),
+    });
+    let out = r.handle(Input::Message {
+        from: 3,
+        msg: report(0, genesis),
+    });
+    let Some(Output::Persist { state, .. }) =
+        out.iter().find(|o| matches!(o, Output::Persist { .. }))
+    else {
+        panic!("the raised state goes to disk: {out:?}");
+    };
+    assert_eq!(state.last_voted, view(3, 1));
+    assert_eq!(state.vc_target, 3);
+}
+
+/// A member that never answers (down since the network began, or withholding) delays a rejoin
+/// but does not stop it: after ten rounds of asking, n-f-1 answers are enough.
+#[test]
+fn a_member_that_never_answers_delays_a_rejoin_but_does_not_stop_it() {
+    let dealt = SimScheme::deal(4, 3, [14; 32]);
+    let mut r = rejoining(&dealt, DomainId::Global, 2);
+    r.handle(Input::Start);
+    let genesis = Certificate::genesis(DomainId::Global);
+    for from in [0, 1] {
+        let out = r.handle(Input::Message {
+            from,
+            msg: report(4, genesis.clone()),
+        });
+        assert!(persists(&out).is_empty());
+    }
+    let mut ended = None;
+    for round in 1..=20 {
+        let out = r.handle(Input::Timeout(Timer::Rejoin(round)));
+        if !persists(&out).is_empty() {
+            ended = Some(round);
+            break;
+        }
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Broadcast(Message::SafetyQuery))),
+            "round {round}: asked again"
+        );
+    }
+    assert_eq!(ended, Some(10), "rounds before two answers were enough");
+    assert_eq!(r.safety().last_voted, 5);
 }

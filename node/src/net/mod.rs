@@ -201,8 +201,10 @@ impl NetHandle {
         // A sync request answered by every member that reads it would let one small message
         // cost the domain a megabyte per member, with no sender to charge for relayed copies:
         // members answer sync requests only point-to-point, where each requester has a budget.
+        // A rejoining replica's safety query likewise (and gossipsub would drop its repeats,
+        // byte for byte the same, as duplicates).
         if let wire::Gossip::Consensus(msg) = gossip
-            && matches!(**msg, Message::BlockRequest { .. })
+            && matches!(**msg, Message::BlockRequest { .. } | Message::SafetyQuery)
         {
             let bytes = lcbft_protocol::codec::encode(&**msg);
             self.metrics.on_message_sent(domain, msg, bytes.len());

@@ -675,7 +675,9 @@ impl Network {
         self.metrics.on_gossip(domain, false, &gossip, m.data.len());
         match gossip {
             // Answered only point-to-point (see `NetHandle::broadcast`).
-            Gossip::Consensus(msg) if matches!(*msg, Message::BlockRequest { .. }) => {
+            Gossip::Consensus(msg)
+                if matches!(*msg, Message::BlockRequest { .. } | Message::SafetyQuery) =>
+            {
                 Err("sync_by_gossip")
             }
             Gossip::Consensus(msg) => Ok(NetEvent::Consensus {
@@ -814,7 +816,8 @@ impl Network {
         let members = self.genesis.domain(req.domain).ok_or("unknown_domain")?;
         let from = members.index_of(peer).ok_or("not_member")?;
         let msg = req.message().map_err(codec_reason)?;
-        if matches!(msg, Message::BlockRequest { .. }) && !self.limits.allow(*peer, Work::Sync, now)
+        if matches!(msg, Message::BlockRequest { .. } | Message::SafetyQuery)
+            && !self.limits.allow(*peer, Work::Sync, now)
         {
             return Err("sync_rate_limited");
         }

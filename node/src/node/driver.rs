@@ -34,7 +34,7 @@ pub struct Driver {
     pub me: ReplicaIndex,
     replica: Replica,
     /// Pending timers: a new timer of a kind replaces the pending one of that kind.
-    timers: [Option<(Instant, Timer)>; 5],
+    timers: [Option<(Instant, Timer)>; 6],
     /// Sees every input, output and status, for the domain's metrics.
     obs: DomainObserver,
 }
@@ -46,6 +46,7 @@ fn slot(t: &Timer) -> usize {
         Timer::Sync(_) => 2,
         Timer::Delay(_) => 3,
         Timer::Interval(_) => 4,
+        Timer::Rejoin(_) => 5,
     }
 }
 
@@ -55,7 +56,7 @@ impl Driver {
             domain,
             me,
             replica,
-            timers: [None; 5],
+            timers: [None; 6],
             obs: DomainObserver::detached(domain),
         }
     }

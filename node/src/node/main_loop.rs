@@ -235,6 +235,21 @@ impl MainLoop {
             Event::PoolRefused { id, reason } => {
                 debug!(%domain, %id, reason = reason.label(), "payload pool refused an item")
             }
+            Event::Rejoined {
+                last_voted,
+                answers,
+            } => {
+                let n = self.genesis.domain(domain).map_or(0, |d| d.n());
+                let f = n.saturating_sub(1) / 3;
+                if *answers < 2 * f + 1 {
+                    warn!(
+                        %domain, last_voted, answers,
+                        "rejoined on fewer than 2f+1 answers, after waiting for the others: a member did not answer"
+                    );
+                } else {
+                    info!(%domain, last_voted, answers, "rejoined: signing again, above the views the members reported");
+                }
+            }
             Event::Transferred { height } => {
                 info!(%domain, height, "restarted from the anchored block; fetching the blocks above")
             }

@@ -225,10 +225,18 @@ fn restore(
         // its peers keep finds the blocks on no peer and catches up by state transfer.
         pc.memory_window = cfg.consensus.local_window;
     }
+    let safety = store.safety(domain)?;
+    // No safety state: a new database, or a lost one. Only the members can tell which, and
+    // what we may have signed (protocol `core::rejoin`).
+    let rejoin = cfg.rejoin || safety.is_none();
+    if rejoin {
+        info!(%domain, "rejoining: signing nothing until the members say how far they got");
+    }
     let stored = Stored {
         committed: store.committed_tail(domain, pc.memory_window)?,
         blocks: store.uncommitted_blocks(domain)?,
-        safety: store.safety(domain)?,
+        safety,
+        rejoin,
     };
     Ok(Replica::restore(pc, keys, stored))
 }

@@ -72,6 +72,7 @@ fn committed_chain_and_safety_survive_a_crash_and_restore_a_replica() {
             committed: chain,
             blocks: uncommitted,
             safety: Some(stored.clone()),
+            rejoin: false,
         },
     );
     assert_eq!(replica.committed_height(), height);
@@ -177,6 +178,7 @@ fn pruning_keeps_the_window_and_a_pruned_store_still_restores_a_replica() {
             committed: chain,
             blocks: Vec::new(),
             safety,
+            rejoin: false,
         },
     );
     assert_eq!(replica.committed_height(), top);
@@ -290,6 +292,7 @@ fn a_global_validator_restarts_from_a_bounded_tail_whatever_the_chain_length() {
                 committed: tail,
                 blocks: Vec::new(),
                 safety: None,
+                rejoin: false,
             },
         );
         assert_eq!(replica.committed_height(), count);
@@ -487,6 +490,7 @@ fn a_rebase_makes_the_transferred_block_the_base_of_the_chain() {
         committed: tail,
         blocks: Vec::new(),
         safety: None,
+        rejoin: false,
     };
     let replica = Replica::restore(Config::new(domain, 0, 4), keys(&deal(4), 4, 0), stored);
     assert_eq!(replica.committed_height(), 31);

@@ -115,6 +115,12 @@ pub struct SimConfig {
     pub min_block_interval_ms: u64,
     /// `Config::busy_bytes`, if not the default.
     pub busy_bytes: Option<usize>,
+    /// In place of the chaotic middle: an honest replica loses its disk the instant one of
+    /// its votes leaves, and comes back with nothing, rejoining (`Stored::rejoin`).
+    pub amnesia: bool,
+    /// Start as the node does on an empty database: every replica rejoins (`Stored::rejoin`)
+    /// and hears from the others before it signs.
+    pub rejoin_at_start: bool,
     /// What the per-replica CPU figure is read from (nanoseconds; only differences are used).
     /// The default is a monotonic wall clock; a benchmark can pass the thread's CPU clock.
     pub cpu_clock: fn() -> u64,
@@ -147,6 +153,8 @@ impl SimConfig {
             propose_delay_ms: 50,
             min_block_interval_ms: 100,
             busy_bytes: None,
+            amnesia: false,
+            rejoin_at_start: false,
             cpu_clock: monotonic_ns,
         }
     }
@@ -171,6 +179,8 @@ pub struct SimReport {
     pub crypto: [u64; 4],
     /// Proposals made (views/rounds that carried a block).
     pub proposals: u64,
+    /// Replicas that finished rejoining after losing their disk (`SimConfig::amnesia`).
+    pub rejoined: u64,
     /// Double votes by honest signers, as seen by any replica (each is also a safety
     /// violation).
     pub double_votes: u64,
@@ -225,6 +235,7 @@ impl Disk {
             committed: self.committed.clone(),
             blocks,
             safety: self.safety.clone(),
+            rejoin: false,
         }
     }
 }
@@ -283,6 +294,10 @@ pub struct Sim {
     paused: bool,
     /// Crash every node right after the next vote leaves one.
     crash_after_vote: bool,
+    /// Wipe this node's disk right after its next vote leaves it.
+    forget_after_vote: Option<usize>,
+    /// Nodes restarted with `Stored::rejoin` (their disks were lost).
+    rejoining: HashSet<usize>,
     /// Draws for [`SimConfig::leader_failure`], apart from `rng` so that runs without it keep
     /// their seeds' schedules.
     failure_rng: ChaCha8Rng,
@@ -364,6 +379,8 @@ impl Sim {
             broken,
             paused: false,
             crash_after_vote: false,
+            forget_after_vote: None,
+            rejoining: HashSet::new(),
             failure_rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x6c65_6164_6572_6661),
             failure_drawn: HashSet::new(),
             failed_views: HashSet::new(),
@@ -396,6 +413,11 @@ impl Sim {
             if down.contains(&sim.index[node]) {
                 sim.crash(node);
                 sim.down.insert(node);
+            }
+        }
+        if sim.cfg.rejoin_at_start {
+            for node in 0..sim.nodes.len() {
+                sim.deliver(node, Input::Start);
             }
         }
         sim
@@ -431,15 +453,14 @@ impl Sim {
         idx: ReplicaIndex,
         strategy: Option<Strategy>,
         disk: &Disk,
+        rejoin: bool,
         counters: Arc<CryptoCounters>,
     ) -> Slot {
         let mut cfg = self.replica_config(idx);
         cfg.broken = self.broken;
-        let mut replica = Replica::restore(
-            cfg.clone(),
-            self.keys(idx, counters.clone()),
-            disk.stored(self.broken),
-        );
+        let mut stored = disk.stored(self.broken);
+        stored.rejoin = rejoin;
+        let mut replica = Replica::restore(cfg.clone(), self.keys(idx, counters.clone()), stored);
         if self.broken != Some(Broken::NoPayloadRule) {
             replica.set_payload_rule(Box::new(SimRule));
         }
@@ -456,7 +477,8 @@ impl Sim {
 
     fn add_node(&mut self, idx: ReplicaIndex, strategy: Option<Strategy>) {
         let counters = Arc::new(CryptoCounters::default());
-        let slot = self.build(idx, strategy, &Disk::default(), counters.clone());
+        let rejoin = self.cfg.rejoin_at_start;
+        let slot = self.build(idx, strategy, &Disk::default(), rejoin, counters.clone());
         self.nodes.push(Some(slot));
         self.index.push(idx);
         self.strategy.push(strategy);
@@ -517,6 +539,16 @@ impl Sim {
 
     fn apply(&mut self, node: usize, outputs: Vec<Output>) {
         for out in outputs {
+            // A leader's proposal carries the QC its own vote went into (a collector's vote
+            // never travels alone).
+            let forget = self.forget_after_vote == Some(node)
+                && matches!(
+                    &out,
+                    Output::Send {
+                        msg: Message::Vote(_) | Message::Propose(_),
+                        ..
+                    } | Output::Broadcast(Message::Vote(_) | Message::Propose(_))
+                );
             if let Output::Send { msg, .. } | Output::Broadcast(msg) = &out {
                 self.check_durable(node, msg);
             }
@@ -589,6 +621,14 @@ impl Sim {
                     disk.blocks = disk.blocks.split_off(&(height + 1, Hash::ZERO));
                 }
                 Output::Event(e) => self.on_event(node, e),
+            }
+            if forget {
+                // Its disk is gone the instant the share is on the wire.
+                self.forget_after_vote = None;
+                self.crash(node);
+                self.disks[node] = Disk::default();
+                self.rejoining.insert(node);
+                return;
             }
         }
     }
@@ -664,7 +704,12 @@ impl Sim {
             Message::NewTerm { vc, chosen, .. } => certs.extend([vc, chosen]),
             Message::Refuse { high_qc, .. } | Message::Certificate(high_qc) => certs.push(high_qc),
             Message::TermStart(t) => certs.extend([&t.confirm, &t.chosen]),
-            Message::BlockRequest { .. } | Message::BlockResponse(_) => {}
+            // Relayed, not signed now: blocks (their certificates), and the certificate a
+            // rejoining replica is shown, which may hold a share it has forgotten.
+            Message::BlockRequest { .. }
+            | Message::BlockResponse(_)
+            | Message::SafetyQuery
+            | Message::SafetyReport { .. } => {}
         }
         shares.extend(
             certs
@@ -713,6 +758,7 @@ impl Sim {
             | Event::Unavailable { .. }
             | Event::PoolRefused { .. }
             | Event::Transferred { .. } => {}
+            Event::Rejoined { .. } => self.report.rejoined += 1,
         }
     }
 
@@ -770,7 +816,8 @@ impl Sim {
         let idx = self.index[node];
         let strategy = self.strategy[node];
         let disk = self.disks[node].clone();
-        let slot = self.build(idx, strategy, &disk, self.counters[node].clone());
+        let rejoin = self.rejoining.remove(&node);
+        let slot = self.build(idx, strategy, &disk, rejoin, self.counters[node].clone());
         self.nodes[node] = Some(slot);
         self.checker.restarted(node, disk.committed.len() as u64);
         self.deliver(node, Input::Start);
@@ -851,6 +898,8 @@ impl Sim {
         self.run_until(chaos_start);
         if let Some(how) = self.cfg.restart_all {
             self.power_cut(how, chaos_end);
+        } else if self.cfg.amnesia {
+            self.lose_a_disk(chaos_end);
         } else if self.cfg.faults {
             self.chaos(chaos_end);
         }
@@ -904,6 +953,23 @@ impl Sim {
             let until = self.now + step;
             self.run_until(until);
         }
+    }
+
+    /// An honest replica loses its disk the instant after a vote left it, and restarts with
+    /// nothing after a while; the others go on.
+    fn lose_a_disk(&mut self, end: u64) {
+        let honest: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.honest(i)).collect();
+        let node = honest[self.rng.gen_range(0..honest.len())];
+        self.forget_after_vote = Some(node);
+        while self.forget_after_vote.is_some() && self.now < end {
+            let step = self.now + 1;
+            self.run_until(step);
+        }
+        self.forget_after_vote = None;
+        let back = self.now + self.rng.gen_range(200..2000);
+        self.run_until(back.min(end));
+        self.restart(node);
+        self.run_until(end);
     }
 
     /// Every node goes down at one instant, stays down for a while (messages in flight are
