@@ -55,8 +55,6 @@ pub struct Config {
     /// Committed blocks kept in memory (see [`memory_window`]); a member further behind than
     /// its peers' windows catches up by state transfer (`Input::StateTransfer`).
     pub memory_window: u64,
-    /// Only the simulator's checker tests set this: run a deliberately unsafe rule.
-    pub(crate) broken: Option<crate::sim::Broken>,
 }
 
 impl Config {
@@ -85,7 +83,6 @@ impl Config {
             // 64 KiB local: ~200 traces, several seconds of a light domain's traffic.
             busy_bytes: max_block_bytes / 16,
             memory_window: memory_window(domain),
-            broken: None,
         }
     }
 
@@ -183,10 +180,6 @@ pub(crate) struct Core {
 
 impl Core {
     pub fn new(cfg: Config, keys: Box<dyn ThresholdKeys>, chain: usize) -> Core {
-        let chain = match cfg.broken {
-            Some(crate::sim::Broken::OneChainCommit) => 1,
-            _ => chain,
-        };
         let mempool = Mempool::new(cfg.pool, cfg.n);
         let pacer = Pacer::new(cfg.propose_delay_ms, cfg.min_block_interval_ms);
         Core {
@@ -405,11 +398,16 @@ impl Core {
     /// block is now connected to the tree.
     pub fn insert_block(&mut self, block: Block, from: ReplicaIndex) -> bool {
         let hash = block.hash();
+        let height = block.height;
         self.missing.remove(&hash);
         match self.tree.insert(block) {
             Ok(_) => true,
             Err(parent) => {
-                self.fetch(parent, from);
+                // A parent at or below our committed height is committed or off our chain
+                // (after a state transfer, pruned everywhere): never worth asking for.
+                if height > self.tree.committed().1.saturating_add(1) {
+                    self.fetch(parent, from);
+                }
                 false
             }
         }
@@ -598,6 +596,9 @@ impl Core {
         let (hash, height) = (block.hash(), block.height);
         self.tree.reroot(block);
         self.missing.clear();
+        // What was pending may be in the blocks skipped, which nobody here can check: the
+        // node hands its own items to members that can.
+        self.mempool = Mempool::new(self.cfg.pool, self.cfg.n);
         self.pinned = hash;
         self.pruned_at = height;
         // The proof's QC certifies a block above the new root: it names what to fetch.

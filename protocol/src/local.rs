@@ -58,6 +58,11 @@ pub struct LocalReplica {
     /// Who asked for which term (f+1 of them make us join).
     /// The highest term each member asked for (PBFT's view-change liveness rules read it).
     asked: BTreeMap<ReplicaIndex, u64>,
+    /// The leader each other member named for each term ahead of ours, from its view-change
+    /// message (see `named_leader`).
+    named: BTreeMap<(u64, ReplicaIndex), ReplicaIndex>,
+    /// The last term whose view-change message we signed again for the leader f+1 named.
+    followed: u64,
     waiting: BTreeMap<View, (ReplicaIndex, Proposal)>,
     committed_seen: u64,
     /// Our view-change message for `target`, repeated until the term changes.
@@ -86,6 +91,8 @@ impl LocalReplica {
             vc_best: BTreeMap::new(),
             announcing: None,
             asked: BTreeMap::new(),
+            named: BTreeMap::new(),
+            followed: 0,
             waiting: BTreeMap::new(),
             committed_seen: 0,
             my_vc: None,
@@ -627,14 +634,10 @@ impl LocalReplica {
         if term <= self.term {
             return;
         }
-        let leader = self.leader_for(term);
-        let msg = SignedMsg {
-            domain: self.core.cfg.domain,
-            kind: Kind::ViewChange,
-            view: term,
-            digest: view_change_digest(leader),
-        };
-        let Ok(share) = self.core.keys.sign_share(&msg.bytes()) else {
+        let leader = self
+            .named_leader(term)
+            .unwrap_or_else(|| self.leader_for(term));
+        let Some(vc) = self.view_change(term, leader) else {
             return;
         };
         self.core.event(Event::ViewChange {
@@ -645,21 +648,78 @@ impl LocalReplica {
         self.core.safety.vc_target = term;
         self.core.safety.last_voted = self.core.safety.last_voted.max(view_at(term, 0));
         self.failures += 1;
-        let vc = Message::ViewChange {
+        self.send_view_change(vc);
+    }
+
+    fn view_change(&self, term: u64, leader: ReplicaIndex) -> Option<Message> {
+        let msg = SignedMsg {
+            domain: self.core.cfg.domain,
+            kind: Kind::ViewChange,
+            view: term,
+            digest: view_change_digest(leader),
+        };
+        let share = self.core.keys.sign_share(&msg.bytes()).ok()?;
+        Some(Message::ViewChange {
             share: Vote { msg, share },
             leader,
             high_qc: self.core.safety.high_qc.clone(),
             current: self.core.safety.term.clone(),
-        };
-        // Broadcast, not just to the new leader: every replica counts who moved on, to join
-        // f+1 of them and to time out of a term only once n-f are in it (PBFT's liveness
-        // rules; without them replicas chase each other through terms).
+        })
+    }
+
+    /// Broadcast, not just to the new leader: every replica counts who moved on, to join f+1
+    /// of them and to time out of a term only once n-f are in it (PBFT's liveness rules;
+    /// without them replicas chase each other through terms).
+    fn send_view_change(&mut self, vc: Message) {
         let seq = self
             .core
             .persist_with_own(vec![Output::Broadcast(vc.clone())], vc.clone());
         self.my_vc = Some((vc, seq));
         self.timer_armed = false;
         self.arm_timer(true);
+    }
+
+    /// The leader f+1 other members named for `term`: one of them is honest. Members rank
+    /// leaders by availability counted from genesis; one whose chain restarted above genesis
+    /// (a state transfer, a restart from a pruned disk) counts less and may name another
+    /// leader, and with exactly n-f members up the term would never form without it.
+    fn named_leader(&self, term: u64) -> Option<ReplicaIndex> {
+        let mut counts: BTreeMap<ReplicaIndex, usize> = BTreeMap::new();
+        for (_, leader) in self
+            .named
+            .range((term, ReplicaIndex::MIN)..=(term, ReplicaIndex::MAX))
+        {
+            *counts.entry(*leader).or_default() += 1;
+        }
+        let f = self.core.cfg.f();
+        counts.into_iter().find(|(_, c)| *c > f).map(|(l, _)| l)
+    }
+
+    /// Our view-change message for our target names another leader than f+1 members do:
+    /// sign theirs, once per term. Two shares of ours for one term cannot start it twice: a
+    /// term starts only with n-f confirmations, and we confirm a term once.
+    fn follow_named(&mut self) {
+        let term = self.target;
+        if term <= self.term || term <= self.followed || self.core.rejoining() {
+            return;
+        }
+        let Some(named) = self.named_leader(term) else {
+            return;
+        };
+        let mine = match &self.my_vc {
+            Some((Message::ViewChange { share, leader, .. }, _)) if share.msg.view == term => {
+                *leader
+            }
+            _ => return,
+        };
+        if named == mine {
+            return;
+        }
+        let Some(vc) = self.view_change(term, named) else {
+            return;
+        };
+        self.followed = term;
+        self.send_view_change(vc);
     }
 
     /// Our own share, now durable, taken in as if we had sent it to ourselves.
@@ -699,12 +759,16 @@ impl LocalReplica {
         // f+1 replicas asking for a term include an honest one: join them.
         let asked = self.asked.entry(from).or_default();
         *asked = (*asked).max(term);
+        if from != self.me() {
+            self.named.insert((term, from), leader);
+        }
         // f+1 replicas asking for a later term include an honest one: join the lowest term
         // that f+1 of them have reached.
         let joined = self.asked_nth(self.core.cfg.f() + 1);
         if joined > self.target {
             self.start_view_change(joined);
         }
+        self.follow_named();
         if leader != self.me() || term < self.target {
             return;
         }
@@ -903,6 +967,7 @@ impl LocalReplica {
         self.my_vc = None;
         self.vc_best.retain(|t, _| *t > term);
         self.asked.retain(|_, t| *t > term);
+        self.named.retain(|(t, _), _| *t > term);
         self.core.collector.prune(Kind::ViewChange, term + 1);
         self.core.collector.prune(Kind::Confirm, term + 1);
         self.core.collector.prune(Kind::Vote, view_at(term, 0));

@@ -889,3 +889,79 @@ fn a_member_that_never_answers_delays_a_rejoin_but_does_not_stop_it() {
     assert_eq!(ended, Some(10), "rounds before two answers were enough");
     assert_eq!(r.safety().last_voted, 5);
 }
+
+fn view_change_leader(outputs: &[Output]) -> Option<ReplicaIndex> {
+    outputs.iter().find_map(|o| match o {
+        Output::Broadcast(Message::ViewChange { leader, .. }) => Some(*leader),
+        _ => None,
+    })
+}
+
+/// Member `from`'s view-change message for `term`, naming `leader`.
+fn view_change(dealt: &DealtKeys, from: ReplicaIndex, term: u64, leader: ReplicaIndex) -> Input {
+    let domain = DomainId::Local(1);
+    let msg = SignedMsg {
+        domain,
+        kind: Kind::ViewChange,
+        view: term,
+        digest: lcbft_protocol::message::view_change_digest(leader),
+    };
+    let share = keys(dealt, from).sign_share(&msg.bytes()).unwrap();
+    Input::Message {
+        from,
+        msg: Message::ViewChange {
+            share: Vote { msg, share },
+            leader,
+            high_qc: Certificate::genesis(domain),
+            current: None,
+        },
+    }
+}
+
+/// Members rank leaders from history a member restarted above genesis lacks, so it may name
+/// another leader for a term than its peers. With exactly n-f members up no term would form;
+/// it signs again for the leader f+1 others named (one of them is honest), once per term.
+#[test]
+fn a_member_follows_the_leader_f_plus_1_others_name() {
+    let dealt = SimScheme::deal(4, 3, [13; 32]);
+    let domain = DomainId::Local(1);
+    let mut r = LocalReplica::new(config(domain, 1), keys(&dealt, 1));
+    // Work pending, the term timer fires: we ask for term 1, naming our own choice.
+    let out = r.handle(Input::Payload(vec![Tx::new(vec![0xa1, 1])]));
+    let timer = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SetTimer {
+                timer: t @ Timer::Term(_),
+                ..
+            } => Some(*t),
+            _ => None,
+        })
+        .expect("the term timer runs while work is pending");
+    let out = r.handle(Input::Timeout(timer));
+    let out = r.handle(Input::Persisted(persist_seq(&out)));
+    let mine = view_change_leader(&out).expect("our view change leaves once durable");
+    let theirs = (0..4).find(|&l| l != mine && l != 1).unwrap();
+    // One member naming another leader may be the faulty one: nothing changes.
+    let out = r.handle(view_change(&dealt, 2, 1, theirs));
+    assert_eq!(view_change_leader(&out), None, "{out:?}");
+    assert!(!out.iter().any(|o| matches!(o, Output::Persist { .. })));
+    // f+1 do: we sign again for theirs, durably first.
+    let out = r.handle(view_change(&dealt, 3, 1, theirs));
+    assert_eq!(
+        view_change_leader(&out),
+        None,
+        "not before the persist: {out:?}"
+    );
+    let out = r.handle(Input::Persisted(persist_seq(&out)));
+    assert_eq!(view_change_leader(&out), Some(theirs));
+    // Once per term: a third naming yet another leader changes nothing.
+    let out = r.handle(view_change(&dealt, 0, 1, mine));
+    assert_eq!(view_change_leader(&out), None, "{out:?}");
+    // A member joining a term f+1 others asked for names their leader at once.
+    let mut late = LocalReplica::new(config(domain, 2), keys(&dealt, 2));
+    late.handle(view_change(&dealt, 0, 4, 3));
+    let out = late.handle(view_change(&dealt, 1, 4, 3));
+    let out = late.handle(Input::Persisted(persist_seq(&out)));
+    assert_eq!(view_change_leader(&out), Some(3));
+}

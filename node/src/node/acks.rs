@@ -29,6 +29,8 @@ struct Item {
     len: usize,
     due: Instant,
     tries: u32,
+    /// Acknowledged before a state transfer: maybe committed in the blocks skipped.
+    doubtful: bool,
 }
 
 #[derive(Debug)]
@@ -146,6 +148,7 @@ impl Book {
             len,
             due,
             tries: 0,
+            doubtful: false,
         };
         l.items.insert(id, item);
         l.bytes += len;
@@ -208,6 +211,29 @@ impl Book {
             }
         }
         out
+    }
+
+    /// After a state transfer in `domain`: its items may be in the blocks this node skipped,
+    /// which it cannot read, so it cannot tell which are committed. Each becomes doubtful and
+    /// due at `now`: handed to the members, who can tell, instead of proposed here. How many.
+    pub fn doubt(&mut self, domain: DomainId, now: Instant) -> usize {
+        let Some(l) = self.domains.get_mut(&domain) else {
+            return 0;
+        };
+        l.queue.clear();
+        for (id, item) in &mut l.items {
+            item.doubtful = true;
+            item.tries = 0;
+            item.due = now;
+            l.queue.insert((now, item.seq), *id);
+        }
+        l.items.len()
+    }
+
+    /// How often a doubtful item was offered so far; `None` for an ordinary one.
+    pub fn doubtful(&self, domain: DomainId, id: &Hash) -> Option<u32> {
+        let item = self.domains.get(&domain)?.items.get(id)?;
+        item.doubtful.then_some(item.tries)
     }
 
     /// Items and bytes acknowledged and waiting in `domain`.
@@ -296,6 +322,25 @@ mod tests {
         }
         assert_eq!(b.refused(&id(1)), None);
         assert_eq!(b.refused.len(), MAX_REFUSED);
+    }
+
+    #[test]
+    fn after_a_transfer_every_item_is_doubtful_and_due_at_once() {
+        let t0 = Instant::now();
+        let mut b = book(10, 10_000);
+        b.insert(D, id(1), 10, t0 + MAX_REOFFER_AFTER)
+            .expect("room");
+        b.insert(D, id(2), 10, t0 + REOFFER_AFTER).expect("room");
+        assert_eq!(b.doubtful(D, &id(1)), None);
+        assert_eq!(b.doubt(D, t0), 2);
+        assert_eq!(b.doubt(DomainId::Global, t0), 0);
+        assert_eq!(b.due(t0, 10), vec![(D, id(1)), (D, id(2))]);
+        assert_eq!(b.doubtful(D, &id(1)), Some(1));
+        // Offered again with the usual growing waits; an item acknowledged later is ordinary.
+        assert!(b.due(t0 + REOFFER_AFTER, 10).is_empty());
+        b.insert(D, id(3), 10, t0).expect("room");
+        assert_eq!(b.doubtful(D, &id(3)), None);
+        assert_eq!(b.domains[&D].queue.len(), 3);
     }
 
     #[test]

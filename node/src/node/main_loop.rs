@@ -13,7 +13,7 @@ use super::anchoring::Anchoring;
 use super::driver::{Driver, Effect};
 use super::storage::{Done, Job, Worker};
 use crate::api::{ApiRequest, DomainStatus};
-use crate::genesis::{Genesis, domain_name};
+use crate::genesis::Genesis;
 use crate::metrics::Metrics;
 use crate::net::wire::Gossip;
 use crate::net::{GossipRef, NetEvent, NetHandle, Verdict};
@@ -251,7 +251,8 @@ impl MainLoop {
                 }
             }
             Event::Transferred { height } => {
-                info!(%domain, height, "restarted from the anchored block; fetching the blocks above")
+                info!(%domain, height, "restarted from the anchored block; fetching the blocks above");
+                self.doubt_acknowledged(domain);
             }
             Event::Unavailable { hash } => {
                 let named = self
@@ -395,7 +396,7 @@ impl MainLoop {
         let genesis = self.genesis.domain(d.domain);
         let role = genesis
             .and_then(|g| g.members.get(usize::from(d.me)))
-            .map(|m| format!("{:?}", m.role).to_lowercase())
+            .map(|m| m.role.to_string())
             .unwrap_or_default();
         let s = d.replica().status();
         let peer = |i: u16| {
@@ -413,7 +414,7 @@ impl MainLoop {
             anchored: anchoring.anchored,
             ranking: s.successors.iter().map(|&i| peer(i)).collect(),
             missing_block: s.missing_block.map(|h| h.to_hex()),
-            domain: domain_name(d.domain),
+            domain: d.domain.to_string(),
             index: d.me,
             role,
             view: s.view,

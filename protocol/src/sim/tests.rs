@@ -350,6 +350,10 @@ fn proposals_with_refused_items_never_commit() {
         for seed in 0..8 {
             let mut cfg = SimConfig::new(layer, 4, 1, 7000 + seed);
             cfg.strategy = Some(Strategy::BadPayload);
+            // Local leaders change only when they fail: make them, so the Byzantine leads.
+            if layer == Layer::Local {
+                cfg.leader_failure = 0.3;
+            }
             assert_ok(
                 &format!("{layer:?} seed {seed}"),
                 &Sim::new(cfg.clone()).run(),

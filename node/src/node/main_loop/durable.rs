@@ -23,6 +23,9 @@ use tracing::{debug, info, warn};
 
 /// Items offered again per housekeeping tick, over all domains.
 const MAX_REOFFER: usize = 2048;
+/// A doubtful item (acknowledged before a state transfer) is handed to the members this many
+/// times, then forgotten: a member that can tell admits it if it is new, and it commits.
+const DOUBTFUL_OFFERS: u32 = 3;
 /// Reloaded items are first offered this long after the start, once peers are connected.
 const RELOAD_OFFER_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -50,9 +53,7 @@ impl MainLoop {
     ) {
         let Some(driver) = self.drivers.get_mut(&domain) else {
             let _ = reply.send(vec![
-                Err(SubmitError::NotMember(
-                    crate::genesis::domain_name(domain)
-                ));
+                Err(SubmitError::NotMember(domain.to_string()));
                 txs.len()
             ]);
             return;
@@ -275,13 +276,24 @@ impl MainLoop {
             };
             let mut offer = Vec::new();
             let mut missing = Vec::new();
+            let mut forget = Vec::new();
             for id in ids {
+                if let Some(tries) = self.acks.doubtful(domain, &id) {
+                    // Never into our own pool: a proposal of ours holding it would be refused
+                    // by every member that saw it commit.
+                    if tries > DOUBTFUL_OFFERS {
+                        self.acks.remove(domain, &id);
+                        forget.push(id);
+                    } else if let Ok(Some(tx)) = self.store.accepted_tx(domain, &id) {
+                        offer.push(tx);
+                    }
+                    continue;
+                }
                 match driver.replica().pending(&id) {
                     Some(tx) => offer.push(tx.clone()),
                     None => missing.push(id),
                 }
             }
-            let mut forget = Vec::new();
             if !missing.is_empty() {
                 let committed = self.store.committed_ids(&missing).unwrap_or_else(|e| {
                     warn!("reading the committed index: {e}");
@@ -320,6 +332,16 @@ impl MainLoop {
             self.show_durable(domain);
             self.show_pool(domain);
         }
+    }
+
+    /// A state transfer in `domain`: what this node acknowledged there is handed to the
+    /// members from now on (see `Book::doubt`).
+    pub(super) fn doubt_acknowledged(&mut self, domain: DomainId) {
+        let n = self.acks.doubt(domain, std::time::Instant::now());
+        if n > 0 {
+            info!(%domain, items = n, "acknowledged traces may be in the blocks skipped: handing them to the members, who can tell");
+        }
+        self.show_pool(domain);
     }
 
     /// Gossip items in messages of at most `GOSSIP_BATCH_BYTES`.

@@ -94,10 +94,16 @@ fn a_member_behind_its_peers_memory_catches_up_by_state_transfer_and_votes_again
     assert!(transferred(&c, late).is_empty());
 
     let base = block.height;
+    // A trace committed while `late` was down, offered to it again: it cannot tell.
+    let stale = trace(100);
+    c.queue
+        .push_back((late, Input::Payload(vec![stale.clone()])));
     c.queue
         .push_back((late, Input::StateTransfer { block, proof }));
     c.run();
     assert_eq!(transferred(&c, late), vec![base]);
+    // The transfer leaves nothing pending that the skipped blocks may hold.
+    assert!(c.replicas[late].pending(&stale.id()).is_none());
     rounds(&mut c, &[0, 1, 2, 3], 2000, 2);
     // Followers learn the leader's last commit from its next proposal.
     assert_eq!(height(&c, late), height(&c, other));
