@@ -1,6 +1,6 @@
 //! A consensus message as the protocol codec decodes it (inside gossip or a direct request),
-//! then what a replica does with it: the gossip precheck and the replica's own handling,
-//! for a global and a local replica at genesis, from the sender the first byte names.
+//! then what a replica does with it (the replica is the judge of gossip before it is
+//! forwarded), for a global and a local replica at genesis, from the sender the first byte names.
 //! Nothing panics (overflow checks are on), and what decodes round-trips.
 //!
 //! The replicas use the simulator's hash-based keys: verifying costs nothing, so the fuzzer
@@ -40,9 +40,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(back, msg);
     for domain in [DomainId::Global, DomainId::Local(1)] {
         let mut r = replica(domain);
-        let _ = r.precheck(from, &msg);
-        // The network task hands the replica every message from a member, prechecked or not
-        // (direct requests are not).
+        // The network task hands the replica every message from a member.
         if usize::from(from) < N {
             let _ = r.handle(Input::Message {
                 from,

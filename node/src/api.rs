@@ -1,7 +1,7 @@
 //! The HTTP API (localhost by default): submit (one at a time or in batches, see `submit`) and
 //! look up traces, node status, blocks, and Prometheus metrics. Bad input gets a 4xx with a JSON `{"error": ..}` and stores nothing.
 
-use crate::genesis::{PayloadKind, domain_name, parse_domain};
+use crate::genesis::PayloadKind;
 use crate::metrics::Metrics;
 use crate::net::{NetHandle, NetStatus};
 use crate::store::{Store, TxLocation};
@@ -230,7 +230,7 @@ async fn get_trace(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
         axum::Json(json!({
             "id": id.to_hex(),
             "status": "committed",
-            "domain": domain_name(loc.domain),
+            "domain": loc.domain.to_string(),
             "height": loc.height,
             "trace": tx.as_ref().and_then(trace_json),
         }))
@@ -255,7 +255,7 @@ async fn get_trace(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
         }) => axum::Json(json!({
             "id": id.to_hex(),
             "status": "pending",
-            "domain": domain_name(domain),
+            "domain": domain.to_string(),
             "trace": tx.as_ref().and_then(trace_json),
             "durable": durable,
         }))
@@ -266,7 +266,7 @@ async fn get_trace(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
                 "error": format!("acknowledged here, then refused ({reason}): submit it again"),
                 "id": id.to_hex(),
                 "status": "refused",
-                "domain": domain_name(domain),
+                "domain": domain.to_string(),
                 "reason": reason,
             })),
         )
@@ -324,7 +324,7 @@ async fn status(State(s): State<ApiState>) -> Response {
 
 /// `global` or `local-<id>` (also `local:<id>`).
 pub(crate) fn parse_domain_segment(s: &str) -> Option<DomainId> {
-    parse_domain(s).or_else(|| {
+    s.parse().ok().or_else(|| {
         s.strip_prefix("local-")
             .or_else(|| s.strip_prefix("local:"))
             .and_then(|n| n.parse().ok())
@@ -345,7 +345,7 @@ async fn block(State(s): State<ApiState>, Path((domain, height)): Path<(String, 
     };
     match found {
         Some(b) => axum::Json(json!({
-            "domain": domain_name(b.domain),
+            "domain": b.domain.to_string(),
             "height": b.height,
             "hash": b.hash().to_hex(),
             "parent": b.parent.to_hex(),

@@ -91,7 +91,7 @@ fn verify_proof(file: &Path, genesis_path: &Path) -> anyhow::Result<()> {
         ProvenItem::Trace(trace) => println!(
             "valid: trace {} is committed in {} at height {} (global height {}), signed by producer {}",
             proven.trace.to_hex(),
-            genesis::domain_name(proven.domain),
+            proven.domain,
             proven.height,
             proven.global_height,
             hex::encode(trace.trace.producer)
@@ -99,9 +99,9 @@ fn verify_proof(file: &Path, genesis_path: &Path) -> anyhow::Result<()> {
         ProvenItem::Anchor(anchor) => println!(
             "valid: item {} is the anchor of {} height {}, committed in {} at height {}",
             proven.trace.to_hex(),
-            genesis::domain_name(anchor.block.domain),
+            anchor.block.domain,
             anchor.block.height,
-            genesis::domain_name(proven.domain),
+            proven.domain,
             proven.height
         ),
     }

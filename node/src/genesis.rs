@@ -48,6 +48,23 @@ pub enum Role {
     Device,
 }
 
+impl Role {
+    /// The name used in configs, `/v1/status`, metrics labels and the testnet.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Cloud => "cloud",
+            Role::Edge => "edge",
+            Role::Device => "device",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     pub index: ReplicaIndex,
@@ -150,20 +167,6 @@ impl Genesis {
             .flat_map(|d| d.members.iter().map(|m| m.peer_id))
             .collect()
     }
-}
-
-/// `global` or `local/<id>`.
-pub fn domain_name(id: DomainId) -> String {
-    id.to_string()
-}
-
-pub fn parse_domain(s: &str) -> Option<DomainId> {
-    if s == "global" {
-        return Some(DomainId::Global);
-    }
-    s.strip_prefix("local/")
-        .and_then(|id| id.parse().ok())
-        .map(DomainId::Local)
 }
 
 /// File-name-safe tag: `global`, `local-7`.
@@ -338,7 +341,7 @@ pub fn write(
     )?;
     for (domain, member, secret) in secrets {
         let share = ShareFile {
-            domain: domain_name(*domain),
+            domain: domain.to_string(),
             index: member.index,
             peer_id: member.peer_id.to_string(),
             scheme: genesis.scheme,
@@ -347,8 +350,7 @@ pub fn write(
         let body = toml::to_string(&share).map_err(|e| GenesisError::Request(e.to_string()))?;
         let text = format!(
             "# lcbft secret key share for {} in {}. Keep it private (mode 0600).\n{body}",
-            member.peer_id,
-            domain_name(*domain)
+            member.peer_id, domain
         );
         files::write_secret(
             &share_path(dir, &member.peer_id, *domain),
@@ -369,7 +371,7 @@ pub fn to_toml(genesis: &Genesis) -> String {
             .domains
             .iter()
             .map(|d| DomainFile {
-                id: domain_name(d.id),
+                id: d.id.to_string(),
                 quorum: quorum_for(d.n()),
                 public_key_set: hex::encode(&d.public_key_set),
                 members: d
@@ -420,7 +422,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Genesis, GenesisError> {
     }
     let mut domains = Vec::new();
     for d in file.domains {
-        let id = parse_domain(&d.id).ok_or_else(|| {
+        let id = d.id.parse::<DomainId>().map_err(|_| {
             invalid(format!(
                 "domain id `{}` is not `global` or `local/<n>`",
                 d.id
@@ -475,7 +477,7 @@ fn validate(g: &Genesis) -> Result<(), String> {
     }
     let mut ids = BTreeSet::new();
     for d in &g.domains {
-        let name = domain_name(d.id);
+        let name = d.id.to_string();
         if !ids.insert(d.id) {
             return Err(format!("domain {name} appears twice"));
         }
@@ -559,7 +561,7 @@ pub fn load_member_keys(
     me: &PeerId,
     share: &Path,
 ) -> Result<(ReplicaIndex, Box<dyn ThresholdKeys>), GenesisError> {
-    let name = domain_name(domain);
+    let name = domain.to_string();
     let dg = genesis
         .domain(domain)
         .ok_or_else(|| GenesisError::Mismatch {
@@ -583,7 +585,7 @@ pub fn load_member_keys(
         reason,
     };
     let file: ShareFile = toml::from_str(&text).map_err(|e| bad(one_line(&e.to_string())))?;
-    if parse_domain(&file.domain) != Some(domain) {
+    if file.domain.parse::<DomainId>().ok() != Some(domain) {
         return Err(mismatch(format!(
             "it is for domain `{}`, not {name}",
             file.domain

@@ -21,7 +21,7 @@ pub use observer::DomainObserver;
 pub use process::{ProcessCollector, StorageCollector};
 pub use text::{OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode as encode_text};
 
-use crate::genesis::{Genesis, Role, domain_name};
+use crate::genesis::{Genesis, Role};
 use crate::net::wire::Gossip;
 use lcbft_protocol::io::Reject;
 use lcbft_protocol::message::Message;
@@ -342,206 +342,17 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics::new();
         let r = registry.sub_registry_with_prefix("lcbft");
-        {
-            let c = r.sub_registry_with_prefix("consensus");
-            c.register(
-                "view",
-                "Current view: the global view, or the round within the local term",
-                m.view.clone(),
-            );
-            c.register(
-                "term",
-                "Current local term (0 in the global layer)",
-                m.term.clone(),
-            );
-            c.register(
-                "leader",
-                "Index of the leader of the current view or term",
-                m.leader.clone(),
-            );
-            c.register(
-                "committed_height",
-                "Highest committed block height",
-                m.committed_height.clone(),
-            );
-            c.register("commits", "Blocks committed", m.commits.clone());
-            c.register(
-                "commit_latency_seconds",
-                "Time from a block's proposal (made or first seen here) to its commit here",
-                m.commit_latency.clone(),
-            );
-            c.register(
-                "proposals",
-                "Blocks proposed by this node",
-                m.proposals.clone(),
-            );
-            c.register(
-                "view_changes",
-                "Global views given up or local term changes started, by cause",
-                m.view_changes.clone(),
-            );
-            c.register(
-                "leader_changes",
-                "Local terms started with a new leader",
-                m.leader_changes.clone(),
-            );
-            c.register(
-                "certificates_formed",
-                "Certificates formed here by kind: each one is a basic phase run",
-                m.certificates.clone(),
-            );
-            c.register(
-                "certificate_formation_seconds",
-                "Time from the first share of a certificate seen here to the certificate",
-                m.certificate_seconds.clone(),
-            );
-            c.register(
-                "rejected_messages",
-                "Consensus messages the replica refused, by reason",
-                m.consensus_rejected.clone(),
-            );
-            c.register(
-                "double_votes",
-                "Votes for a second block in one view from one signer, both shares valid (must stay 0)",
-                m.double_votes.clone(),
-            );
-        }
-        {
-            let c = r.sub_registry_with_prefix("crypto");
-            c.register(
-                "operations",
-                "Threshold-signature operations by kind",
-                m.crypto_ops.clone(),
-            );
-            c.register(
-                "operation_seconds",
-                "Time spent in threshold-signature operations by kind",
-                m.crypto_seconds.clone(),
-            );
-        }
-        {
-            let c = r.sub_registry_with_prefix("net");
-            c.register(
-                "messages",
-                "Consensus and payload messages sent and received, by kind",
-                m.messages.clone(),
-            );
-            c.register(
-                "message_bytes",
-                "Encoded bytes of consensus and payload messages sent and received",
-                m.message_bytes.clone(),
-            );
-            c.register(
-                "compact_proposals",
-                "Proposals received with their payload by id, by outcome (whole from the pool, fetch, fetched)",
-                m.compact_proposals.clone(),
-            );
-            c.register(
-                "rejected_messages",
-                "Messages refused by the network layer (non-member, undecodable, oversized, refused by the replica)",
-                m.net_rejected.clone(),
-            );
-            c.register("peers", "Connected peers", m.peers.clone());
-            c.register(
-                "refused_connections",
-                "Connections refused: peers neither in the genesis nor configured observers, or over the connection limits",
-                m.connections_refused.clone(),
-            );
-            c.register(
-                "dropped_events",
-                "Messages the network task dropped because the main loop's queue was full, by kind",
-                m.net_events_dropped.clone(),
-            );
-            c.register(
-                "publish_failures",
-                "Gossip messages this node could not publish, by domain and reason (no_peers, duplicate, queues_full, too_large, ...)",
-                m.publish_failures.clone(),
-            );
-            c.register(
-                "evicted_addresses",
-                "Peer addresses forgotten to keep the address book within its bounds",
-                m.addresses_evicted.clone(),
-            );
-            c.register(
-                "known_addresses",
-                "Member addresses in the address book",
-                m.addresses_known.clone(),
-            );
-            c.register(
-                "graylisted_peers",
-                "Connected peers whose gossipsub score is below the graylist threshold (their gossip is ignored)",
-                m.peers_graylisted.clone(),
-            );
-            c.register(
-                "penalised_peers",
-                "Peers holding penalty points for requests over their rate limit or unreadable",
-                m.peers_penalised.clone(),
-            );
-        }
+        m.register_consensus(r.sub_registry_with_prefix("consensus"));
+        m.register_crypto(r.sub_registry_with_prefix("crypto"));
+        m.register_net(r.sub_registry_with_prefix("net"));
         r.register(
             "sync_requests",
             "Block sync requests sent and received, received ones answered from disk (blocks older than the replica holds in memory), and state transfers (this member restarted from an anchored block, too far behind to sync from its peers)",
             m.sync_requests.clone(),
         );
-        {
-            let c = r.sub_registry_with_prefix("mempool");
-            c.register(
-                "traces",
-                "Traces known but not yet committed",
-                m.mempool_traces.clone(),
-            );
-            c.register(
-                "bytes",
-                "Bytes of traces known but not yet committed",
-                m.mempool_bytes.clone(),
-            );
-        }
-        {
-            let c = r.sub_registry_with_prefix("traces");
-            c.register(
-                "admitted",
-                "Traces admitted through the API",
-                m.traces_admitted.clone(),
-            );
-            c.register(
-                "refused",
-                "Traces refused by the admission rule (API, gossip or proposal) or the pool",
-                m.traces_refused.clone(),
-            );
-            c.register(
-                "committed",
-                "Traces and anchors in committed blocks",
-                m.traces_committed.clone(),
-            );
-            c.register(
-                "durable",
-                "Traces this node acknowledged (202) and has not yet seen committed: on its disk, offered again until committed",
-                m.traces_durable.clone(),
-            );
-            c.register(
-                "reoffered",
-                "Acknowledged traces offered to the domain again because they were not committed in time",
-                m.traces_reoffered.clone(),
-            );
-        }
-        {
-            let c = r.sub_registry_with_prefix("anchors");
-            c.register(
-                "submitted",
-                "Anchors of committed local blocks submitted to the global chain",
-                m.anchors_submitted.clone(),
-            );
-            c.register(
-                "accepted",
-                "Anchors committed in the global chain",
-                m.anchors_accepted.clone(),
-            );
-            c.register(
-                "rejected",
-                "Anchors refused, by reason",
-                m.anchors_rejected.clone(),
-            );
-        }
+        m.register_mempool(r.sub_registry_with_prefix("mempool"));
+        m.register_traces(r.sub_registry_with_prefix("traces"));
+        m.register_anchors(r.sub_registry_with_prefix("anchors"));
         r.register(
             "anchored_height",
             "Highest local block height anchored in a committed global block",
@@ -552,24 +363,7 @@ impl Metrics {
             "Time from a local block's commit to its anchor's commit in the global chain",
             m.anchor_lag.clone(),
         );
-        {
-            let c = r.sub_registry_with_prefix("storage");
-            c.register(
-                "pruned_blocks",
-                "Local blocks pruned after their anchoring",
-                m.pruned_blocks.clone(),
-            );
-            c.register(
-                "write_seconds",
-                "Time of durable writes (fsync included), by kind",
-                m.storage_write_seconds.clone(),
-            );
-            c.register(
-                "batch_jobs",
-                "Writes committed together in one transaction (group commit)",
-                m.storage_batch_jobs.clone(),
-            );
-        }
+        m.register_storage(r.sub_registry_with_prefix("storage"));
         r.register(
             "node_info",
             "This node: PeerId, role and version (always 1)",
@@ -591,6 +385,219 @@ impl Metrics {
         m
     }
 
+    fn register_consensus(&self, c: &mut Registry) {
+        c.register(
+            "view",
+            "Current view: the global view, or the round within the local term",
+            self.view.clone(),
+        );
+        c.register(
+            "term",
+            "Current local term (0 in the global layer)",
+            self.term.clone(),
+        );
+        c.register(
+            "leader",
+            "Index of the leader of the current view or term",
+            self.leader.clone(),
+        );
+        c.register(
+            "committed_height",
+            "Highest committed block height",
+            self.committed_height.clone(),
+        );
+        c.register("commits", "Blocks committed", self.commits.clone());
+        c.register(
+            "commit_latency_seconds",
+            "Time from a block's proposal (made or first seen here) to its commit here",
+            self.commit_latency.clone(),
+        );
+        c.register(
+            "proposals",
+            "Blocks proposed by this node",
+            self.proposals.clone(),
+        );
+        c.register(
+            "view_changes",
+            "Global views given up or local term changes started, by cause",
+            self.view_changes.clone(),
+        );
+        c.register(
+            "leader_changes",
+            "Local terms started with a new leader",
+            self.leader_changes.clone(),
+        );
+        c.register(
+            "certificates_formed",
+            "Certificates formed here by kind: each one is a basic phase run",
+            self.certificates.clone(),
+        );
+        c.register(
+            "certificate_formation_seconds",
+            "Time from the first share of a certificate seen here to the certificate",
+            self.certificate_seconds.clone(),
+        );
+        c.register(
+            "rejected_messages",
+            "Consensus messages the replica refused, by reason",
+            self.consensus_rejected.clone(),
+        );
+        c.register(
+            "double_votes",
+            "Votes for a second block in one view from one signer, both shares valid (must stay 0)",
+            self.double_votes.clone(),
+        );
+    }
+
+    fn register_crypto(&self, c: &mut Registry) {
+        c.register(
+            "operations",
+            "Threshold-signature operations by kind",
+            self.crypto_ops.clone(),
+        );
+        c.register(
+            "operation_seconds",
+            "Time spent in threshold-signature operations by kind",
+            self.crypto_seconds.clone(),
+        );
+    }
+
+    fn register_net(&self, c: &mut Registry) {
+        c.register(
+            "messages",
+            "Consensus and payload messages sent and received, by kind",
+            self.messages.clone(),
+        );
+        c.register(
+            "message_bytes",
+            "Encoded bytes of consensus and payload messages sent and received",
+            self.message_bytes.clone(),
+        );
+        c.register(
+            "compact_proposals",
+            "Proposals received with their payload by id, by outcome (whole from the pool, fetch, fetched)",
+            self.compact_proposals.clone(),
+        );
+        c.register(
+            "rejected_messages",
+            "Messages refused by the network layer (non-member, undecodable, oversized, refused by the replica)",
+            self.net_rejected.clone(),
+        );
+        c.register("peers", "Connected peers", self.peers.clone());
+        c.register(
+            "refused_connections",
+            "Connections refused: peers neither in the genesis nor configured observers, or over the connection limits",
+            self.connections_refused.clone(),
+        );
+        c.register(
+            "dropped_events",
+            "Messages the network task dropped because the main loop's queue was full, by kind",
+            self.net_events_dropped.clone(),
+        );
+        c.register(
+            "publish_failures",
+            "Gossip messages this node could not publish, by domain and reason (no_peers, duplicate, queues_full, too_large, ...)",
+            self.publish_failures.clone(),
+        );
+        c.register(
+            "evicted_addresses",
+            "Peer addresses forgotten to keep the address book within its bounds",
+            self.addresses_evicted.clone(),
+        );
+        c.register(
+            "known_addresses",
+            "Member addresses in the address book",
+            self.addresses_known.clone(),
+        );
+        c.register(
+            "graylisted_peers",
+            "Connected peers whose gossipsub score is below the graylist threshold (their gossip is ignored)",
+            self.peers_graylisted.clone(),
+        );
+        c.register(
+            "penalised_peers",
+            "Peers holding penalty points for requests over their rate limit or unreadable",
+            self.peers_penalised.clone(),
+        );
+    }
+
+    fn register_mempool(&self, c: &mut Registry) {
+        c.register(
+            "traces",
+            "Traces known but not yet committed",
+            self.mempool_traces.clone(),
+        );
+        c.register(
+            "bytes",
+            "Bytes of traces known but not yet committed",
+            self.mempool_bytes.clone(),
+        );
+    }
+
+    fn register_traces(&self, c: &mut Registry) {
+        c.register(
+            "admitted",
+            "Traces admitted through the API",
+            self.traces_admitted.clone(),
+        );
+        c.register(
+            "refused",
+            "Traces refused by the admission rule (API, gossip or proposal) or the pool",
+            self.traces_refused.clone(),
+        );
+        c.register(
+            "committed",
+            "Traces and anchors in committed blocks",
+            self.traces_committed.clone(),
+        );
+        c.register(
+            "durable",
+            "Traces this node acknowledged (202) and has not yet seen committed: on its disk, offered again until committed",
+            self.traces_durable.clone(),
+        );
+        c.register(
+            "reoffered",
+            "Acknowledged traces offered to the domain again because they were not committed in time",
+            self.traces_reoffered.clone(),
+        );
+    }
+
+    fn register_anchors(&self, c: &mut Registry) {
+        c.register(
+            "submitted",
+            "Anchors of committed local blocks submitted to the global chain",
+            self.anchors_submitted.clone(),
+        );
+        c.register(
+            "accepted",
+            "Anchors committed in the global chain",
+            self.anchors_accepted.clone(),
+        );
+        c.register(
+            "rejected",
+            "Anchors refused, by reason",
+            self.anchors_rejected.clone(),
+        );
+    }
+
+    fn register_storage(&self, c: &mut Registry) {
+        c.register(
+            "pruned_blocks",
+            "Local blocks pruned after their anchoring",
+            self.pruned_blocks.clone(),
+        );
+        c.register(
+            "write_seconds",
+            "Time of durable writes (fsync included), by kind",
+            self.storage_write_seconds.clone(),
+        );
+        c.register(
+            "batch_jobs",
+            "Writes committed together in one transaction (group commit)",
+            self.storage_batch_jobs.clone(),
+        );
+    }
+
     /// Scrape-time process metrics (`process_cpu_seconds_total`, ...) and the store's size.
     pub fn register_collectors(registry: &mut Registry, db: PathBuf) {
         registry.register_collector(Box::new(ProcessCollector::new()));
@@ -608,7 +615,7 @@ impl Metrics {
     pub fn domain(domain: DomainId) -> DomainLabels {
         DomainLabels {
             layer: layer(domain),
-            domain: domain_name(domain),
+            domain: domain.to_string(),
         }
     }
 
@@ -749,7 +756,7 @@ impl Metrics {
         self.publish_failures
             .get_or_create(&DomainReasonLabels {
                 layer: layer(domain),
-                domain: domain_name(domain),
+                domain: domain.to_string(),
                 reason: reason.to_owned(),
             })
             .inc();
@@ -774,7 +781,7 @@ impl Metrics {
         let direction = if sent { "sent" } else { "received" };
         let l = MessageLabels {
             layer: layer(domain),
-            domain: domain_name(domain),
+            domain: domain.to_string(),
             direction,
             kind,
         };
@@ -796,7 +803,7 @@ impl Metrics {
         self.sync_requests
             .get_or_create(&DirectionLabels {
                 layer: layer(domain),
-                domain: domain_name(domain),
+                domain: domain.to_string(),
                 direction: "state_transfer",
             })
             .inc();
@@ -808,7 +815,7 @@ impl Metrics {
         self.sync_requests
             .get_or_create(&DirectionLabels {
                 layer: layer(domain),
-                domain: domain_name(domain),
+                domain: domain.to_string(),
                 direction: "served_from_disk",
             })
             .inc();
@@ -948,14 +955,10 @@ pub fn node_role(genesis: &Genesis, peer: &PeerId) -> &'static str {
         .filter(|m| m.peer_id == *peer)
         .map(|m| m.role)
         .collect();
-    [
-        (Role::Edge, "edge"),
-        (Role::Cloud, "cloud"),
-        (Role::Device, "device"),
-    ]
-    .into_iter()
-    .find(|(r, _)| roles.contains(r))
-    .map_or("", |(_, name)| name)
+    [Role::Edge, Role::Cloud, Role::Device]
+        .into_iter()
+        .find(|r| roles.contains(r))
+        .map_or("", Role::as_str)
 }
 
 pub fn layer(domain: DomainId) -> &'static str {
@@ -967,18 +970,16 @@ pub fn layer(domain: DomainId) -> &'static str {
 
 fn anchor_labels(domain: DomainId) -> AnchorLabels {
     AnchorLabels {
-        domain: domain_name(domain),
+        domain: domain.to_string(),
     }
 }
 
 pub fn kind_name(kind: Kind) -> &'static str {
-    #[allow(unreachable_patterns)]
     match kind {
         Kind::Vote => "vote",
         Kind::Timeout => "timeout",
         Kind::ViewChange => "view_change",
         Kind::Confirm => "confirm",
-        _ => "other",
     }
 }
 
@@ -988,8 +989,6 @@ pub fn reject_reason(reason: Reject) -> String {
 
 /// The message's variant, as a label value.
 pub fn message_kind(msg: &Message) -> &'static str {
-    // New message kinds are counted as `other` until named here.
-    #[allow(unreachable_patterns)]
     match msg {
         Message::Propose(_) => "propose",
         Message::Vote(_) => "vote",
@@ -1003,7 +1002,6 @@ pub fn message_kind(msg: &Message) -> &'static str {
         Message::BlockResponse(_) => "block_response",
         Message::SafetyQuery => "safety_query",
         Message::SafetyReport { .. } => "safety_report",
-        _ => "other",
     }
 }
 

@@ -1,7 +1,6 @@
 //! Building standalone proofs from the store (DESIGN §5): the node's half of
 //! `lcbft_protocol::proof`, which verifies them.
 
-use crate::genesis::domain_name;
 use crate::store::{Store, StoreError};
 use crate::trace::{SignedTrace, TraceError};
 use lcbft_protocol::anchor::{Anchor, KeyRing, ProofError};
@@ -61,7 +60,7 @@ pub fn trace_proof(store: &Store, id: &Hash) -> Result<TraceProof, ProofUnavaila
             anchor_proof(store, at.domain, at.height)?.ok_or_else(|| {
                 ProofUnavailable::NotAnchored {
                     id: *id,
-                    domain: crate::genesis::domain_name(at.domain),
+                    domain: at.domain.to_string(),
                     height: at.height,
                 }
             })?,
@@ -107,9 +106,9 @@ pub fn verify_trace_proof(
     let tx = &proof.trace.tx;
     if let Some(anchor) = Anchor::from_tx(tx) {
         if proven.domain != DomainId::Global {
-            return Err(TraceProofError::AnchorOutsideGlobal(domain_name(
-                proven.domain,
-            )));
+            return Err(TraceProofError::AnchorOutsideGlobal(
+                proven.domain.to_string(),
+            ));
         }
         let anchor = anchor.map_err(|_| TraceProofError::BadAnchor(ProofError::NotAnAnchor))?;
         anchor.verify(keys).map_err(TraceProofError::BadAnchor)?;
@@ -119,8 +118,8 @@ pub fn verify_trace_proof(
     trace.verify().map_err(TraceProofError::BadTraceSignature)?;
     if trace.trace.domain != proven.domain {
         return Err(TraceProofError::WrongDomain {
-            trace: domain_name(trace.trace.domain),
-            proof: domain_name(proven.domain),
+            trace: trace.trace.domain.to_string(),
+            proof: proven.domain.to_string(),
         });
     }
     Ok((proven, ProvenItem::Trace(trace)))

@@ -6,7 +6,6 @@
 //! On the API it is JSON, `{"trace": {..}, "signature": "<hex>"}`, hex for every byte field.
 //! What is signed is the canonical CBOR of the decoded fields, prefixed `lcbft1/trace`.
 
-use crate::genesis::{domain_name, parse_domain};
 use lcbft_protocol::codec;
 use lcbft_protocol::types::{DomainId, Tx};
 use libp2p::identity::{Keypair, ed25519};
@@ -107,10 +106,13 @@ impl Trace {
     }
 
     pub fn from_json(j: &TraceJson, max_body: usize) -> Result<Trace, TraceError> {
-        let domain = parse_domain(&j.domain).ok_or_else(|| TraceError::Field {
-            field: "domain",
-            reason: "must be `global` or `local/<id>`".into(),
-        })?;
+        let domain = j
+            .domain
+            .parse::<DomainId>()
+            .map_err(|_| TraceError::Field {
+                field: "domain",
+                reason: "must be `global` or `local/<id>`".into(),
+            })?;
         if j.application.len() > MAX_APPLICATION {
             return Err(TraceError::Field {
                 field: "application",
@@ -161,7 +163,7 @@ impl Trace {
         TraceJson {
             producer: hex::encode(self.producer),
             timestamp_ms: self.timestamp_ms,
-            domain: domain_name(self.domain),
+            domain: self.domain.to_string(),
             action: self.action,
             application: self.application.clone(),
             digest: hex::encode(self.digest),

@@ -131,14 +131,6 @@ impl Collector {
         }
     }
 
-    /// Whether a certificate for `msg` was already formed here.
-    pub fn formed(&self, msg: &SignedMsg) -> bool {
-        self.slots
-            .get(&(msg.kind, msg.view))
-            .and_then(|s| s.by_digest.get(&msg.digest))
-            .is_some_and(|p| p.done)
-    }
-
     /// How many distinct signers sent a share in this slot (for any digest).
     pub fn signers(&self, kind: Kind, view: View) -> usize {
         self.slots.get(&(kind, view)).map_or(0, |s| s.signed.len())

@@ -20,8 +20,6 @@ pub struct GlobalReplica {
     /// As leader of `view`, the certificate that entitles us to propose, until we do.
     ready: Option<(Certificate, Option<Certificate>)>,
     proposed: View,
-    /// Best highest-QC received in NewView messages, per view being entered.
-    new_view_qcs: BTreeMap<View, Certificate>,
     /// Proposals for views we have not reached yet, or whose ancestry is being fetched.
     waiting: BTreeMap<View, (ReplicaIndex, Proposal)>,
     committed_seen: u64,
@@ -52,7 +50,6 @@ impl GlobalReplica {
             timer_armed: false,
             ready: None,
             proposed: 0,
-            new_view_qcs: BTreeMap::new(),
             waiting: BTreeMap::new(),
             committed_seen: 0,
             timed_out: None,
@@ -474,13 +471,6 @@ impl GlobalReplica {
             let their_best = high_qc.view().max(their_tc);
             return self.help_behind(from, timeout, their_best);
         }
-        let best = self
-            .new_view_qcs
-            .entry(next)
-            .or_insert_with(|| high_qc.clone());
-        if high_qc.view() > best.view() {
-            *best = high_qc.clone();
-        }
         if !self.core.tree.contains(&high_qc.block()) {
             self.core.fetch(high_qc.block(), from);
         }
@@ -702,7 +692,6 @@ impl GlobalReplica {
         }) {
             self.ready = None;
         }
-        self.new_view_qcs.retain(|v, _| *v >= view);
         self.core
             .collector
             .prune(Kind::Vote, view.saturating_sub(1));

@@ -14,7 +14,6 @@ pub mod io;
 pub mod local;
 pub mod merkle;
 pub mod message;
-mod precheck;
 pub mod proof;
 pub mod replica;
 pub mod sim;

@@ -71,6 +71,11 @@ impl Replica {
         self.core_mut().set_payload_rule(rule);
     }
 
+    /// The simulator's checker tests only: commit on a one-chain, a deliberately unsafe rule.
+    pub(crate) fn commit_on_one_chain(&mut self) {
+        self.core_mut().tree.set_chain(1);
+    }
+
     /// A payload item waiting in the pool.
     pub fn pending(&self, id: &Hash) -> Option<&crate::types::Tx> {
         self.core().pending(id)

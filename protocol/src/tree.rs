@@ -1,7 +1,7 @@
 //! The block tree a replica knows, rooted at genesis: parent links, the commit rule's chain
 //! walk, and per-block summaries the leader rules read in O(1).
 
-use crate::types::{Block, Certificate, DomainId, Hash, ReplicaIndex, Tx, View};
+use crate::types::{Block, Certificate, DomainId, Hash, ReplicaIndex, Tx};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -77,6 +77,11 @@ impl BlockTree {
         self.nodes
             .retain(|h, n| n.block.height >= height || h == pinned || *h == committed);
         self.by_height.retain(|&k, _| k >= height);
+    }
+
+    /// Changes the commit rule's length (the simulator's broken-rule tests only).
+    pub(crate) fn set_chain(&mut self, chain: usize) {
+        self.chain = chain;
     }
 
     /// Restart from `block` as the committed root: the chain below it was pruned from disk.
@@ -320,10 +325,6 @@ impl BlockTree {
         members
     }
 
-    pub fn view_of(&self, hash: &Hash) -> Option<View> {
-        self.nodes.get(hash).map(|n| n.block.view)
-    }
-
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -336,6 +337,7 @@ impl BlockTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::View;
 
     fn child(parent: &Block, view: View, tag: &[u8]) -> Block {
         let mut b = parent.clone();

@@ -72,6 +72,26 @@ impl fmt::Display for DomainId {
     }
 }
 
+/// A domain name that is neither `global` nor `local/<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a domain: expected 'global' or 'local/<id>'")]
+pub struct NotADomain(pub String);
+
+/// The inverse of `Display`: `global` or `local/<id>`.
+impl std::str::FromStr for DomainId {
+    type Err = NotADomain;
+
+    fn from_str(s: &str) -> Result<DomainId, NotADomain> {
+        if s == "global" {
+            return Ok(DomainId::Global);
+        }
+        s.strip_prefix("local/")
+            .and_then(|id| id.parse().ok())
+            .map(DomainId::Local)
+            .ok_or_else(|| NotADomain(s.to_owned()))
+    }
+}
+
 /// What a threshold share vouches for. Every basic phase signs one of these.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 pub enum Kind {

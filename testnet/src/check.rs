@@ -98,11 +98,20 @@ fn read_chain(net: &Net, n: &NodeSpec, domain: &str) -> Option<NodeChain> {
         });
         blocks.push(b);
     }
+    // A live member may prune while we read: what it had anchored after we read is what may
+    // be missing.
+    let after: Option<crate::observe::NodeStatus> = ep
+        .get_json("/v1/status")
+        .and_then(|v| serde_json::from_value(v).ok());
+    let anchored_after = after
+        .as_ref()
+        .and_then(|s| s.domain(domain)?.anchored_height)
+        .unwrap_or(0);
     Some(NodeChain {
         name: n.name.clone(),
         height: d.committed_height,
         blocks,
-        anchored: d.anchored_height.unwrap_or(0),
+        anchored: d.anchored_height.unwrap_or(0).max(anchored_after),
     })
 }
 

@@ -454,7 +454,7 @@ pub fn signed_trace(key: &Keypair, domain: &str, data: &str) -> anyhow::Result<S
     let trace = Trace {
         producer,
         timestamp_ms: now_ms(),
-        domain: lcbft_node::genesis::parse_domain(domain).context("bad domain")?,
+        domain: domain.parse()?,
         action: Action::Generated,
         application: "lcbft-testnet".into(),
         digest: *blake3::hash(body.as_bytes()).as_bytes(),

@@ -17,23 +17,8 @@ pub const LAN_NS: &str = "lcbft-lan";
 pub const NETNS_P2P_PORT: u16 = 7600;
 pub const NETNS_API_PORT: u16 = 7700;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Cloud,
-    Edge,
-    Device,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Cloud => "cloud",
-            Role::Edge => "edge",
-            Role::Device => "device",
-        }
-    }
-}
+/// The node's own role type: the manifest and the genesis name roles one way.
+pub use lcbft_node::genesis::Role;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeSpec {

@@ -1,7 +1,6 @@
 //! Proofs, provenance and anchors over HTTP (DESIGN §5).
 
 use super::{ApiRequest, ApiState, error, parse_domain_segment, parse_id, read, unavailable};
-use crate::genesis::domain_name;
 use crate::proofs::{ProofUnavailable, trace_proof};
 use crate::trace::SignedTrace;
 use axum::body::Bytes;
@@ -88,7 +87,7 @@ fn trace_at(
         .find(|t| t.id() == *id)
         .and_then(|t| SignedTrace::from_tx(t).ok());
     Ok(trace.map(|t| {
-        let place = json!({ "domain": domain_name(loc.domain), "height": loc.height });
+        let place = json!({ "domain": loc.domain.to_string(), "height": loc.height });
         (place, t)
     }))
 }
@@ -156,7 +155,7 @@ pub async fn anchors(
     .await;
     match found {
         Ok((anchored, entries)) => axum::Json(json!({
-            "domain": domain_name(domain),
+            "domain": domain.to_string(),
             "anchored_height": anchored,
             "anchors": entries.iter().map(|e| json!({
                 "height": e.height,
@@ -204,7 +203,7 @@ pub fn anchors_in(block: &Block) -> Vec<Value> {
         .filter_map(|tx| Anchor::from_tx(tx)?.ok())
         .map(|a| {
             json!({
-                "domain": domain_name(a.block.domain),
+                "domain": a.block.domain.to_string(),
                 "height": a.block.height,
                 "hash": a.block.hash().to_hex(),
                 "parent": a.block.parent.to_hex(),

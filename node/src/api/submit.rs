@@ -7,7 +7,7 @@
 
 use super::{ApiRequest, ApiState, SubmitError, error, unavailable};
 use crate::admission::Refusal as Refused;
-use crate::genesis::{PayloadKind, parse_domain};
+use crate::genesis::PayloadKind;
 use crate::metrics::Metrics;
 use crate::trace::{SignedTrace, SignedTraceJson, Trace, TraceError};
 use axum::body::Bytes;
@@ -470,7 +470,7 @@ pub async fn submit_payloads(
             "this network carries signed traces: submit with POST /v1/traces (raw payloads need a genesis with `payload = \"raw\"`)",
         );
     }
-    let Some(domain) = q.domain.as_deref().and_then(parse_domain) else {
+    let Some(domain) = q.domain.as_deref().and_then(|d| d.parse().ok()) else {
         return refuse(
             &s,
             "bad_field",

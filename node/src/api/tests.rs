@@ -24,7 +24,7 @@ async fn start_with(payload: PayloadKind) -> (SocketAddr, Arc<AtomicUsize>, temp
             match req {
                 ApiRequest::Submit { domain, txs, reply } => {
                     if domain != DomainId::Global {
-                        let e = SubmitError::NotMember(domain_name(domain));
+                        let e = SubmitError::NotMember(domain.to_string());
                         let _ = reply.send(vec![Err(e); txs.len()]);
                         continue;
                     }

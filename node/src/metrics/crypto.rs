@@ -3,7 +3,6 @@
 //! `lcbft_crypto_operation_seconds{op}`. Failed calls count too: the cost is the work asked.
 
 use super::{Metrics, OpLabels, layer};
-use crate::genesis::domain_name;
 use lcbft_protocol::crypto::{CryptoError, SchemeId, Share, Signature, ThresholdKeys};
 use lcbft_protocol::types::{DomainId, ReplicaIndex};
 use prometheus_client::metrics::counter::Counter;
@@ -28,7 +27,7 @@ impl TimedKeys {
         let ops = OPS.map(|op| {
             let l = OpLabels {
                 layer: layer(domain),
-                domain: domain_name(domain),
+                domain: domain.to_string(),
                 op,
             };
             (

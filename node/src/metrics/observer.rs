@@ -140,7 +140,6 @@ impl DomainObserver {
 
     fn on_event(&mut self, ev: &Event, now: Instant) {
         let d = &self.labels;
-        #[allow(unreachable_patterns)]
         match ev {
             Event::CertificateFormed { kind, view } => {
                 let l = KindLabels {

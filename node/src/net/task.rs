@@ -257,6 +257,8 @@ impl Network {
     /// Consensus recovers by its timeouts and block sync; traces acknowledged here are offered
     /// again by the main loop until they commit.
     fn publish_failed(&mut self, domain: DomainId, e: PublishError) {
+        // libp2p adds a variant under its `partial-messages` feature, which another crate in
+        // a build may turn on: the catch-all is unreachable only without it.
         #[allow(unreachable_patterns)]
         let reason = match &e {
             PublishError::NoPeersSubscribedToTopic => "no_peers",
@@ -480,9 +482,7 @@ impl Network {
                 if !self.bootstrapped {
                     self.bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
                 }
-                self.metrics
-                    .peers
-                    .set(self.swarm.connected_peers().count() as i64);
+                self.metrics.set_peers(self.swarm.connected_peers().count());
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -492,9 +492,7 @@ impl Network {
                 if num_established == 0 {
                     debug!(peer = %peer_id, "disconnected");
                 }
-                self.metrics
-                    .peers
-                    .set(self.swarm.connected_peers().count() as i64);
+                self.metrics.set_peers(self.swarm.connected_peers().count());
             }
             SwarmEvent::IncomingConnectionError {
                 error: ListenError::Denied { cause },

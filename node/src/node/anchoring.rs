@@ -93,7 +93,10 @@ impl Anchoring {
         if self.global {
             return store.anchored_height(domain);
         }
-        Ok(self.proven.get(&domain).copied().unwrap_or(0))
+        // A member prunes only blocks proven anchored, and a state transfer's base is anchored,
+        // so what it no longer holds is anchored too: after a restart, before any notice.
+        let pruned = store.retained_from(domain)?.saturating_sub(1);
+        Ok(self.proven.get(&domain).copied().unwrap_or(0).max(pruned))
     }
 
     pub fn on_local_commit(&mut self, domain: DomainId, height: u64, now: Instant) {
@@ -144,7 +147,7 @@ impl Anchoring {
         let anchor = proof.verify(&self.keys)?;
         if anchor.block.domain != domain {
             return Err(ProofError::WrongDomain {
-                expected: crate::genesis::domain_name(domain),
+                expected: domain.to_string(),
                 got: anchor.block.domain,
             });
         }

@@ -456,13 +456,15 @@ impl Sim {
         rejoin: bool,
         counters: Arc<CryptoCounters>,
     ) -> Slot {
-        let mut cfg = self.replica_config(idx);
-        cfg.broken = self.broken;
+        let cfg = self.replica_config(idx);
         let mut stored = disk.stored(self.broken);
         stored.rejoin = rejoin;
         let mut replica = Replica::restore(cfg.clone(), self.keys(idx, counters.clone()), stored);
         if self.broken != Some(Broken::NoPayloadRule) {
             replica.set_payload_rule(Box::new(SimRule));
+        }
+        if self.broken == Some(Broken::OneChainCommit) {
+            replica.commit_on_one_chain();
         }
         match strategy {
             None | Some(Strategy::Twins) => Slot::Honest(replica),

@@ -3,7 +3,6 @@
 
 use super::MainLoop;
 use crate::api::DomainStatus;
-use crate::genesis::domain_name;
 use crate::net::wire::Gossip;
 use crate::node::Effect;
 use lcbft_protocol::anchor::{Anchor, AnchorError};
@@ -196,7 +195,7 @@ impl MainLoop {
                     if d != DomainId::Global
                         && let Ok(h) = self.store.anchored_height(d)
                     {
-                        s.anchored.insert(domain_name(d), h);
+                        s.anchored.insert(d.to_string(), h);
                     }
                 }
             }
