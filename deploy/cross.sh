@@ -4,6 +4,7 @@
 #   deploy/cross.sh aarch64            # Pi 3/4/5 with a 64-bit OS
 #   deploy/cross.sh armv7              # 32-bit Raspberry Pi OS
 #   deploy/cross.sh aarch64 --profile release   # any other cargo profile
+#   deploy/cross.sh armv7 --install-only        # only the toolchain (CI installs up front)
 #
 # Installs Debian's cross C compiler (ring and blst build C and assembly) and, for aarch64,
 # qemu-user (so the testnet can run the binary under emulation), adds the Rust target, then
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  echo "usage: $0 aarch64|armv7 [--profile NAME] [--no-install]" >&2
+  echo "usage: $0 aarch64|armv7 [--profile NAME] [--no-install | --install-only]" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -20,10 +21,12 @@ arch=$1
 shift
 profile=device
 install=1
+build=1
 while [ $# -gt 0 ]; do
   case $1 in
     --profile) profile=${2:?--profile needs a name}; shift 2 ;;
     --no-install) install=0; shift ;;
+    --install-only) build=0; shift ;;
     *) usage ;;
   esac
 done
@@ -69,6 +72,8 @@ command -v "$cc" >/dev/null || {
   echo "$cc not found: install it or run without --no-install" >&2
   exit 1
 }
+
+[ "$build" = 1 ] || exit 0
 
 # .cargo/config.toml sets the linker and the C compiler the cc crate uses for this target.
 cargo build --locked --target "$target" --profile "$profile" -p lcbft-node --bin lcbft
