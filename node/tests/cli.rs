@@ -57,7 +57,7 @@ fn keygen_genesis_and_config_check() {
     .expect("write");
     let (ok, printed, err) = lcbft(&["config", "check", "--config", path_str(&cfg)]);
     assert!(ok, "{err}");
-    assert!(printed.contains("liveness_timeout = \"1s\""), "{printed}");
+    assert!(printed.contains("liveness_timeout = \"6s\""), "{printed}");
     let (ok, example, _) = lcbft(&["config", "example"]);
     assert!(ok && example.contains("[consensus]"));
 }

@@ -160,8 +160,6 @@ pub(crate) fn base_config(n: &NodeSpec) -> Config {
         data_dir: "data".into(),
         ..Config::default()
     };
-    c.network.liveness_timeout = Duration::from_secs(2);
-    c.network.redial_interval = Duration::from_millis(300);
     c.consensus.max_timeout = Duration::from_secs(4);
     c
 }
