@@ -109,9 +109,9 @@ impl Trace {
         let domain = j
             .domain
             .parse::<DomainId>()
-            .map_err(|_| TraceError::Field {
+            .map_err(|e| TraceError::Field {
                 field: "domain",
-                reason: "must be `global` or `local/<id>`".into(),
+                reason: e.to_string(),
             })?;
         if j.application.len() > MAX_APPLICATION {
             return Err(TraceError::Field {

@@ -470,13 +470,12 @@ pub async fn submit_payloads(
             "this network carries signed traces: submit with POST /v1/traces (raw payloads need a genesis with `payload = \"raw\"`)",
         );
     }
-    let Some(domain) = q.domain.as_deref().and_then(|d| d.parse().ok()) else {
-        return refuse(
-            &s,
-            "bad_field",
-            StatusCode::BAD_REQUEST,
-            "query parameter `domain` must be `global` or `local/<id>`",
-        );
+    let domain = match q.domain.as_deref().unwrap_or_default().parse::<DomainId>() {
+        Ok(d) => d,
+        Err(e) => {
+            let why = format!("query parameter `domain`: {e}");
+            return refuse(&s, "bad_field", StatusCode::BAD_REQUEST, why);
+        }
     };
     let frames = match split_frames(&body) {
         Ok(f) => f,
