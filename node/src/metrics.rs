@@ -18,7 +18,7 @@ mod text;
 
 pub use crypto::TimedKeys;
 pub use observer::DomainObserver;
-pub use process::{ProcessCollector, StorageCollector};
+pub use process::{ProcessCollector, ProcessStats, StorageCollector, read_stats};
 pub use text::{OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode as encode_text};
 
 use crate::genesis::{Genesis, Role};

@@ -200,18 +200,6 @@ pub fn stop_all(pids: &[i32], grace: Duration) {
 
 /// Resident memory (bytes) and CPU time used so far (seconds).
 pub fn usage(pid: i32) -> Option<(u64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of stat (utime, stime) in clock ticks, 100 per second on Linux.
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some((rss_kb * 1024, ticks as f64 / 100.0))
+    let s = lcbft_node::metrics::read_stats(Some(pid))?;
+    Some((s.resident_bytes, s.cpu_seconds))
 }

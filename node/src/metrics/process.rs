@@ -1,17 +1,14 @@
 //! Metrics read at scrape time, so they cost nothing between scrapes: the process's CPU time
 //! and memory (the names every Prometheus client library uses) and the store's file size.
-//! Linux only: elsewhere the process metrics are simply absent.
+//! Read through `procfs`; where `/proc` cannot be read, the process metrics are absent.
 
+use procfs::process::Process;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// `/proc` reports CPU time in USER_HZ ticks, 100 per second on every Linux architecture
-/// this runs on (x86, arm, arm64; the kernel hides its real HZ behind it).
-const USER_HZ: f64 = 100.0;
 
 /// `process_cpu_seconds_total`, `process_resident_memory_bytes`,
 /// `process_virtual_memory_bytes`, `process_threads`, `process_open_fds`,
@@ -38,7 +35,7 @@ impl ProcessCollector {
     }
 }
 
-/// What `/proc/self` says about this process.
+/// What `/proc` says about a process.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct ProcessStats {
     pub cpu_seconds: f64,
@@ -47,35 +44,26 @@ pub struct ProcessStats {
     pub threads: u64,
 }
 
-/// utime + stime from `/proc/self/stat`; memory and threads from `/proc/self/status` (in kB,
-/// so no page-size guess is needed).
-pub fn read_stats() -> Option<ProcessStats> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    parse(&stat, &status)
-}
-
-fn parse(stat: &str, status: &str) -> Option<ProcessStats> {
-    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split_whitespace();
-    // After the name: state(3) ... utime(14) stime(15), i.e. indices 11 and 12 here.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    let kb = |key: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(key))?;
-        line[key.len()..].split_whitespace().next()?.parse().ok()
-    };
+/// CPU time (user + system), memory and threads of process `pid`, or of this process.
+pub fn read_stats(pid: Option<i32>) -> Option<ProcessStats> {
+    let p = match pid {
+        Some(pid) => Process::new(pid),
+        None => Process::myself(),
+    }
+    .ok()?;
+    let stat = p.stat().ok()?;
+    // VmRSS is in kB: no page-size guess.
+    let rss_kb = p.status().ok()?.vmrss.unwrap_or(0);
     Some(ProcessStats {
-        cpu_seconds: (utime + stime) as f64 / USER_HZ,
-        resident_bytes: kb("VmRSS:").unwrap_or(0) * 1024,
-        virtual_bytes: kb("VmSize:").unwrap_or(0) * 1024,
-        threads: kb("Threads:").unwrap_or(0),
+        cpu_seconds: (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64,
+        resident_bytes: rss_kb * 1024,
+        virtual_bytes: stat.vsize,
+        threads: u64::try_from(stat.num_threads).unwrap_or(0),
     })
 }
 
 fn open_fds() -> Option<u64> {
-    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+    Some(Process::myself().ok()?.fd_count().ok()? as u64)
 }
 
 fn gauge(
@@ -90,7 +78,7 @@ fn gauge(
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        if let Some(s) = read_stats() {
+        if let Some(s) = read_stats(None) {
             let cpu = ConstCounter::new(s.cpu_seconds);
             cpu.encode(encoder.encode_descriptor(
                 "process_cpu_seconds",
@@ -165,21 +153,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_proc_stat_and_status() {
-        let stat = "1234 (lcbft (a) b) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 8 0 \
-                    99 123456 789 18446744073709551615";
-        let status = "Name:\tlcbft\nVmSize:\t  123456 kB\nVmRSS:\t    2048 kB\nThreads:\t8\n";
-        let s = parse(stat, status).expect("parses");
-        assert_eq!(s.cpu_seconds, 3.0);
-        assert_eq!(s.resident_bytes, 2048 * 1024);
-        assert_eq!(s.virtual_bytes, 123456 * 1024);
-        assert_eq!(s.threads, 8);
-        assert!(parse("garbage", status).is_none());
-    }
-
-    #[test]
     fn reads_this_process() {
-        let s = read_stats().expect("/proc/self");
-        assert!(s.resident_bytes > 0 && s.threads >= 1);
+        let s = read_stats(None).expect("/proc/self");
+        assert!(s.resident_bytes > 0 && s.threads >= 1 && s.virtual_bytes >= s.resident_bytes);
+        let by_pid = read_stats(Some(std::process::id() as i32)).expect("/proc/<pid>");
+        assert!(by_pid.resident_bytes > 0 && by_pid.cpu_seconds >= s.cpu_seconds);
+        // Pids stop far below this (pid_max is at most 2^22).
+        assert_eq!(read_stats(Some(i32::MAX)), None);
     }
 }
