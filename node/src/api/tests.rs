@@ -329,7 +329,11 @@ async fn raw_payloads_only_on_a_raw_network_and_traces_only_on_a_trace_network()
     for path in ["/v1/payloads", "/v1/payloads?domain=local/x"] {
         let r = raw(addr, path, frames(&[&[1u8; 8]])).await;
         assert_eq!(r.status, 400, "{}", r.body);
-        assert!(r.body.contains("expected 'global' or 'local/<id>'"), "{}", r.body);
+        assert!(
+            r.body.contains("expected 'global' or 'local/<id>'"),
+            "{}",
+            r.body
+        );
     }
     let r = raw(addr, "/v1/payloads?domain=global", vec![0, 0, 0, 9, 1]).await;
     assert_eq!(r.status, 400, "{}", r.body);
