@@ -422,12 +422,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Genesis, GenesisError> {
     }
     let mut domains = Vec::new();
     for d in file.domains {
-        let id = d.id.parse::<DomainId>().map_err(|_| {
-            invalid(format!(
-                "domain id `{}` is not `global` or `local/<n>`",
-                d.id
-            ))
-        })?;
+        let id =
+            d.id.parse::<DomainId>()
+                .map_err(|e| invalid(format!("domain id: {e}")))?;
         let mut members = Vec::new();
         for m in d.members {
             let peer_id = PeerId::from_str(&m.peer_id)
@@ -762,6 +759,13 @@ mod tests {
             assert!(err.contains("lcbft genesis"), "{err}");
             assert!(!err.contains('\n'), "case {i}: {err}");
         }
+        let p = dir.path().join("bad-domain.toml");
+        std::fs::write(&p, text.replace("id = \"global\"", "id = \"galaxy\"")).expect("write");
+        let err = load(&p).expect_err("must fail").to_string();
+        assert!(
+            err.contains("'galaxy' is not a domain: expected 'global' or 'local/<id>'"),
+            "{err}"
+        );
         let missing = load(&dir.path().join("nope.toml"))
             .expect_err("missing")
             .to_string();
