@@ -238,6 +238,32 @@ impl Row {
     fn crypto_cpu_ns(&self, costs: &Costs, n: usize) -> f64 {
         costs.price(self.m.crypto) / n as f64
     }
+
+    /// The run's figures, then where it ran and what the paper and `crypto` predict for it.
+    fn json(&self, costs: &Costs, n: usize) -> Value {
+        let mut v = self.m.json();
+        let o = v.as_object_mut().expect("object");
+        o.insert("regime".into(), json!(self.regime.name()));
+        o.insert("layer".into(), json!(layer_name(self.layer)));
+        o.insert("p".into(), json!(self.p));
+        o.insert(
+            "predicted_phases_per_block".into(),
+            json!(self.predicted_phases()),
+        );
+        o.insert(
+            "predicted_cpu_ms_per_replica_per_block".into(),
+            json!(round2(self.predicted_cpu_ns(costs) / 1e6)),
+        );
+        o.insert(
+            "floor_cpu_ms_per_replica_per_block".into(),
+            json!(round2(self.floor_cpu_ns(costs) / 1e6)),
+        );
+        o.insert(
+            "crypto_cpu_ms_per_replica_per_block".into(),
+            json!(round2(self.crypto_cpu_ns(costs, n) / 1e6)),
+        );
+        v
+    }
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -270,33 +296,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             });
         }
     }
-    let json_rows: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let mut v = r.m.json();
-            let o = v.as_object_mut().expect("object");
-            o.insert("regime".into(), json!(r.regime.name()));
-            o.insert("layer".into(), json!(layer_name(r.layer)));
-            o.insert("p".into(), json!(r.p));
-            o.insert(
-                "predicted_phases_per_block".into(),
-                json!(r.predicted_phases()),
-            );
-            o.insert(
-                "predicted_cpu_ms_per_replica_per_block".into(),
-                json!(round2(r.predicted_cpu_ns(&costs) / 1e6)),
-            );
-            o.insert(
-                "floor_cpu_ms_per_replica_per_block".into(),
-                json!(round2(r.floor_cpu_ns(&costs) / 1e6)),
-            );
-            o.insert(
-                "crypto_cpu_ms_per_replica_per_block".into(),
-                json!(round2(r.crypto_cpu_ns(&costs, args.n) / 1e6)),
-            );
-            v
-        })
-        .collect();
+    let json_rows: Vec<Value> = rows.iter().map(|r| r.json(&costs, args.n)).collect();
     let ratios = cpu_ratios(&rows);
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -343,11 +343,24 @@ fn cpu_ratios(rows: &[Row]) -> Vec<Value> {
         .collect()
 }
 
+const CSV_HEADER: &str = "regime,layer,p,blocks,view_changes,phases_per_block,predicted_phases,phases_to_commit,messages_per_block,bytes_per_block,sign_shares,share_verifications,combines,verifications,cpu_ms_per_replica,predicted_cpu_ms_per_replica,floor_cpu_ms_per_replica,crypto_cpu_ms_per_replica,cpu_ms_busiest_replica\n";
+
 fn write_table(dir: &Path, args: &Args, costs: &Costs, rows: &[Row]) -> anyhow::Result<()> {
-    let mut csv = String::from(
-        "regime,layer,p,blocks,view_changes,phases_per_block,predicted_phases,phases_to_commit,messages_per_block,bytes_per_block,sign_shares,share_verifications,combines,verifications,cpu_ms_per_replica,predicted_cpu_ms_per_replica,floor_cpu_ms_per_replica,crypto_cpu_ms_per_replica,cpu_ms_busiest_replica\n",
-    );
-    let mut md = format!(
+    let mut csv = String::from(CSV_HEADER);
+    let mut md = md_header(args, costs);
+    for r in rows {
+        csv_row(&mut csv, r, costs, args.n)?;
+        md_row(&mut md, r, costs, args.n)?;
+    }
+    md_ratios(&mut md, &cpu_ratios(rows))?;
+    std::fs::write(dir.join("cost-model.csv"), csv)?;
+    std::fs::write(dir.join("cost-model.md"), md)?;
+    Ok(())
+}
+
+/// The markdown's title, the run's setting and CM_s, and the head of the main table.
+fn md_header(args: &Args, costs: &Costs) -> String {
+    format!(
         "# Cost model: measured against the paper (§6)\n\n\
          Simulator, n = {n}, {scheme} BLS, no faults but the injected leader failures, seed {seed}. \
          CM_s = {cms:.2} ms of CPU per replica per basic phase (hash {h:.2} + sign {s:.2} + verify \
@@ -364,179 +377,176 @@ fn write_table(dir: &Path, args: &Args, costs: &Costs, rows: &[Row]) -> anyhow::
         s = costs.sign_share / 1e6,
         v = costs.verify / 1e6,
         c = costs.combine / 1e6,
-    );
-    for r in rows {
-        let m = &r.m;
-        let pred_cpu = r.predicted_cpu_ns(costs) / 1e6;
-        writeln!(
-            csv,
-            "{},{},{},{},{},{:.3},{:.3},{:.3},{:.1},{:.0},{:.2},{:.2},{:.2},{:.2},{:.3},{:.3},{:.3},{:.3},{:.3}",
-            r.regime.name(),
-            layer_name(r.layer),
-            r.p,
-            m.blocks,
-            m.view_changes,
-            m.phases,
-            r.predicted_phases(),
-            m.phases_to_commit,
-            m.messages,
-            m.bytes,
-            m.crypto[0],
-            m.crypto[1],
-            m.crypto[2],
-            m.crypto[3],
-            m.cpu_mean_ns / 1e6,
-            pred_cpu,
-            r.floor_cpu_ns(costs) / 1e6,
-            r.crypto_cpu_ns(costs, args.n) / 1e6,
-            m.cpu_max_ns / 1e6,
-        )?;
-        writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.1} / {:.1} / {:.1} / {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            r.regime.name(),
-            layer_name(r.layer),
-            r.p,
-            m.blocks,
-            m.view_changes,
-            m.phases,
-            r.predicted_phases(),
-            m.phases_to_commit,
-            m.messages,
-            m.bytes,
-            m.crypto[0],
-            m.crypto[1],
-            m.crypto[2],
-            m.crypto[3],
-            m.cpu_mean_ns / 1e6,
-            pred_cpu,
-            r.floor_cpu_ns(costs) / 1e6,
-            r.crypto_cpu_ns(costs, args.n) / 1e6,
-            m.cpu_max_ns / 1e6,
-        )?;
-    }
-    let ratios = cpu_ratios(rows);
+    )
+}
+
+fn csv_row(csv: &mut String, r: &Row, costs: &Costs, n: usize) -> std::fmt::Result {
+    let m = &r.m;
+    writeln!(
+        csv,
+        "{},{},{},{},{},{:.3},{:.3},{:.3},{:.1},{:.0},{:.2},{:.2},{:.2},{:.2},{:.3},{:.3},{:.3},{:.3},{:.3}",
+        r.regime.name(),
+        layer_name(r.layer),
+        r.p,
+        m.blocks,
+        m.view_changes,
+        m.phases,
+        r.predicted_phases(),
+        m.phases_to_commit,
+        m.messages,
+        m.bytes,
+        m.crypto[0],
+        m.crypto[1],
+        m.crypto[2],
+        m.crypto[3],
+        m.cpu_mean_ns / 1e6,
+        r.predicted_cpu_ns(costs) / 1e6,
+        r.floor_cpu_ns(costs) / 1e6,
+        r.crypto_cpu_ns(costs, n) / 1e6,
+        m.cpu_max_ns / 1e6,
+    )
+}
+
+fn md_row(md: &mut String, r: &Row, costs: &Costs, n: usize) -> std::fmt::Result {
+    let m = &r.m;
+    writeln!(
+        md,
+        "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.1} / {:.1} / {:.1} / {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        r.regime.name(),
+        layer_name(r.layer),
+        r.p,
+        m.blocks,
+        m.view_changes,
+        m.phases,
+        r.predicted_phases(),
+        m.phases_to_commit,
+        m.messages,
+        m.bytes,
+        m.crypto[0],
+        m.crypto[1],
+        m.crypto[2],
+        m.crypto[3],
+        m.cpu_mean_ns / 1e6,
+        r.predicted_cpu_ns(costs) / 1e6,
+        r.floor_cpu_ns(costs) / 1e6,
+        r.crypto_cpu_ns(costs, n) / 1e6,
+        m.cpu_max_ns / 1e6,
+    )
+}
+
+/// The markdown's second table, from `cpu_ratios`.
+fn md_ratios(md: &mut String, ratios: &[Value]) -> std::fmt::Result {
     md.push_str("\nLocal/global CPU per replica, sparse regime (paper: (2 + 2p)/3):\n\n| p | measured | paper |\n|---|---|---|\n");
-    for r in &ratios {
+    for r in ratios {
         writeln!(
             md,
             "| {} | {} | {} |",
             r["p"], r["measured"], r["predicted"]
         )?;
     }
-    std::fs::write(dir.join("cost-model.csv"), csv)?;
-    std::fs::write(dir.join("cost-model.md"), md)?;
     Ok(())
 }
 
 fn charts(dir: &Path, args: &Args, costs: &Costs, rows: &[Row]) -> anyhow::Result<()> {
-    let series = |regime: Regime, layer: Layer, y: &dyn Fn(&Row) -> f64| -> Vec<(f64, f64)> {
-        rows.iter()
-            .filter(|r| r.regime == regime && r.layer == layer)
-            .map(|r| (r.p, y(r)))
-            .collect()
-    };
-    let phases = |r: &Row| r.m.phases;
-    let paper = |r: &Row| r.predicted_phases();
-    let to_commit = |r: &Row| r.m.phases_to_commit;
-    let lines = [
-        Line::measured(
-            "global, sparse",
-            RED,
-            series(Regime::Sparse, Layer::Global, &phases),
-        ),
-        Line::measured(
-            "local, sparse",
-            BLUE,
-            series(Regime::Sparse, Layer::Local, &phases),
-        ),
-        Line::measured(
+    phases_chart(dir, args, rows)?;
+    cpu_chart(dir, args, costs, rows)
+}
+
+/// `y` of each row of one regime and layer, against p.
+fn series(rows: &[Row], regime: Regime, layer: Layer, y: impl Fn(&Row) -> f64) -> Vec<(f64, f64)> {
+    rows.iter()
+        .filter(|r| r.regime == regime && r.layer == layer)
+        .map(|r| (r.p, y(r)))
+        .collect()
+}
+
+/// The lines both charts open with: `y` measured for each layer in each regime.
+fn measured_lines(rows: &[Row], y: impl Fn(&Row) -> f64) -> Vec<Line> {
+    [
+        ("global, sparse", RED, Regime::Sparse, Layer::Global),
+        ("local, sparse", BLUE, Regime::Sparse, Layer::Local),
+        (
             "global, saturated",
             MAGENTA,
-            series(Regime::Saturated, Layer::Global, &phases),
+            Regime::Saturated,
+            Layer::Global,
         ),
-        Line::measured(
-            "local, saturated",
-            GREEN,
-            series(Regime::Saturated, Layer::Local, &phases),
-        ),
+        ("local, saturated", GREEN, Regime::Saturated, Layer::Local),
+    ]
+    .into_iter()
+    .map(|(label, color, regime, layer)| {
+        Line::measured(label, color, series(rows, regime, layer, &y))
+    })
+    .collect()
+}
+
+fn draw_against_p(png: &Path, title: &str, y: &str, lines: &[Line]) -> anyhow::Result<()> {
+    let axes = Axes {
+        title,
+        x: "p (chance the local leader fails in a round)",
+        y,
+    };
+    plot::draw(png, &axes, lines)
+}
+
+fn phases_chart(dir: &Path, args: &Args, rows: &[Row]) -> anyhow::Result<()> {
+    let to_commit = |r: &Row| r.m.phases_to_commit;
+    let paper = |r: &Row| r.predicted_phases();
+    let mut lines = measured_lines(rows, |r| r.m.phases);
+    lines.extend([
         Line::measured(
             "global, sparse, from proposal to commit",
             ORANGE,
-            series(Regime::Sparse, Layer::Global, &to_commit),
+            series(rows, Regime::Sparse, Layer::Global, to_commit),
         ),
         Line::measured(
             "local, sparse, from proposal to commit",
             CYAN,
-            series(Regime::Sparse, Layer::Local, &to_commit),
+            series(rows, Regime::Sparse, Layer::Local, to_commit),
         ),
         Line::predicted(
             "paper: global 3",
             RED,
-            series(Regime::Sparse, Layer::Global, &paper),
+            series(rows, Regime::Sparse, Layer::Global, paper),
         ),
         Line::predicted(
             "paper: local 2 + 2p",
             BLUE,
-            series(Regime::Sparse, Layer::Local, &paper),
+            series(rows, Regime::Sparse, Layer::Local, paper),
         ),
-    ];
-    let title = format!("Basic phases per committed block, n = {}", args.n);
-    plot::draw(
+    ]);
+    draw_against_p(
         &dir.join("cost-model-phases.png"),
-        &Axes {
-            title: &title,
-            x: "p (chance the local leader fails in a round)",
-            y: "basic phases per committed block",
-        },
+        &format!("Basic phases per committed block, n = {}", args.n),
+        "basic phases per committed block",
         &lines,
-    )?;
-    let cpu = |r: &Row| r.m.cpu_mean_ns / 1e6;
-    let paper_cpu = |r: &Row| r.predicted_cpu_ns(costs) / 1e6;
-    let lines = [
-        Line::measured(
-            "global, sparse",
-            RED,
-            series(Regime::Sparse, Layer::Global, &cpu),
-        ),
-        Line::measured(
-            "local, sparse",
-            BLUE,
-            series(Regime::Sparse, Layer::Local, &cpu),
-        ),
-        Line::measured(
-            "global, saturated",
-            MAGENTA,
-            series(Regime::Saturated, Layer::Global, &cpu),
-        ),
-        Line::measured(
-            "local, saturated",
-            GREEN,
-            series(Regime::Saturated, Layer::Local, &cpu),
-        ),
+    )
+}
+
+fn cpu_chart(dir: &Path, args: &Args, costs: &Costs, rows: &[Row]) -> anyhow::Result<()> {
+    let paper = |r: &Row| r.predicted_cpu_ns(costs) / 1e6;
+    let mut lines = measured_lines(rows, |r| r.m.cpu_mean_ns / 1e6);
+    lines.extend([
         Line::predicted(
             "paper: 3 CM_s",
             RED,
-            series(Regime::Sparse, Layer::Global, &paper_cpu),
+            series(rows, Regime::Sparse, Layer::Global, paper),
         ),
         Line::predicted(
             "paper: (2 + 2p) CM_s",
             BLUE,
-            series(Regime::Sparse, Layer::Local, &paper_cpu),
+            series(rows, Regime::Sparse, Layer::Local, paper),
         ),
-    ];
+    ]);
     let title = format!(
         "CPU per replica per committed block, n = {}, {}",
         args.n,
         scheme_name(args.scheme.id())
     );
-    plot::draw(
+    draw_against_p(
         &dir.join("cost-model-cpu.png"),
-        &Axes {
-            title: &title,
-            x: "p (chance the local leader fails in a round)",
-            y: "CPU ms per replica per block",
-        },
+        &title,
+        "CPU ms per replica per block",
         &lines,
     )
 }

@@ -18,7 +18,7 @@ use lcbft_testnet::load::{Load, Options};
 use lcbft_testnet::net::Net;
 use lcbft_testnet::session::Session;
 use lcbft_testnet::topology::{Role, Shape};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -227,8 +227,12 @@ fn heights(net: &Net) -> BTreeMap<String, u64> {
     out
 }
 
-/// Blocks, traces committed and local-commit latency over one measured period.
+/// Blocks, traces committed and local-commit latency over one measured period, and every
+/// node's CPU seconds at its start and end.
 struct Seen {
+    seconds: f64,
+    cpu_before: BTreeMap<String, f64>,
+    cpu_after: BTreeMap<String, f64>,
     local_blocks: u64,
     global_blocks: u64,
     traces: u64,
@@ -237,86 +241,16 @@ struct Seen {
 }
 
 fn one_rate(a: &Args, net: &Net, rate: f64, stop: &AtomicBool) -> anyhow::Result<Value> {
-    let seconds;
-    let (before, after);
     let seen = if rate > 0.0 {
-        // The watcher polls the edges every 50 ms (a few status requests a second each): a
-        // small part of the edge's figure under load, so it runs only then.
-        let watcher = watch::Watcher::start(net)?;
-        let sample_every = ((rate * a.duration as f64) / SAMPLES).max(1.0) as u64;
-        before = cpu(net);
-        watcher.mark_start();
-        let started = Instant::now();
-        let load = Load::start_with(
-            net,
-            &Options {
-                rate,
-                keep_ids: false,
-                sample_every,
-            },
-        )?;
-        sleep(Duration::from_secs(a.duration), stop);
-        after = cpu(net);
-        seconds = started.elapsed().as_secs_f64();
-        watcher.mark_end();
-        let stats = load.stop();
-        // Traces still pending when the load stopped count in latency, not in rates.
-        sleep(Duration::from_secs(a.settle), stop);
-        let obs = watcher.stop();
-        let (local, global) = (obs.layer("local"), obs.layer("global"));
-        Seen {
-            local_blocks: local.blocks,
-            global_blocks: global.blocks,
-            traces: local.traces + global.traces,
-            window: obs.window_seconds().max(0.001),
-            latency: obs.latencies(&stats.samples()).local,
-        }
+        measure_loaded(a, net, rate, stop)?
     } else {
-        let h0 = heights(net);
-        before = cpu(net);
-        let started = Instant::now();
-        sleep(Duration::from_secs(a.duration), stop);
-        after = cpu(net);
-        seconds = started.elapsed().as_secs_f64();
-        let h1 = heights(net);
-        let grown = |local: bool| -> u64 {
-            h1.iter()
-                .filter(|(d, _)| (*d != "global") == local)
-                .map(|(d, h)| h.saturating_sub(h0.get(d).copied().unwrap_or(*h)))
-                .sum()
-        };
-        Seen {
-            local_blocks: grown(true),
-            global_blocks: grown(false),
-            traces: 0,
-            window: seconds,
-            latency: Value::Null,
-        }
+        measure_idle(a, net, stop)
     };
     let domains = net.topo.domains.len().max(1) as f64;
-    let round = |x: f64, k: f64| (x * k).round() / k;
-    let mut pct = serde_json::Map::new();
-    let mut ms_per_trace = serde_json::Map::new();
-    for role in ROLES {
-        let spent: Vec<f64> = net
-            .topo
-            .nodes
-            .iter()
-            .filter(|n| n.role == role)
-            .filter_map(|n| Some(after.get(&n.name)? - before.get(&n.name)?))
-            .collect();
-        if spent.is_empty() {
-            continue;
-        }
-        let mean = spent.iter().sum::<f64>() / spent.len() as f64;
-        let name = role.as_str().to_owned();
-        pct.insert(name.clone(), json!(round(mean / seconds * 100.0, 100.0)));
-        let per_trace = (seen.traces > 0).then(|| round(mean / seen.traces as f64 * 1e3, 1e3));
-        ms_per_trace.insert(name, json!(per_trace));
-    }
+    let (pct, ms_per_trace) = cpu_by_role(net, &seen);
     Ok(json!({
         "rate": rate,
-        "seconds": round(seconds, 10.0),
+        "seconds": round(seen.seconds, 10.0),
         "committed_per_s": round(seen.traces as f64 / seen.window, 10.0),
         "cpu_pct_per_node": pct,
         "cpu_ms_per_trace_per_node": ms_per_trace,
@@ -326,6 +260,102 @@ fn one_rate(a: &Args, net: &Net, rate: f64, stop: &AtomicBool) -> anyhow::Result
         },
         "local_commit_ms": seen.latency,
     }))
+}
+
+/// `rate` traces/s for `--duration`, then `--settle` for what is still pending.
+fn measure_loaded(a: &Args, net: &Net, rate: f64, stop: &AtomicBool) -> anyhow::Result<Seen> {
+    // The watcher polls the edges every 50 ms (a few status requests a second each): a
+    // small part of the edge's figure under load, so it runs only then.
+    let watcher = watch::Watcher::start(net)?;
+    let sample_every = ((rate * a.duration as f64) / SAMPLES).max(1.0) as u64;
+    let cpu_before = cpu(net);
+    watcher.mark_start();
+    let started = Instant::now();
+    let load = Load::start_with(
+        net,
+        &Options {
+            rate,
+            keep_ids: false,
+            sample_every,
+        },
+    )?;
+    sleep(Duration::from_secs(a.duration), stop);
+    let cpu_after = cpu(net);
+    let seconds = started.elapsed().as_secs_f64();
+    watcher.mark_end();
+    let stats = load.stop();
+    // Traces still pending when the load stopped count in latency, not in rates.
+    sleep(Duration::from_secs(a.settle), stop);
+    let obs = watcher.stop();
+    let (local, global) = (obs.layer("local"), obs.layer("global"));
+    Ok(Seen {
+        seconds,
+        cpu_before,
+        cpu_after,
+        local_blocks: local.blocks,
+        global_blocks: global.blocks,
+        traces: local.traces + global.traces,
+        window: obs.window_seconds().max(0.001),
+        latency: obs.latencies(&stats.samples()).local,
+    })
+}
+
+/// `--duration` without load: blocks from the committed heights, no traces, no latency.
+fn measure_idle(a: &Args, net: &Net, stop: &AtomicBool) -> Seen {
+    let h0 = heights(net);
+    let cpu_before = cpu(net);
+    let started = Instant::now();
+    sleep(Duration::from_secs(a.duration), stop);
+    let cpu_after = cpu(net);
+    let seconds = started.elapsed().as_secs_f64();
+    let h1 = heights(net);
+    let grown = |local: bool| -> u64 {
+        h1.iter()
+            .filter(|(d, _)| (*d != "global") == local)
+            .map(|(d, h)| h.saturating_sub(h0.get(d).copied().unwrap_or(*h)))
+            .sum()
+    };
+    Seen {
+        seconds,
+        cpu_before,
+        cpu_after,
+        local_blocks: grown(true),
+        global_blocks: grown(false),
+        traces: 0,
+        window: seconds,
+        latency: Value::Null,
+    }
+}
+
+/// Per role, the mean node's CPU as percent of one core and as ms per committed trace.
+fn cpu_by_role(net: &Net, seen: &Seen) -> (Map<String, Value>, Map<String, Value>) {
+    let mut pct = Map::new();
+    let mut ms_per_trace = Map::new();
+    for role in ROLES {
+        let spent: Vec<f64> = net
+            .topo
+            .nodes
+            .iter()
+            .filter(|n| n.role == role)
+            .filter_map(|n| Some(seen.cpu_after.get(&n.name)? - seen.cpu_before.get(&n.name)?))
+            .collect();
+        if spent.is_empty() {
+            continue;
+        }
+        let mean = spent.iter().sum::<f64>() / spent.len() as f64;
+        let name = role.as_str().to_owned();
+        pct.insert(
+            name.clone(),
+            json!(round(mean / seen.seconds * 100.0, 100.0)),
+        );
+        let per_trace = (seen.traces > 0).then(|| round(mean / seen.traces as f64 * 1e3, 1e3));
+        ms_per_trace.insert(name, json!(per_trace));
+    }
+    (pct, ms_per_trace)
+}
+
+fn round(x: f64, k: f64) -> f64 {
+    (x * k).round() / k
 }
 
 fn num(v: &Value) -> String {

@@ -2,8 +2,8 @@
 
 use clap::{Args as ClapArgs, ValueEnum};
 use lcbft_protocol::crypto::SchemeId;
-use lcbft_protocol::sim::{Layer, RestartAll, Sim, SimConfig};
-use serde_json::json;
+use lcbft_protocol::sim::{Layer, RestartAll, Sim, SimConfig, SimReport};
+use serde_json::{Value, json};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LayerArg {
@@ -83,32 +83,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         );
     }
     let started = std::time::Instant::now();
-    let (mut safety, mut liveness, mut commits, mut view_changes) = (0u64, 0u64, 0u64, 0u64);
-    let (mut phases_latency, mut latency_seeds, mut phases, mut messages, mut bytes) =
-        (0.0, 0u64, 0u64, 0u64, 0u64);
-    let mut crypto = [0u64; 4];
-    let mut failures = Vec::new();
+    let mut totals = Totals::default();
     for seed in args.first_seed..args.first_seed + args.seeds {
-        let layer = match args.layer {
-            LayerArg::Global => Layer::Global,
-            LayerArg::Local => Layer::Local,
-        };
-        let mut cfg = SimConfig::new(layer, args.n, args.byzantine, seed);
-        cfg.faults = !args.no_faults;
-        cfg.trace = args.trace;
-        cfg.down = args.down;
-        cfg.restart_all = args.restart_all.map(|r| match r {
-            RestartArg::UnderLoad => RestartAll::UnderLoad,
-            RestartArg::Idle => RestartAll::Idle,
-            RestartArg::AfterVote => RestartAll::AfterVote,
-            RestartArg::Rotate => RestartAll::ALL[seed as usize % RestartAll::ALL.len()],
-        });
-        cfg.duration_ms = args.duration_ms;
-        cfg.scheme = match args.scheme {
-            SchemeArg::Sim => SchemeId::Sim,
-            SchemeArg::ThresholdCrypto => SchemeId::ThresholdCrypto,
-        };
-        let r = Sim::new(cfg).run();
+        let r = Sim::new(config(args, seed)).run();
         if args.verbose {
             eprintln!(
                 "seed {seed}: commits {} view_changes {} phases/commit {:.2} strategies {:?} safety {:?} liveness {:?}",
@@ -120,59 +97,109 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 r.liveness_failure
             );
         }
+        totals.add(seed, &r);
+    }
+    for f in totals.failures.iter().take(10) {
+        eprintln!("failure: {f}");
+    }
+    println!("{}", summary(args, &totals, started));
+    Ok(())
+}
+
+fn config(args: &Args, seed: u64) -> SimConfig {
+    let layer = match args.layer {
+        LayerArg::Global => Layer::Global,
+        LayerArg::Local => Layer::Local,
+    };
+    let mut cfg = SimConfig::new(layer, args.n, args.byzantine, seed);
+    cfg.faults = !args.no_faults;
+    cfg.trace = args.trace;
+    cfg.down = args.down;
+    cfg.restart_all = args.restart_all.map(|r| match r {
+        RestartArg::UnderLoad => RestartAll::UnderLoad,
+        RestartArg::Idle => RestartAll::Idle,
+        RestartArg::AfterVote => RestartAll::AfterVote,
+        RestartArg::Rotate => RestartAll::ALL[seed as usize % RestartAll::ALL.len()],
+    });
+    cfg.duration_ms = args.duration_ms;
+    cfg.scheme = match args.scheme {
+        SchemeArg::Sim => SchemeId::Sim,
+        SchemeArg::ThresholdCrypto => SchemeId::ThresholdCrypto,
+    };
+    cfg
+}
+
+/// Sums over every seed run so far.
+#[derive(Default)]
+struct Totals {
+    safety: u64,
+    liveness: u64,
+    commits: u64,
+    view_changes: u64,
+    /// Sum of phases per commit over the seeds that committed, and their number.
+    phases_latency: f64,
+    latency_seeds: u64,
+    phases: u64,
+    messages: u64,
+    bytes: u64,
+    crypto: [u64; 4],
+    failures: Vec<Value>,
+}
+
+impl Totals {
+    fn add(&mut self, seed: u64, r: &SimReport) {
         if !r.safety_violations.is_empty() {
-            safety += 1;
-            failures.push(json!({"seed": seed, "safety": r.safety_violations}));
+            self.safety += 1;
+            self.failures
+                .push(json!({"seed": seed, "safety": r.safety_violations}));
         }
         if let Some(l) = &r.liveness_failure {
-            liveness += 1;
-            failures.push(
+            self.liveness += 1;
+            self.failures.push(
                 json!({"seed": seed, "liveness": l, "strategies": format!("{:?}", r.strategies)}),
             );
         }
-        commits += r.commits;
-        view_changes += r.view_changes;
+        self.commits += r.commits;
+        self.view_changes += r.view_changes;
         if r.phases_per_commit > 0.0 {
-            phases_latency += r.phases_per_commit;
-            latency_seeds += 1;
+            self.phases_latency += r.phases_per_commit;
+            self.latency_seeds += 1;
         }
-        phases += r.phases;
-        messages += r.messages;
-        bytes += r.bytes;
-        for (total, x) in crypto.iter_mut().zip(r.crypto) {
+        self.phases += r.phases;
+        self.messages += r.messages;
+        self.bytes += r.bytes;
+        for (total, x) in self.crypto.iter_mut().zip(r.crypto) {
             *total += x;
         }
     }
-    for f in failures.iter().take(10) {
-        eprintln!("failure: {f}");
-    }
+}
+
+fn summary(args: &Args, t: &Totals, started: std::time::Instant) -> Value {
     let per_commit = |x: u64| {
-        if commits == 0 {
+        if t.commits == 0 {
             0.0
         } else {
-            x as f64 / commits as f64
+            x as f64 / t.commits as f64
         }
     };
-    let summary = json!({
+    json!({
         "layer": match args.layer { LayerArg::Global => "global", LayerArg::Local => "local" },
         "n": args.n,
         "byzantine": args.byzantine,
         "faults": !args.no_faults,
         "seeds": args.seeds,
-        "safety_violations": safety,
-        "liveness_failures": liveness,
-        "commits": commits,
-        "view_changes": view_changes,
-        "phases_per_commit": if latency_seeds == 0 { 0.0 } else { phases_latency / latency_seeds as f64 },
-        "phases_per_commit_amortised": per_commit(phases),
-        "messages_per_commit": per_commit(messages),
-        "bytes_per_commit": per_commit(bytes),
-        "sign_shares_per_commit": per_commit(crypto[0]),
-        "share_verifications_per_commit": per_commit(crypto[1]),
-        "combines_per_commit": per_commit(crypto[2]),
-        "verifications_per_commit": per_commit(crypto[3]),
+        "safety_violations": t.safety,
+        "liveness_failures": t.liveness,
+        "commits": t.commits,
+        "view_changes": t.view_changes,
+        "phases_per_commit": if t.latency_seeds == 0 { 0.0 } else { t.phases_latency / t.latency_seeds as f64 },
+        "phases_per_commit_amortised": per_commit(t.phases),
+        "messages_per_commit": per_commit(t.messages),
+        "bytes_per_commit": per_commit(t.bytes),
+        "sign_shares_per_commit": per_commit(t.crypto[0]),
+        "share_verifications_per_commit": per_commit(t.crypto[1]),
+        "combines_per_commit": per_commit(t.crypto[2]),
+        "verifications_per_commit": per_commit(t.crypto[3]),
         "wall_seconds": started.elapsed().as_secs_f64(),
-    });
-    println!("{summary}");
-    Ok(())
+    })
 }

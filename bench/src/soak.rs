@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(ClapArgs)]
@@ -75,31 +76,11 @@ struct Sample {
 const ROLES: [Role; 3] = [Role::Device, Role::Edge, Role::Cloud];
 
 pub fn run(a: &Args) -> anyhow::Result<()> {
-    if a.duration < 2 * a.every.max(1) || a.every == 0 {
-        bail!("--duration must cover at least two samples of --every seconds (at least 1)");
-    }
-    if !(a.rate > 0.0 && a.rate <= 10_000.0) {
-        bail!("--rate: give traces per second, above 0 and at most 10000");
-    }
-    let warmup = a.warmup.unwrap_or(a.duration / 10);
-    if warmup + 2 * a.every > a.duration {
-        bail!("--warmup leaves fewer than two samples of steady state");
-    }
+    let warmup = warmup(a)?;
     let dir = crate::throughput::out_dir(a.out.as_deref(), "lcbft-soak")?.join("net");
     std::fs::create_dir_all(&a.results)
         .with_context(|| format!("cannot create {}", a.results.display()))?;
-    init(&dir, Shape::default(), None)
-        .with_context(|| format!("cannot init a testnet in {}", dir.display()))?;
-    let net = Net::open(&dir, false)?;
-    let stop = lcbft_testnet::up::stop_flag()?;
-    let bin = lcbft_testnet::procs::lcbft_bin()?;
-    let session = Session::start(net, false, bin)?;
-    if session.wait_ready(Duration::from_secs(60), &stop).is_none() {
-        bail!(
-            "the nodes were not all up and connected within 60 s: see {}/nodes/*/node.log",
-            dir.display()
-        );
-    }
+    let (session, stop) = start(&dir)?;
     let net = session.net.clone();
     let csv_path = a.results.join("soak.csv");
     let mut csv = std::fs::File::create(&csv_path)
@@ -122,13 +103,72 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         a.duration,
         dir.display()
     );
+    let Recorded { samples, committed } = record(a, &net, &dir, &mut csv, &stop)?;
+    let cpu_end = cpu(&net);
+    let stats = load.stop();
+    drop(session);
+    let png = a.results.join("soak.png");
+    draw(&png, &samples)?;
+    let v = summary(a, warmup as f64, &samples, &committed, &cpu_end, &stats);
+    println!("{}", serde_json::to_string(&v)?);
+    eprintln!("wrote {} and {}", csv_path.display(), png.display());
+    Ok(())
+}
+
+/// The warm-up in seconds, once the arguments are known to leave a steady state to measure.
+fn warmup(a: &Args) -> anyhow::Result<u64> {
+    if a.duration < 2 * a.every.max(1) || a.every == 0 {
+        bail!("--duration must cover at least two samples of --every seconds (at least 1)");
+    }
+    if !(a.rate > 0.0 && a.rate <= 10_000.0) {
+        bail!("--rate: give traces per second, above 0 and at most 10000");
+    }
+    let warmup = a.warmup.unwrap_or(a.duration / 10);
+    if warmup + 2 * a.every > a.duration {
+        bail!("--warmup leaves fewer than two samples of steady state");
+    }
+    Ok(warmup)
+}
+
+/// A default testnet in `dir`, its nodes up and connected, and the flag Ctrl-C sets.
+fn start(dir: &Path) -> anyhow::Result<(Session, Arc<AtomicBool>)> {
+    init(dir, Shape::default(), None)
+        .with_context(|| format!("cannot init a testnet in {}", dir.display()))?;
+    let net = Net::open(dir, false)?;
+    let stop = lcbft_testnet::up::stop_flag()?;
+    let bin = lcbft_testnet::procs::lcbft_bin()?;
+    let session = Session::start(net, false, bin)?;
+    if session.wait_ready(Duration::from_secs(60), &stop).is_none() {
+        bail!(
+            "the nodes were not all up and connected within 60 s: see {}/nodes/*/node.log",
+            dir.display()
+        );
+    }
+    Ok((session, stop))
+}
+
+/// Every node's samples, and the traces committed at each instant sampled.
+struct Recorded {
+    samples: Vec<Sample>,
+    committed: Vec<(f64, u64)>,
+}
+
+/// Every `--every` seconds until `--duration` or a stop: each node's sample, also as a row of
+/// `csv`, and the traces committed by then.
+fn record(
+    a: &Args,
+    net: &Net,
+    dir: &Path,
+    csv: &mut std::fs::File,
+    stop: &AtomicBool,
+) -> anyhow::Result<Recorded> {
     let started = Instant::now();
     let mut samples = Vec::new();
     let mut committed = Vec::new();
     while started.elapsed().as_secs() < a.duration && !stop.load(Ordering::Relaxed) {
         let t = started.elapsed().as_secs_f64();
-        let traces = traces_committed(&net);
-        let now = sample(&net, &dir, t);
+        let traces = traces_committed(net);
+        let now = sample(net, dir, t);
         for s in &now {
             writeln!(
                 csv,
@@ -146,17 +186,9 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         committed.push((t, traces));
         samples.extend(now);
         eprintln!("soak: {t:.0} s, {traces} traces committed");
-        sleep(Duration::from_secs(a.every), &stop);
+        sleep(Duration::from_secs(a.every), stop);
     }
-    let cpu_end = cpu(&net);
-    let stats = load.stop();
-    drop(session);
-    let png = a.results.join("soak.png");
-    draw(&png, &samples)?;
-    let v = summary(a, warmup as f64, &samples, &committed, &cpu_end, &stats);
-    println!("{}", serde_json::to_string(&v)?);
-    eprintln!("wrote {} and {}", csv_path.display(), png.display());
-    Ok(())
+    Ok(Recorded { samples, committed })
 }
 
 /// Traces committed so far: each local domain's count at its edge plus the global count at

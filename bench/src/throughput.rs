@@ -31,13 +31,14 @@ use clap::{Args as ClapArgs, ValueEnum};
 use lcbft_node::genesis::PayloadKind;
 use lcbft_protocol::crypto::SchemeId;
 use lcbft_testnet::init::{GenesisOptions, init_with};
-use lcbft_testnet::load::{Load, Options};
+use lcbft_testnet::load::{Load, Options, Stats};
 use lcbft_testnet::net::Net;
 use lcbft_testnet::session::Session;
 use lcbft_testnet::topology::{Role, Shape};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -162,6 +163,15 @@ fn shape(t: TopologyArg) -> Shape {
 }
 
 fn one_rate(a: &Args, rate: f64, dir: &Path, stop: &AtomicBool) -> anyhow::Result<Value> {
+    let session = start(a, rate, dir, stop)?;
+    let net = session.net.clone();
+    let m = measure(a, rate, &net, stop)?;
+    drop(session);
+    Ok(json_line(a, rate, dir, &net, &m))
+}
+
+/// A fresh network for one rate in `dir`, its nodes up and connected.
+fn start(a: &Args, rate: f64, dir: &Path, stop: &AtomicBool) -> anyhow::Result<Session> {
     let bin = lcbft_testnet::procs::lcbft_bin()?;
     let opts = GenesisOptions {
         scheme: match a.scheme {
@@ -194,13 +204,28 @@ fn one_rate(a: &Args, rate: f64, dir: &Path, stop: &AtomicBool) -> anyhow::Resul
             dir.display()
         );
     }
-    let net = session.net.clone();
-    let watcher = watch::Watcher::start(&net)?;
-    let before = usage(&net);
-    let bytes_before = sent_bytes(&net);
+    Ok(session)
+}
+
+/// One run's raw figures: the load's, the watcher's, and every node's usage and bytes sent
+/// at the load's start and end.
+struct Measured {
+    load_seconds: f64,
+    stats: Arc<Stats>,
+    obs: watch::Observed,
+    before: BTreeMap<String, Usage>,
+    after: BTreeMap<String, Usage>,
+    bytes_before: BTreeMap<String, f64>,
+    bytes_after: BTreeMap<String, f64>,
+}
+
+fn measure(a: &Args, rate: f64, net: &Net, stop: &AtomicBool) -> anyhow::Result<Measured> {
+    let watcher = watch::Watcher::start(net)?;
+    let before = usage(net);
+    let bytes_before = sent_bytes(net);
     let sample_every = ((rate * a.duration as f64) / SAMPLES).max(1.0) as u64;
     let load = Load::start_with(
-        &net,
+        net,
         &Options {
             rate,
             keep_ids: false,
@@ -223,38 +248,40 @@ fn one_rate(a: &Args, rate: f64, dir: &Path, stop: &AtomicBool) -> anyhow::Resul
     let load_seconds = load.started.elapsed().as_secs_f64();
     let stats = load.stop();
     watcher.mark_end();
-    let after = usage(&net);
-    let bytes_after = sent_bytes(&net);
+    let after = usage(net);
+    let bytes_after = sent_bytes(net);
     eprintln!("[{rate}/s] letting pending traces commit");
     std::thread::sleep(SETTLE);
     let obs = watcher.stop();
-    drop(session);
+    Ok(Measured {
+        load_seconds,
+        stats,
+        obs,
+        before,
+        after,
+        bytes_before,
+        bytes_after,
+    })
+}
 
-    let samples = stats.samples();
-    let lat = obs.latencies(&samples);
-    let window = obs.window_seconds().max(0.001);
-    let local = obs.layer("local");
-    let global = obs.layer("global");
-    let committed_total = local.traces + global.traces;
-    let per_k = committed_total as f64 / 1000.0;
-    let mut cpu = BTreeMap::new();
-    let mut rss = BTreeMap::new();
-    for n in &net.topo.nodes {
-        let role = n.role.as_str();
-        if let (Some(b), Some(e)) = (before.get(&n.name), after.get(&n.name)) {
-            *cpu.entry(role).or_insert(0.0) += e.cpu_s - b.cpu_s;
-            let r = rss.entry(role).or_insert(0u64);
-            *r = (*r).max(e.peak_rss);
-        }
-    }
+/// The JSON line of one rate.
+fn json_line(a: &Args, rate: f64, dir: &Path, net: &Net, m: &Measured) -> Value {
+    let samples = m.stats.samples();
+    let lat = m.obs.latencies(&samples);
+    let window = m.obs.window_seconds().max(0.001);
+    let local = m.obs.layer("local");
+    let global = m.obs.layer("global");
+    let (cpu, rss) = by_role(net, m, local.traces + global.traces);
     let layered = net.topo.nodes.iter().any(|n| n.role == Role::Device);
     let bytes = |layer: &str, traces: u64| {
-        let b = bytes_after.get(layer).copied().unwrap_or(0.0)
-            - bytes_before.get(layer).copied().unwrap_or(0.0);
+        let b = m.bytes_after.get(layer).copied().unwrap_or(0.0)
+            - m.bytes_before.get(layer).copied().unwrap_or(0.0);
         (traces > 0).then(|| (b / traces as f64).round())
     };
-    let global_traces_for_bytes = global.traces + if layered { obs.anchored_traces() } else { 0 };
+    let global_traces_for_bytes = global.traces + if layered { m.obs.anchored_traces() } else { 0 };
     let round1 = |x: f64| (x * 10.0).round() / 10.0;
+    let stats = &m.stats;
+    let load_seconds = m.load_seconds;
     let submitted = stats.submitted.load(Ordering::Relaxed);
     let mut v = json!({
         "topology": format!("{:?}", a.topology).to_lowercase(),
@@ -284,8 +311,8 @@ fn one_rate(a: &Args, rate: f64, dir: &Path, stop: &AtomicBool) -> anyhow::Resul
             "local": bytes("local", local.traces),
             "global": bytes("global", global_traces_for_bytes),
         },
-        "cpu_s_per_1000": cpu.iter().map(|(r, c)| (r.to_string(), json!(if per_k > 0.0 { Some((c / per_k * 1000.0).round() / 1000.0) } else { None }))).collect::<serde_json::Map<_, _>>(),
-        "peak_rss_mb": rss.iter().map(|(r, b)| (r.to_string(), json!(b / (1 << 20)))).collect::<serde_json::Map<_, _>>(),
+        "cpu_s_per_1000": cpu,
+        "peak_rss_mb": rss,
         "dir": dir.display().to_string(),
     });
     if !layered {
@@ -294,7 +321,41 @@ fn one_rate(a: &Args, rate: f64, dir: &Path, stop: &AtomicBool) -> anyhow::Resul
         v["blocks_per_s"]["local"] = Value::Null;
         v["bytes_per_trace"]["local"] = Value::Null;
     }
-    Ok(v)
+    v
+}
+
+/// Per role: CPU seconds per 1,000 of the `committed` traces, summed over its nodes, and the
+/// highest peak RSS of its nodes in MiB.
+fn by_role(net: &Net, m: &Measured, committed: u64) -> (Map<String, Value>, Map<String, Value>) {
+    let per_k = committed as f64 / 1000.0;
+    let mut cpu = BTreeMap::new();
+    let mut rss = BTreeMap::new();
+    for n in &net.topo.nodes {
+        let role = n.role.as_str();
+        if let (Some(b), Some(e)) = (m.before.get(&n.name), m.after.get(&n.name)) {
+            *cpu.entry(role).or_insert(0.0) += e.cpu_s - b.cpu_s;
+            let r = rss.entry(role).or_insert(0u64);
+            *r = (*r).max(e.peak_rss);
+        }
+    }
+    let cpu = cpu
+        .iter()
+        .map(|(r, c)| {
+            (
+                r.to_string(),
+                json!(if per_k > 0.0 {
+                    Some((c / per_k * 1000.0).round() / 1000.0)
+                } else {
+                    None
+                }),
+            )
+        })
+        .collect::<Map<_, _>>();
+    let rss = rss
+        .iter()
+        .map(|(r, b)| (r.to_string(), json!(b / (1 << 20))))
+        .collect::<Map<_, _>>();
+    (cpu, rss)
 }
 
 struct Usage {

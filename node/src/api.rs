@@ -5,7 +5,7 @@ use crate::genesis::PayloadKind;
 use crate::metrics::Metrics;
 use crate::net::{NetHandle, NetStatus};
 use crate::store::{Store, TxLocation};
-use crate::trace::SignedTrace;
+use crate::trace::{SignedTrace, SignedTraceJson};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
@@ -212,7 +212,19 @@ async fn get_trace(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
     let Some(id) = parse_id(&id) else {
         return error(StatusCode::BAD_REQUEST, "a trace id is 32 bytes of hex");
     };
-    let found = read(&s.store, move |st| {
+    match read_committed(&s.store, id).await {
+        Ok(Some((loc, tx))) => committed_trace(id, loc, tx),
+        Ok(None) => uncommitted_trace(&s, id).await,
+        Err(r) => r,
+    }
+}
+
+/// Where the committed index puts `id`, with the item from its block.
+async fn read_committed(
+    store: &Store,
+    id: Hash,
+) -> Result<Option<(TxLocation, Option<Tx>)>, Response> {
+    read(store, move |st| {
         let Some(loc) = st.tx_location(&id)? else {
             return Ok(None);
         };
@@ -220,25 +232,26 @@ async fn get_trace(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
         let tx = block.and_then(|b| b.payload.into_iter().find(|t| t.id() == id));
         Ok(Some((loc, tx)))
     })
-    .await;
-    let found = match found {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let trace_json = |tx: &Tx| SignedTrace::from_tx(tx).ok().map(|t| t.to_json());
-    let committed = |loc: TxLocation, tx: Option<Tx>| {
-        axum::Json(json!({
-            "id": id.to_hex(),
-            "status": "committed",
-            "domain": loc.domain.to_string(),
-            "height": loc.height,
-            "trace": tx.as_ref().and_then(trace_json),
-        }))
-        .into_response()
-    };
-    if let Some((loc, tx)) = found {
-        return committed(loc, tx);
-    }
+    .await
+}
+
+fn trace_json(tx: &Tx) -> Option<SignedTraceJson> {
+    SignedTrace::from_tx(tx).ok().map(|t| t.to_json())
+}
+
+fn committed_trace(id: Hash, loc: TxLocation, tx: Option<Tx>) -> Response {
+    axum::Json(json!({
+        "id": id.to_hex(),
+        "status": "committed",
+        "domain": loc.domain.to_string(),
+        "height": loc.height,
+        "trace": tx.as_ref().and_then(trace_json),
+    }))
+    .into_response()
+}
+
+/// Not in the committed index: what the main loop knows of it.
+async fn uncommitted_trace(s: &ApiState, id: Hash) -> Response {
     let (reply, rx) = oneshot::channel();
     if s.requests
         .send(ApiRequest::Pending { id, reply })
@@ -260,35 +273,43 @@ async fn get_trace(State(s): State<ApiState>, Path(id): Path<String>) -> Respons
             "durable": durable,
         }))
         .into_response(),
-        Ok(Lookup::Refused { domain, reason }) => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({
-                "error": format!("acknowledged here, then refused ({reason}): submit it again"),
-                "id": id.to_hex(),
-                "status": "refused",
-                "domain": domain.to_string(),
-                "reason": reason,
-            })),
-        )
-            .into_response(),
+        Ok(Lookup::Refused { domain, reason }) => refused_trace(id, domain, reason),
         Ok(Lookup::Unknown) => {
             // It may have committed between the two looks.
             match read(&s.store, move |st| st.tx_location(&id)).await {
-                Ok(Some(loc)) => committed(loc, None),
-                Ok(None) => (
-                    StatusCode::NOT_FOUND,
-                    axum::Json(json!({
-                        "error": "no such trace",
-                        "id": id.to_hex(),
-                        "status": "unknown",
-                    })),
-                )
-                    .into_response(),
+                Ok(Some(loc)) => committed_trace(id, loc, None),
+                Ok(None) => unknown_trace(id),
                 Err(r) => r,
             }
         }
         Err(_) => unavailable(),
     }
+}
+
+fn refused_trace(id: Hash, domain: DomainId, reason: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({
+            "error": format!("acknowledged here, then refused ({reason}): submit it again"),
+            "id": id.to_hex(),
+            "status": "refused",
+            "domain": domain.to_string(),
+            "reason": reason,
+        })),
+    )
+        .into_response()
+}
+
+fn unknown_trace(id: Hash) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({
+            "error": "no such trace",
+            "id": id.to_hex(),
+            "status": "unknown",
+        })),
+    )
+        .into_response()
 }
 
 async fn status(State(s): State<ApiState>) -> Response {

@@ -474,56 +474,71 @@ fn validate(g: &Genesis) -> Result<(), String> {
     }
     let mut ids = BTreeSet::new();
     for d in &g.domains {
-        let name = d.id.to_string();
         if !ids.insert(d.id) {
-            return Err(format!("domain {name} appears twice"));
+            return Err(format!("domain {} appears twice", d.id));
         }
-        if d.members.is_empty() {
-            return Err(format!("{name}: no members"));
-        }
-        if d.n() > usize::from(ReplicaIndex::MAX) {
-            return Err(format!("{name}: too many members"));
-        }
-        let mut peers = BTreeSet::new();
-        for (i, m) in d.members.iter().enumerate() {
-            if usize::from(m.index) != i {
-                return Err(format!(
-                    "{name}: member {} has index {}, expected {i}",
-                    m.peer_id, m.index
-                ));
-            }
-            if !peers.insert(m.peer_id) {
-                return Err(format!("{name}: {} is listed twice", m.peer_id));
-            }
-        }
-        let keys = load_keys(g.scheme, d.n(), &d.public_key_set, None)
-            .map_err(|e| format!("{name}: public_key_set: {e}"))?;
-        if keys.quorum() != quorum_for(d.n()) {
+        validate_domain(g.scheme, d)?;
+    }
+    validate_edges(g)
+}
+
+/// One domain on its own: its members, its key set and its roles.
+fn validate_domain(scheme: SchemeId, d: &DomainGenesis) -> Result<(), String> {
+    let name = d.id.to_string();
+    if d.members.is_empty() {
+        return Err(format!("{name}: no members"));
+    }
+    if d.n() > usize::from(ReplicaIndex::MAX) {
+        return Err(format!("{name}: too many members"));
+    }
+    let mut peers = BTreeSet::new();
+    for (i, m) in d.members.iter().enumerate() {
+        if usize::from(m.index) != i {
             return Err(format!(
-                "{name}: public_key_set has quorum {}, expected n - f = {}",
-                keys.quorum(),
-                quorum_for(d.n())
+                "{name}: member {} has index {}, expected {i}",
+                m.peer_id, m.index
             ));
         }
-        let edges = d.members.iter().filter(|m| m.role == Role::Edge).count();
-        match d.id {
-            DomainId::Global => {
-                if d.members.iter().any(|m| m.role == Role::Device) {
-                    return Err("global: a device cannot be a global validator".into());
-                }
+        if !peers.insert(m.peer_id) {
+            return Err(format!("{name}: {} is listed twice", m.peer_id));
+        }
+    }
+    let keys = load_keys(scheme, d.n(), &d.public_key_set, None)
+        .map_err(|e| format!("{name}: public_key_set: {e}"))?;
+    if keys.quorum() != quorum_for(d.n()) {
+        return Err(format!(
+            "{name}: public_key_set has quorum {}, expected n - f = {}",
+            keys.quorum(),
+            quorum_for(d.n())
+        ));
+    }
+    validate_roles(&name, d)
+}
+
+fn validate_roles(name: &str, d: &DomainGenesis) -> Result<(), String> {
+    let edges = d.members.iter().filter(|m| m.role == Role::Edge).count();
+    match d.id {
+        DomainId::Global => {
+            if d.members.iter().any(|m| m.role == Role::Device) {
+                return Err("global: a device cannot be a global validator".into());
             }
-            DomainId::Local(_) => {
-                if edges != 1 {
-                    return Err(format!(
-                        "{name}: needs exactly one edge member, has {edges}"
-                    ));
-                }
-                if d.members.iter().any(|m| m.role == Role::Cloud) {
-                    return Err(format!("{name}: a cloud node cannot be a local member"));
-                }
+        }
+        DomainId::Local(_) => {
+            if edges != 1 {
+                return Err(format!(
+                    "{name}: needs exactly one edge member, has {edges}"
+                ));
+            }
+            if d.members.iter().any(|m| m.role == Role::Cloud) {
+                return Err(format!("{name}: a cloud node cannot be a local member"));
             }
         }
     }
+    Ok(())
+}
+
+/// The global domain against the local ones.
+fn validate_edges(g: &Genesis) -> Result<(), String> {
     // An edge bridges its local domain into the global chain, so it is a global member too.
     let mut roles: BTreeMap<PeerId, Role> = BTreeMap::new();
     for d in g.domains.iter().filter(|d| d.id != DomainId::Global) {

@@ -95,61 +95,86 @@ fn parse_hosts(text: &str) -> anyhow::Result<(Vec<NodeSpec>, Vec<u32>)> {
     let mut names = BTreeSet::new();
     let mut ports = BTreeMap::new();
     for (i, h) in file.host.iter().enumerate() {
-        let what = format!("host {} (`{}`)", i + 1, h.name);
-        let name_ok = !h.name.is_empty()
-            && h.name.len() <= 32
-            && h.name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !name_ok {
-            bail!("{what}: name must be 1-32 letters, digits, '-' or '_' (it names a directory)");
-        }
-        if !names.insert(h.name.clone()) {
-            bail!("{what}: the name is used by an earlier host too");
-        }
-        let local = match (h.role, h.domain) {
-            (Role::Cloud, Some(d)) => bail!(
-                "{what}: a cloud is in the global domain only; remove `domain = {d}` or make it an edge"
-            ),
-            (Role::Cloud, None) => None,
-            (_, None) => bail!(
-                "{what}: a{} {} needs `domain = <local domain id>`",
-                if h.role == Role::Edge { "n" } else { "" },
-                h.role.as_str()
-            ),
-            (_, Some(0)) => bail!("{what}: domain ids start at 1"),
-            (_, Some(d)) => Some(d),
-        };
-        if h.address.is_unspecified() || h.address.is_multicast() || h.address.is_broadcast() {
-            bail!("{what}: address {} is not one host's address", h.address);
-        }
-        let p2p = h.p2p_port.unwrap_or(file.p2p_port);
-        let api = h.api_port.unwrap_or(file.api_port);
-        if p2p == 0 || api == 0 || p2p == api {
-            bail!("{what}: p2p port {p2p} and api port {api} must be two different ports above 0");
-        }
-        for port in [p2p, api] {
-            if let Some(other) = ports.insert((h.address, port), h.name.clone()) {
-                bail!(
-                    "{what}: {}:{port} is also used by host `{other}`",
-                    h.address
-                );
-            }
-        }
-        nodes.push(NodeSpec {
-            name: h.name.clone(),
-            number: i,
-            role: h.role,
-            peer_id: String::new(),
-            global: h.role != Role::Device,
-            local,
-            p2p_port: p2p,
-            api_port: api,
-            global_ip: None,
-            local_ip: None,
-            address: Some(h.address),
-        });
+        nodes.push(check_host(&file, i, h, &mut names, &mut ports)?);
     }
+    let domains = check_domains(&nodes)?;
+    Ok((nodes, domains))
+}
+
+/// Check host `i` of `file` against the rules and against the hosts before it (`names`
+/// and the `ports` already taken per address); returns its node.
+fn check_host(
+    file: &HostsFile,
+    i: usize,
+    h: &Host,
+    names: &mut BTreeSet<String>,
+    ports: &mut BTreeMap<(Ipv4Addr, u16), String>,
+) -> anyhow::Result<NodeSpec> {
+    let what = format!("host {} (`{}`)", i + 1, h.name);
+    let name_ok = !h.name.is_empty()
+        && h.name.len() <= 32
+        && h.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !name_ok {
+        bail!("{what}: name must be 1-32 letters, digits, '-' or '_' (it names a directory)");
+    }
+    if !names.insert(h.name.clone()) {
+        bail!("{what}: the name is used by an earlier host too");
+    }
+    let local = host_local_domain(h, &what)?;
+    if h.address.is_unspecified() || h.address.is_multicast() || h.address.is_broadcast() {
+        bail!("{what}: address {} is not one host's address", h.address);
+    }
+    let p2p = h.p2p_port.unwrap_or(file.p2p_port);
+    let api = h.api_port.unwrap_or(file.api_port);
+    if p2p == 0 || api == 0 || p2p == api {
+        bail!("{what}: p2p port {p2p} and api port {api} must be two different ports above 0");
+    }
+    for port in [p2p, api] {
+        if let Some(other) = ports.insert((h.address, port), h.name.clone()) {
+            bail!(
+                "{what}: {}:{port} is also used by host `{other}`",
+                h.address
+            );
+        }
+    }
+    Ok(NodeSpec {
+        name: h.name.clone(),
+        number: i,
+        role: h.role,
+        peer_id: String::new(),
+        global: h.role != Role::Device,
+        local,
+        p2p_port: p2p,
+        api_port: api,
+        global_ip: None,
+        local_ip: None,
+        address: Some(h.address),
+    })
+}
+
+/// The local domain of host `h` (`what` names it in errors): none for a cloud, required
+/// and above 0 for an edge or a device.
+fn host_local_domain(h: &Host, what: &str) -> anyhow::Result<Option<u32>> {
+    Ok(match (h.role, h.domain) {
+        (Role::Cloud, Some(d)) => bail!(
+            "{what}: a cloud is in the global domain only; remove `domain = {d}` or make it an edge"
+        ),
+        (Role::Cloud, None) => None,
+        (_, None) => bail!(
+            "{what}: a{} {} needs `domain = <local domain id>`",
+            if h.role == Role::Edge { "n" } else { "" },
+            h.role.as_str()
+        ),
+        (_, Some(0)) => bail!("{what}: domain ids start at 1"),
+        (_, Some(d)) => Some(d),
+    })
+}
+
+/// Check that every local domain named by `nodes` has exactly one edge and at least one
+/// device; returns the local domains in ascending order.
+fn check_domains(nodes: &[NodeSpec]) -> anyhow::Result<Vec<u32>> {
     let domains: BTreeSet<u32> = nodes.iter().filter_map(|n| n.local).collect();
     for &d in &domains {
         let edges: Vec<&str> = nodes
@@ -175,7 +200,7 @@ fn parse_hosts(text: &str) -> anyhow::Result<(Vec<NodeSpec>, Vec<u32>)> {
             bail!("local domain {d} has an edge but no device: add at least one device");
         }
     }
-    Ok((nodes, domains.into_iter().collect()))
+    Ok(domains.into_iter().collect())
 }
 
 /// Write one bundle per host of `hosts` under `out/nodes/<name>/`, plus the manifest, the

@@ -15,7 +15,7 @@ use anyhow::bail;
 use clap::ValueEnum;
 use nix::sys::signal::Signal;
 use rand::{Rng, SeedableRng};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -157,35 +157,7 @@ impl Ctx<'_> {
 pub fn run(a: Args) -> anyhow::Result<bool> {
     let bin = crate::procs::lcbft_bin()?;
     let stop = crate::up::stop_flag()?;
-    let running = match &a.dir {
-        Some(d) => Net::open(d, a.netns).ok().filter(Net::is_running),
-        None => None,
-    };
-    let mut s = match running {
-        Some(net) => {
-            if a.scenario.needs_netns() && !net.netns {
-                bail!(
-                    "scenario {:?} cuts network links: it needs a testnet started with --netns",
-                    a.scenario
-                );
-            }
-            Session::attach(net, bin.clone())
-        }
-        None => {
-            if a.scenario.needs_netns() && !a.netns {
-                bail!(
-                    "scenario {:?} cuts network links, which loopback mode has none of: run it with --netns (as root)",
-                    a.scenario
-                );
-            }
-            if a.netns {
-                crate::netns::preflight()?;
-            }
-            let dir = a.dir.clone().unwrap_or_else(session::fresh_dir);
-            let net = session::open_or_init(&dir, a.netns)?;
-            Session::start(net, a.netns, bin.clone())?
-        }
-    };
+    let mut s = open_session(&a, &bin)?;
     let p = Progress::new();
     p.note(&format!(
         "chaos {:?} on {}",
@@ -205,50 +177,102 @@ pub fn run(a: Args) -> anyhow::Result<bool> {
         };
         // Let the load commit a little first, so there is a history to keep safe.
         ctx.sleep(Duration::from_secs(3))
-            .and_then(|_| match a.scenario {
-                Scenario::KillLeader => kill_leader(&mut ctx),
-                Scenario::KillRestart => kill_restart(&mut ctx, a.seed, a.rounds),
-                Scenario::Kill9 => {
-                    let started = Instant::now();
-                    let r = kill9::run(&mut ctx, a.seed, a.rounds);
-                    crash = Some(r.as_ref().cloned().unwrap_or_default());
-                    ctx.p.note(&format!(
-                        "kill9 took {:.0}s",
-                        started.elapsed().as_secs_f64()
-                    ));
-                    r.map(|_| ())
-                }
-                Scenario::PartitionGlobal => partition_global(&mut ctx),
-                Scenario::IsolateEdge => isolate_edge(&mut ctx),
-                Scenario::RestartAll => {
-                    let all = ctx
-                        .net()
-                        .topo
-                        .nodes
-                        .iter()
-                        .map(|n| n.name.clone())
-                        .collect();
-                    restart_at_once(&mut ctx, all, a.signal.signal())
-                }
-                Scenario::PowerLoss => {
-                    let site = ctx
-                        .net()
-                        .topo
-                        .members("local/1")
-                        .into_iter()
-                        .map(|n| n.name.clone())
-                        .collect();
-                    restart_at_once(&mut ctx, site, Signal::SIGKILL)
-                }
-                Scenario::LongDown => long_down::run(&mut ctx),
-            })
+            .and_then(|_| run_scenario(&mut ctx, &a, &mut crash))
     };
     load.stop();
     p.note("checking the chains");
     let report = check::run(&s.net, Some(&bin));
     s.shutdown();
     p.finish();
-    let verdict = match &outcome {
+    let (json, clean) = summary(&a, &outcome, &report, crash.as_ref());
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(outcome.is_ok() && report.problems.is_empty() && clean)
+}
+
+/// Attach to the network `up` runs in `a.dir`, or else start one (in `a.dir`, or in a fresh
+/// directory); refuses a scenario that needs network namespaces where there are none.
+fn open_session(a: &Args, bin: &Path) -> anyhow::Result<Session> {
+    let running = match &a.dir {
+        Some(d) => Net::open(d, a.netns).ok().filter(Net::is_running),
+        None => None,
+    };
+    Ok(match running {
+        Some(net) => {
+            if a.scenario.needs_netns() && !net.netns {
+                bail!(
+                    "scenario {:?} cuts network links: it needs a testnet started with --netns",
+                    a.scenario
+                );
+            }
+            Session::attach(net, bin.to_path_buf())
+        }
+        None => {
+            if a.scenario.needs_netns() && !a.netns {
+                bail!(
+                    "scenario {:?} cuts network links, which loopback mode has none of: run it with --netns (as root)",
+                    a.scenario
+                );
+            }
+            if a.netns {
+                crate::netns::preflight()?;
+            }
+            let dir = a.dir.clone().unwrap_or_else(session::fresh_dir);
+            let net = session::open_or_init(&dir, a.netns)?;
+            Session::start(net, a.netns, bin.to_path_buf())?
+        }
+    })
+}
+
+/// Play scenario `a.scenario`; for `kill9`, `crash` receives its report (the default one if
+/// the campaign failed).
+fn run_scenario(ctx: &mut Ctx, a: &Args, crash: &mut Option<kill9::Report>) -> anyhow::Result<()> {
+    match a.scenario {
+        Scenario::KillLeader => kill_leader(ctx),
+        Scenario::KillRestart => kill_restart(ctx, a.seed, a.rounds),
+        Scenario::Kill9 => {
+            let started = Instant::now();
+            let r = kill9::run(ctx, a.seed, a.rounds);
+            *crash = Some(r.as_ref().cloned().unwrap_or_default());
+            ctx.p.note(&format!(
+                "kill9 took {:.0}s",
+                started.elapsed().as_secs_f64()
+            ));
+            r.map(|_| ())
+        }
+        Scenario::PartitionGlobal => partition_global(ctx),
+        Scenario::IsolateEdge => isolate_edge(ctx),
+        Scenario::RestartAll => {
+            let all = ctx
+                .net()
+                .topo
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .collect();
+            restart_at_once(ctx, all, a.signal.signal())
+        }
+        Scenario::PowerLoss => {
+            let site = ctx
+                .net()
+                .topo
+                .members("local/1")
+                .into_iter()
+                .map(|n| n.name.clone())
+                .collect();
+            restart_at_once(ctx, site, Signal::SIGKILL)
+        }
+        Scenario::LongDown => long_down::run(ctx),
+    }
+}
+
+/// The JSON summary of a chaos run, and whether the `kill9` campaign (if any) was clean.
+fn summary(
+    a: &Args,
+    outcome: &anyhow::Result<()>,
+    report: &check::Report,
+    crash: Option<&kill9::Report>,
+) -> (serde_json::Value, bool) {
+    let verdict = match outcome {
         Ok(()) => "ok".to_owned(),
         Err(e) => format!("{e:#}"),
     };
@@ -259,30 +283,38 @@ pub fn run(a: Args) -> anyhow::Result<bool> {
         "check": report,
     });
     let mut clean = true;
-    if let Some(k) = &crash {
-        // Forks `check` finds in the full chains count as conflicting commits too.
-        let forks = report
-            .problems
-            .iter()
-            .filter(|p| p.contains(": fork at height "))
-            .count();
-        let conflicting = k.conflicting_commits.len() + forks;
-        clean = conflicting == 0 && k.clean();
-        json["kill9"] = serde_json::json!({
-            "rounds": k.rounds.len(),
-            "conflicting_commits": conflicting,
-            "lost_committed_blocks": k.lost_committed_blocks.len(),
-            "double_votes": k.double_votes(),
-            "catch_up_ms": {
-                "p50": k.catch_up_ms_p50,
-                "p99": k.catch_up_ms_p99,
-                "max": k.catch_up_ms_max,
-            },
-            "detail": k,
-        });
+    if let Some(k) = crash {
+        let (kill9, k_clean) = kill9_summary(k, report);
+        json["kill9"] = kill9;
+        clean = k_clean;
     }
-    println!("{}", serde_json::to_string_pretty(&json)?);
-    Ok(outcome.is_ok() && report.problems.is_empty() && clean)
+    (json, clean)
+}
+
+/// The `kill9` part of the summary, and whether the campaign was clean: no conflicting
+/// commit, no lost committed block, no double vote.
+fn kill9_summary(k: &kill9::Report, report: &check::Report) -> (serde_json::Value, bool) {
+    // Forks `check` finds in the full chains count as conflicting commits too.
+    let forks = report
+        .problems
+        .iter()
+        .filter(|p| p.contains(": fork at height "))
+        .count();
+    let conflicting = k.conflicting_commits.len() + forks;
+    let clean = conflicting == 0 && k.clean();
+    let json = serde_json::json!({
+        "rounds": k.rounds.len(),
+        "conflicting_commits": conflicting,
+        "lost_committed_blocks": k.lost_committed_blocks.len(),
+        "double_votes": k.double_votes(),
+        "catch_up_ms": {
+            "p50": k.catch_up_ms_p50,
+            "p99": k.catch_up_ms_p99,
+            "max": k.catch_up_ms_max,
+        },
+        "detail": k,
+    });
+    (json, clean)
 }
 
 fn kill_leader(c: &mut Ctx) -> anyhow::Result<()> {

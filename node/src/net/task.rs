@@ -24,15 +24,16 @@ use futures::StreamExt;
 use lcbft_protocol::anchor::Anchor;
 use lcbft_protocol::codec::CodecError;
 use lcbft_protocol::message::Message;
-use lcbft_protocol::types::{DomainId, Tx};
-use libp2p::gossipsub::{self, MessageAcceptance, PublishError, TopicHash};
+use lcbft_protocol::types::{DomainId, ReplicaIndex, Tx};
+use libp2p::gossipsub::{self, MessageAcceptance, MessageId, PublishError, TopicHash};
 use libp2p::metrics::{Metrics as Libp2pMetrics, Recorder};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, Message as RrMessage};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionDenied, DialError, ListenError, Swarm, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, allow_block_list, connection_limits, identify, kad, mdns, noise, tcp, yamux,
+    Multiaddr, PeerId, allow_block_list, connection_limits, identify, kad, mdns, noise, ping, tcp,
+    yamux,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
@@ -61,18 +62,40 @@ pub fn spawn(
     ),
     NetError,
 > {
-    let network_peers = cfg.genesis.all_peers();
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    let net = Network::new(cfg, registry, metrics.clone(), ev_tx)?;
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let handle = NetHandle {
+        tx: cmd_tx,
+        metrics,
+    };
+    let task = tokio::spawn(net.run(cmd_rx));
+    Ok((handle, ev_rx, task))
+}
+
+fn behaviour_params(
+    cfg: &NetConfig,
+    network_peers: &BTreeSet<PeerId>,
+    metrics: &Metrics,
+) -> Params {
     let mut admitted = network_peers.clone();
     admitted.extend(cfg.observers.iter().copied());
-    let params = Params {
+    Params {
         admitted,
         topics: cfg.domains.iter().map(|d| topic(*d).hash()).collect(),
         liveness_timeout: cfg.liveness_timeout,
         mdns: cfg.mdns,
         unreadable: metrics.net_rejected_counter("direct", "unreadable"),
-    };
+    }
+}
+
+fn build_swarm(
+    cfg: &NetConfig,
+    params: &Params,
+    registry: &mut Registry,
+) -> Result<Swarm<Behaviour>, NetError> {
     let idle = cfg.idle_connection_timeout;
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
@@ -82,15 +105,17 @@ pub fn spawn(
         .map_err(|e| NetError::Transport(e.to_string()))?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key| {
-            Behaviour::new(key, &params, registry)
+            Behaviour::new(key, params, registry)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| NetError::Behaviour(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();
-    let lib_metrics = Libp2pMetrics::new(registry);
+    Ok(swarm)
+}
 
-    for addr in &cfg.listen {
+fn listen(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<(), NetError> {
+    for addr in addrs {
         swarm
             .listen_on(addr.clone())
             .map_err(|e| NetError::Listen {
@@ -98,8 +123,16 @@ pub fn spawn(
                 reason: e.to_string(),
             })?;
     }
+    Ok(())
+}
+
+/// Subscribe to each domain's topic; returns which domain each topic is.
+fn subscribe(
+    swarm: &mut Swarm<Behaviour>,
+    domains: &[DomainId],
+) -> Result<HashMap<TopicHash, DomainId>, NetError> {
     let mut topics = HashMap::new();
-    for &d in &cfg.domains {
+    for &d in domains {
         let t = topic(d);
         swarm
             .behaviour_mut()
@@ -111,17 +144,23 @@ pub fn spawn(
             })?;
         topics.insert(t.hash(), d);
     }
-    let local = *swarm.local_peer_id();
-    // The members we keep connections to: everyone in our domains but us.
-    let watched: BTreeSet<PeerId> = cfg
-        .domains
+    Ok(topics)
+}
+
+/// The members we keep connections to: everyone in our domains but us.
+fn watched_members(cfg: &NetConfig, local: PeerId) -> BTreeSet<PeerId> {
+    cfg.domains
         .iter()
         .filter_map(|d| cfg.genesis.domain(*d))
         .flat_map(|d| d.members.iter().map(|m| m.peer_id))
         .filter(|p| *p != local)
-        .collect();
+        .collect()
+}
+
+/// Hand the configured peer addresses to Kademlia and the swarm, and remember them.
+fn configured_addresses(swarm: &mut Swarm<Behaviour>, peers: &[Multiaddr]) -> AddressBook {
     let mut addresses = AddressBook::default();
-    for addr in &cfg.peers {
+    for addr in peers {
         let mut base = addr.clone();
         if let Some(Protocol::P2p(peer)) = base.pop() {
             swarm.behaviour_mut().kad.add_address(&peer, base.clone());
@@ -129,46 +168,7 @@ pub fn spawn(
             addresses.add(peer, base, Source::Configured);
         }
     }
-    // A node listening only on loopback is in a one-host testnet, where loopback addresses
-    // learned from peers are right; anywhere else they would point back at ourselves.
-    let loopback_only = cfg.listen.iter().all(is_loopback);
-    let refused = Refused {
-        not_member: metrics.connection_refused_counter("not_member"),
-        limit: metrics.connection_refused_counter("limit"),
-    };
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
-    let handle = NetHandle {
-        tx: cmd_tx,
-        metrics: metrics.clone(),
-    };
-    let net = Network {
-        swarm,
-        genesis: cfg.genesis,
-        topics,
-        watched,
-        addresses,
-        last_seen: HashMap::new(),
-        events: ev_tx,
-        lib_metrics,
-        metrics,
-        liveness: cfg.liveness_timeout,
-        redial: cfg.redial_interval,
-        announced_listen: false,
-        network_peers,
-        loopback_only,
-        lookups: HashMap::new(),
-        bootstrapped: false,
-        admission: cfg.admission,
-        limits: Limits::default(),
-        dialing: HashMap::new(),
-        refused,
-        other_versions: BTreeSet::new(),
-        publish_warned: None,
-        publish_unwarned: 0,
-    };
-    let task = tokio::spawn(net.run(cmd_rx));
-    Ok((handle, ev_rx, task))
+    addresses
 }
 
 struct Network {
@@ -233,6 +233,55 @@ impl Refused {
 const LOOKUP_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Network {
+    /// Build the swarm, listen and subscribe; the task sends its events to `events`.
+    fn new(
+        cfg: NetConfig,
+        registry: &mut Registry,
+        metrics: Metrics,
+        events: mpsc::Sender<NetEvent>,
+    ) -> Result<Self, NetError> {
+        let network_peers = cfg.genesis.all_peers();
+        let params = behaviour_params(&cfg, &network_peers, &metrics);
+        let mut swarm = build_swarm(&cfg, &params, registry)?;
+        let lib_metrics = Libp2pMetrics::new(registry);
+        listen(&mut swarm, &cfg.listen)?;
+        let topics = subscribe(&mut swarm, &cfg.domains)?;
+        let watched = watched_members(&cfg, *swarm.local_peer_id());
+        let addresses = configured_addresses(&mut swarm, &cfg.peers);
+        // A node listening only on loopback is in a one-host testnet, where loopback addresses
+        // learned from peers are right; anywhere else they would point back at ourselves.
+        let loopback_only = cfg.listen.iter().all(is_loopback);
+        let refused = Refused {
+            not_member: metrics.connection_refused_counter("not_member"),
+            limit: metrics.connection_refused_counter("limit"),
+        };
+        Ok(Network {
+            swarm,
+            genesis: cfg.genesis,
+            topics,
+            watched,
+            addresses,
+            last_seen: HashMap::new(),
+            events,
+            lib_metrics,
+            metrics,
+            liveness: cfg.liveness_timeout,
+            redial: cfg.redial_interval,
+            announced_listen: false,
+            network_peers,
+            loopback_only,
+            lookups: HashMap::new(),
+            bootstrapped: false,
+            admission: cfg.admission,
+            limits: Limits::default(),
+            dialing: HashMap::new(),
+            refused,
+            other_versions: BTreeSet::new(),
+            publish_warned: None,
+            publish_unwarned: 0,
+        })
+    }
+
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut tick = tokio::time::interval(self.redial);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -257,18 +306,7 @@ impl Network {
     /// Consensus recovers by its timeouts and block sync; traces acknowledged here are offered
     /// again by the main loop until they commit.
     fn publish_failed(&mut self, domain: DomainId, e: PublishError) {
-        // libp2p adds a variant under its `partial-messages` feature, which another crate in
-        // a build may turn on: the catch-all is unreachable only without it.
-        #[allow(unreachable_patterns)]
-        let reason = match &e {
-            PublishError::NoPeersSubscribedToTopic => "no_peers",
-            PublishError::Duplicate => "duplicate",
-            PublishError::AllQueuesFull(_) => "queues_full",
-            PublishError::MessageTooLarge => "too_large",
-            PublishError::SigningError(_) => "signing",
-            PublishError::TransformFailed(_) => "transform",
-            _ => "other",
-        };
+        let reason = publish_reason(&e);
         self.metrics.on_publish_failed(domain, reason);
         // The same bytes were published lately: they went out then.
         if matches!(e, PublishError::Duplicate) {
@@ -525,142 +563,130 @@ impl Network {
 
     fn on_behaviour(&mut self, ev: BehaviourEvent) {
         match ev {
-            BehaviourEvent::Gossipsub(e) => {
-                self.lib_metrics.record(&e);
-                if let gossipsub::Event::Message {
-                    propagation_source,
-                    message_id,
-                    message,
-                } = e
-                {
-                    self.touch(propagation_source);
-                    let gossip = GossipRef {
-                        id: message_id.clone(),
-                        source: propagation_source,
-                    };
-                    let verdict = match self.validate_gossip(&message) {
-                        // A consensus message is judged by the replica (signatures, shares,
-                        // leader), an anchor notice by the main loop (its proof): it reports
-                        // its verdict with `Command::Validate`, and only then is it forwarded.
-                        Ok(NetEvent::Consensus {
-                            domain, from, msg, ..
-                        }) => {
-                            return self.emit(NetEvent::Consensus {
-                                domain,
-                                from,
-                                msg,
-                                gossip: Some(gossip),
-                            });
-                        }
-                        Ok(NetEvent::Proposal {
-                            domain,
-                            from,
-                            compact,
-                            ..
-                        }) => {
-                            return self.emit(NetEvent::Proposal {
-                                domain,
-                                from,
-                                compact,
-                                gossip: Some(gossip),
-                            });
-                        }
-                        Ok(NetEvent::Anchored {
-                            domain,
-                            from,
-                            proof,
-                            ..
-                        }) => {
-                            return self.emit(NetEvent::Anchored {
-                                domain,
-                                from,
-                                proof,
-                                gossip: Some(gossip),
-                            });
-                        }
-                        v => v,
-                    };
-                    let acceptance = match &verdict {
-                        Ok(_) => MessageAcceptance::Accept,
-                        Err(reason) => {
-                            self.metrics.on_net_rejected("gossip", reason);
-                            debug!(source = ?message.source, reason, "gossip rejected");
-                            MessageAcceptance::Reject
-                        }
-                    };
-                    self.swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .report_message_validation_result(
-                            &message_id,
-                            &propagation_source,
-                            acceptance,
-                        );
-                    if let Ok(ev) = verdict {
-                        self.emit(ev);
-                    }
-                }
-            }
+            BehaviourEvent::Gossipsub(e) => self.on_gossipsub(e),
             BehaviourEvent::Direct(e) => self.on_direct(e),
-            BehaviourEvent::Identify(e) => {
-                self.lib_metrics.record(&*e);
-                if let identify::Event::Received { peer_id, info, .. } = *e {
-                    self.touch(peer_id);
-                    if info.protocol_version != IDENTIFY_PROTOCOL {
-                        self.metrics.on_net_rejected("identify", "wire_version");
-                        if self.other_versions.insert(peer_id) {
-                            warn!(
-                                %peer_id,
-                                theirs = %info.protocol_version,
-                                ours = IDENTIFY_PROTOCOL,
-                                agent = %info.agent_version,
-                                "peer speaks another wire version: no message passes between us until both run the same release"
-                            );
-                        }
-                    }
-                    // identify reports 127.0.0.1 for a node listening on 0.0.0.0: `learn`
-                    // drops loopback addresses unless we are on a one-host testnet.
-                    for addr in info.listen_addrs {
-                        self.learn(peer_id, addr, Source::Itself);
-                    }
-                }
+            BehaviourEvent::Identify(e) => self.on_identify(*e),
+            BehaviourEvent::Ping(e) => self.on_ping(e),
+            BehaviourEvent::Mdns(e) => self.on_mdns(e),
+            BehaviourEvent::Kad(e) => self.on_kad(e),
+        }
+    }
+
+    fn on_gossipsub(&mut self, e: gossipsub::Event) {
+        self.lib_metrics.record(&e);
+        if let gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        } = e
+        {
+            self.on_gossip_message(propagation_source, message_id, &message);
+        }
+    }
+
+    fn on_gossip_message(
+        &mut self,
+        propagation_source: PeerId,
+        message_id: MessageId,
+        message: &gossipsub::Message,
+    ) {
+        self.touch(propagation_source);
+        let gossip = GossipRef {
+            id: message_id.clone(),
+            source: propagation_source,
+        };
+        let verdict = match self.validate_gossip(message) {
+            // A consensus message is judged by the replica (signatures, shares, leader), an
+            // anchor notice by the main loop (its proof): it reports its verdict with
+            // `Command::Validate`, and only then is it forwarded.
+            Ok(mut ev) if awaits_verdict(&ev) => {
+                attach_gossip(&mut ev, gossip);
+                return self.emit(ev);
             }
-            BehaviourEvent::Ping(e) => {
-                self.lib_metrics.record(&e);
-                if e.result.is_ok() {
-                    self.touch(e.peer);
-                }
+            v => v,
+        };
+        let acceptance = match &verdict {
+            Ok(_) => MessageAcceptance::Accept,
+            Err(reason) => {
+                self.metrics.on_net_rejected("gossip", reason);
+                debug!(source = ?message.source, reason, "gossip rejected");
+                MessageAcceptance::Reject
             }
-            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&message_id, &propagation_source, acceptance);
+        if let Ok(ev) = verdict {
+            self.emit(ev);
+        }
+    }
+
+    fn on_identify(&mut self, e: identify::Event) {
+        self.lib_metrics.record(&e);
+        let identify::Event::Received { peer_id, info, .. } = e else {
+            return;
+        };
+        self.touch(peer_id);
+        if info.protocol_version != IDENTIFY_PROTOCOL {
+            self.metrics.on_net_rejected("identify", "wire_version");
+            if self.other_versions.insert(peer_id) {
+                warn!(
+                    %peer_id,
+                    theirs = %info.protocol_version,
+                    ours = IDENTIFY_PROTOCOL,
+                    agent = %info.agent_version,
+                    "peer speaks another wire version: no message passes between us until both run the same release"
+                );
+            }
+        }
+        // identify reports 127.0.0.1 for a node listening on 0.0.0.0: `learn` drops loopback
+        // addresses unless we are on a one-host testnet.
+        for addr in info.listen_addrs {
+            self.learn(peer_id, addr, Source::Itself);
+        }
+    }
+
+    fn on_ping(&mut self, e: ping::Event) {
+        self.lib_metrics.record(&e);
+        if e.result.is_ok() {
+            self.touch(e.peer);
+        }
+    }
+
+    fn on_mdns(&mut self, e: mdns::Event) {
+        match e {
+            mdns::Event::Discovered(found) => {
                 for (peer, addr) in found {
                     self.learn(peer, addr, Source::Hearsay);
                 }
                 // mDNS never dials; the next maintenance tick does.
             }
-            BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}
-            BehaviourEvent::Kad(e) => {
-                self.lib_metrics.record(&e);
-                match e {
-                    kad::Event::RoutingUpdated {
-                        peer, addresses, ..
-                    } => {
-                        for addr in addresses.iter().cloned().collect::<Vec<_>>() {
-                            self.learn(peer, addr, Source::Hearsay);
-                        }
-                    }
-                    kad::Event::OutboundQueryProgressed {
-                        result: kad::QueryResult::GetClosestPeers(Ok(ok)),
-                        ..
-                    } => {
-                        for info in ok.peers {
-                            for addr in info.addrs {
-                                self.learn(info.peer_id, addr, Source::Hearsay);
-                            }
-                        }
-                    }
-                    _ => {}
+            mdns::Event::Expired(_) => {}
+        }
+    }
+
+    fn on_kad(&mut self, e: kad::Event) {
+        self.lib_metrics.record(&e);
+        match e {
+            kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            } => {
+                for addr in addresses.iter().cloned().collect::<Vec<_>>() {
+                    self.learn(peer, addr, Source::Hearsay);
                 }
             }
+            kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetClosestPeers(Ok(ok)),
+                ..
+            } => {
+                for info in ok.peers {
+                    for addr in info.addrs {
+                        self.learn(info.peer_id, addr, Source::Hearsay);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -685,40 +711,7 @@ impl Network {
                 gossip: None,
             }),
             Gossip::Payload(txs) => {
-                // Traces of this domain passing the admission rule, or in the global domain
-                // anchors (the replica judges those); a member relaying anything else is
-                // refused as a whole, so gossipsub holds it against that member.
-                if txs.is_empty() {
-                    return Err("bad_trace");
-                }
-                let anchors = |tx: &Tx| domain == DomainId::Global && Anchor::is_anchor(tx);
-                if txs
-                    .iter()
-                    .filter(|tx| anchors(tx))
-                    .any(|tx| !matches!(Anchor::from_tx(tx), Some(Ok(_))))
-                {
-                    return Err("bad_anchor");
-                }
-                let Some(admission) = &self.admission else {
-                    return Ok(NetEvent::Payload { domain, from, txs });
-                };
-                let (anchored, traces): (Vec<Tx>, Vec<Tx>) = txs.into_iter().partition(anchors);
-                let verdicts = admission.check(domain, &traces);
-                // Counted by reason in `lcbft_traces_refused_total`.
-                if verdicts
-                    .iter()
-                    .any(|v| v.is_err_and(|r| r != Refusal::Committed))
-                {
-                    return Err("bad_trace");
-                }
-                // A trace committed while this message travelled is no fault of its author.
-                let mut txs = anchored;
-                txs.extend(
-                    traces
-                        .into_iter()
-                        .zip(verdicts)
-                        .filter_map(|(tx, v)| v.is_ok().then_some(tx)),
-                );
+                let txs = self.admit_payload(domain, txs)?;
                 Ok(NetEvent::Payload { domain, from, txs })
             }
             // Only the proposer announces its block this way; the replica judges the rest
@@ -735,19 +728,8 @@ impl Network {
                     gossip: None,
                 })
             }
-            // Only a local domain's edge anchors it; its notices cost pairings to check (the
-            // main loop does, against the genesis key sets), so each edge has a budget.
             Gossip::Anchored(proof) => {
-                let edge = members
-                    .members
-                    .get(usize::from(from))
-                    .is_some_and(|m| m.role == Role::Edge);
-                if domain == DomainId::Global || !edge {
-                    return Err("not_edge");
-                }
-                if !self.limits.allow(author, Work::Notice, Instant::now()) {
-                    return Err("notice_rate_limited");
-                }
+                self.check_notice(domain, from, author)?;
                 Ok(NetEvent::Anchored {
                     domain,
                     from,
@@ -756,6 +738,66 @@ impl Network {
                 })
             }
         }
+    }
+
+    /// The gossiped transactions to pass on. Traces of this domain passing the admission rule,
+    /// or in the global domain anchors (the replica judges those); a member relaying anything
+    /// else is refused as a whole, so gossipsub holds it against that member.
+    fn admit_payload(&self, domain: DomainId, txs: Vec<Tx>) -> Result<Vec<Tx>, &'static str> {
+        if txs.is_empty() {
+            return Err("bad_trace");
+        }
+        let anchors = |tx: &Tx| domain == DomainId::Global && Anchor::is_anchor(tx);
+        if txs
+            .iter()
+            .filter(|tx| anchors(tx))
+            .any(|tx| !matches!(Anchor::from_tx(tx), Some(Ok(_))))
+        {
+            return Err("bad_anchor");
+        }
+        let Some(admission) = &self.admission else {
+            return Ok(txs);
+        };
+        let (anchored, traces): (Vec<Tx>, Vec<Tx>) = txs.into_iter().partition(anchors);
+        let verdicts = admission.check(domain, &traces);
+        // Counted by reason in `lcbft_traces_refused_total`.
+        if verdicts
+            .iter()
+            .any(|v| v.is_err_and(|r| r != Refusal::Committed))
+        {
+            return Err("bad_trace");
+        }
+        // A trace committed while this message travelled is no fault of its author.
+        let mut txs = anchored;
+        txs.extend(
+            traces
+                .into_iter()
+                .zip(verdicts)
+                .filter_map(|(tx, v)| v.is_ok().then_some(tx)),
+        );
+        Ok(txs)
+    }
+
+    /// Only a local domain's edge anchors it; its notices cost pairings to check (the main
+    /// loop does, against the genesis key sets), so each edge has a budget.
+    fn check_notice(
+        &mut self,
+        domain: DomainId,
+        from: ReplicaIndex,
+        author: PeerId,
+    ) -> Result<(), &'static str> {
+        let edge = self
+            .genesis
+            .domain(domain)
+            .and_then(|d| d.members.get(usize::from(from)))
+            .is_some_and(|m| m.role == Role::Edge);
+        if domain == DomainId::Global || !edge {
+            return Err("not_edge");
+        }
+        if !self.limits.allow(author, Work::Notice, Instant::now()) {
+            return Err("notice_rate_limited");
+        }
+        Ok(())
     }
 
     fn on_direct(&mut self, e: request_response::Event<Direct, Ack>) {
@@ -863,10 +905,50 @@ fn codec_reason(e: CodecError) -> &'static str {
     }
 }
 
+/// Whether the main loop judges `ev` (the replica a consensus message or proposal, the main
+/// loop an anchor notice's proof) rather than this task alone.
+fn awaits_verdict(ev: &NetEvent) -> bool {
+    matches!(
+        ev,
+        NetEvent::Consensus { .. } | NetEvent::Proposal { .. } | NetEvent::Anchored { .. }
+    )
+}
+
+/// Mark `ev` as come by gossip, so its verdict can be reported to gossipsub later.
+fn attach_gossip(ev: &mut NetEvent, gossip: GossipRef) {
+    match ev {
+        NetEvent::Consensus { gossip: slot, .. }
+        | NetEvent::Proposal { gossip: slot, .. }
+        | NetEvent::Anchored { gossip: slot, .. } => *slot = Some(gossip),
+        NetEvent::Payload { .. } | NetEvent::Listening(_) => {}
+    }
+}
+
 fn is_loopback(a: &Multiaddr) -> bool {
     a.iter().any(|p| match p {
         Protocol::Ip4(ip) => ip.is_loopback(),
         Protocol::Ip6(ip) => ip.is_loopback(),
         _ => false,
     })
+}
+
+/// A label for a publish failure. libp2p adds a variant under its `partial-messages` feature,
+/// which another crate in a build may turn on, so a `match` could not be exhaustive both with
+/// and without it: test the known ones, anything else is `other`.
+fn publish_reason(e: &PublishError) -> &'static str {
+    if matches!(e, PublishError::NoPeersSubscribedToTopic) {
+        "no_peers"
+    } else if matches!(e, PublishError::Duplicate) {
+        "duplicate"
+    } else if matches!(e, PublishError::AllQueuesFull(_)) {
+        "queues_full"
+    } else if matches!(e, PublishError::MessageTooLarge) {
+        "too_large"
+    } else if matches!(e, PublishError::SigningError(_)) {
+        "signing"
+    } else if matches!(e, PublishError::TransformFailed(_)) {
+        "transform"
+    } else {
+        "other"
+    }
 }

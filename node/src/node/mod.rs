@@ -18,12 +18,14 @@ use crate::store::{Store, StoreError};
 use driver::Driver;
 use lcbft_protocol::anchor::AnchorRules;
 use lcbft_protocol::replica::{Replica, Stored};
-use lcbft_protocol::types::DomainId;
+use lcbft_protocol::types::{DomainId, ReplicaIndex};
+use libp2p::PeerId;
+use libp2p::identity::Keypair;
 use main_loop::MainLoop;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::info;
@@ -74,106 +76,33 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             genesis: cfg.genesis.clone(),
         });
     }
-    let shares_dir = if cfg.shares.as_os_str().is_empty() {
-        cfg.genesis
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join("keys")
-            .join(me.to_string())
-    } else {
-        cfg.shares.clone()
-    };
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| NodeError::DataDir {
-        path: cfg.data_dir.clone(),
-        source,
-    })?;
-    let db_path = cfg.data_dir.join("lcbft.redb");
-    let store_err = |source| NodeError::Store {
-        path: db_path.clone(),
-        source,
-    };
-    let store = Store::open(&db_path).map_err(store_err)?;
-
+    let shares_dir = shares_dir(&cfg, &me);
+    let (store, db_path) = open_store(&cfg)?;
     let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
-    Metrics::register_collectors(&mut registry, db_path.clone());
-    metrics.set_info(&me.to_string(), crate::metrics::node_role(&genesis, &me));
-    metrics.init_anchoring(
-        genesis
-            .domains
-            .iter()
-            .map(|d| d.id)
-            .filter(|d| *d != DomainId::Global),
-    );
-
+    let metrics = node_metrics(&mut registry, &db_path, &genesis, &me);
     let admission = Admission::new(
         cfg.api.max_trace_bytes,
         genesis.payload == genesis::PayloadKind::Raw,
         store.clone(),
         metrics.clone(),
     );
-    let mut drivers = BTreeMap::new();
-    for (domain, index) in &memberships {
-        let share = shares_dir.join(format!("{}.share", domain_tag(*domain)));
-        let (index2, keys) = genesis::load_member_keys(&genesis, *domain, &me, &share)?;
-        debug_assert_eq!(*index, index2);
-        let keys = metrics.time_crypto(*domain, keys);
-        let mut replica =
-            restore(&cfg, &genesis, &store, *domain, *index, keys).map_err(store_err)?;
-        if let Replica::Global(g) = &mut replica {
-            let mut ring = genesis.key_ring().map_err(NodeError::Keys)?;
-            ring.remove(&DomainId::Global);
-            let anchored = store
-                .anchored_tips(ring.keys().copied())
-                .map_err(store_err)?;
-            g.set_anchor_rules(AnchorRules::new(ring), anchored);
-        }
-        replica.set_payload_rule(Box::new(ProposalRule(admission.clone())));
-        info!(%domain, index, state = %replica.describe(), "replica restored");
-        metrics.init_domain(*domain);
-        let driver = Driver::new(*domain, *index, replica).observed(metrics.observer(*domain));
-        drivers.insert(*domain, driver);
-    }
-    let (net, net_events, net_task) = net::spawn(
-        NetConfig {
-            keypair,
-            genesis: genesis.clone(),
-            domains: drivers.keys().copied().collect(),
-            listen: cfg.network.listen.clone(),
-            peers: cfg.network.peers.clone(),
-            mdns: cfg.network.mdns,
-            observers: cfg.network.observers.clone(),
-            liveness_timeout: cfg.network.liveness_timeout,
-            redial_interval: cfg.network.redial_interval,
-            idle_connection_timeout: cfg.network.idle_connection_timeout,
-            admission: Some(admission.clone()),
-        },
-        &mut registry,
-        metrics.clone(),
-    )?;
+    let parts = Parts {
+        cfg: &cfg,
+        me: &me,
+        genesis: &genesis,
+        store: &store,
+        db_path: &db_path,
+        metrics: &metrics,
+        admission: &admission,
+    };
+    let drivers = parts.drivers(&memberships, &shares_dir)?;
+    let net_config = parts.net_config(keypair, drivers.keys().copied().collect());
+    let (net, net_events, net_task) = net::spawn(net_config, &mut registry, metrics.clone())?;
     let registry = Arc::new(registry);
 
     let (api_tx, api_rx) = mpsc::channel::<ApiRequest>(1024);
     if cfg.api.enabled {
-        let listener = tokio::net::TcpListener::bind(cfg.api.listen)
-            .await
-            .map_err(|source| NodeError::Api {
-                addr: cfg.api.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().unwrap_or(cfg.api.listen);
-        info!(%addr, "HTTP API listening");
-        let state = ApiState {
-            store: store.clone(),
-            requests: api_tx,
-            net: net.clone(),
-            registry,
-            metrics: metrics.clone(),
-            max_trace_bytes: cfg.api.max_trace_bytes,
-            payload: genesis.payload,
-            admission: admission.clone(),
-        };
-        tokio::spawn(api::serve(listener, state));
+        parts.serve_api(api_tx, net.clone(), registry).await?;
     }
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -183,7 +112,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
 
     let anchoring = anchoring::Anchoring::new(&genesis, &me, cfg.consensus.local_window)
         .map_err(NodeError::Keys)?;
-    let acknowledged = store.accepted().map_err(store_err)?;
+    let acknowledged = store
+        .accepted()
+        .map_err(|source| store_err(&db_path, source))?;
     let mut main = MainLoop::new(
         drivers,
         genesis,
@@ -199,6 +130,158 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let _ = net_task.await;
     info!("node stopped");
     result
+}
+
+/// Where this node's key shares are: `shares` in the config, or by default
+/// `keys/<peer id>` next to the genesis.
+fn shares_dir(cfg: &Config, me: &PeerId) -> PathBuf {
+    if cfg.shares.as_os_str().is_empty() {
+        cfg.genesis
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("keys")
+            .join(me.to_string())
+    } else {
+        cfg.shares.clone()
+    }
+}
+
+/// The store in the data directory (created if missing), and its path.
+fn open_store(cfg: &Config) -> Result<(Store, PathBuf), NodeError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| NodeError::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    let db_path = cfg.data_dir.join("lcbft.redb");
+    let store = Store::open(&db_path).map_err(|source| store_err(&db_path, source))?;
+    Ok((store, db_path))
+}
+
+fn store_err(path: &Path, source: StoreError) -> NodeError {
+    NodeError::Store {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn node_metrics(
+    registry: &mut Registry,
+    db_path: &Path,
+    genesis: &Genesis,
+    me: &PeerId,
+) -> Metrics {
+    let metrics = Metrics::register(registry);
+    Metrics::register_collectors(registry, db_path.to_owned());
+    metrics.set_info(&me.to_string(), crate::metrics::node_role(genesis, me));
+    metrics.init_anchoring(
+        genesis
+            .domains
+            .iter()
+            .map(|d| d.id)
+            .filter(|d| *d != DomainId::Global),
+    );
+    metrics
+}
+
+/// What the steps of `run` share once the store is open.
+struct Parts<'a> {
+    cfg: &'a Config,
+    me: &'a PeerId,
+    genesis: &'a Arc<Genesis>,
+    store: &'a Store,
+    db_path: &'a Path,
+    metrics: &'a Metrics,
+    admission: &'a Admission,
+}
+
+impl Parts<'_> {
+    /// A driver for each domain this node is a member of, its replica restored from disk.
+    fn drivers(
+        &self,
+        memberships: &[(DomainId, ReplicaIndex)],
+        shares_dir: &Path,
+    ) -> Result<BTreeMap<DomainId, Driver>, NodeError> {
+        let mut drivers = BTreeMap::new();
+        for (domain, index) in memberships {
+            let share = shares_dir.join(format!("{}.share", domain_tag(*domain)));
+            let driver = self.driver(*domain, *index, &share)?;
+            drivers.insert(*domain, driver);
+        }
+        Ok(drivers)
+    }
+
+    fn driver(
+        &self,
+        domain: DomainId,
+        index: ReplicaIndex,
+        share: &Path,
+    ) -> Result<Driver, NodeError> {
+        let (index2, keys) = genesis::load_member_keys(self.genesis, domain, self.me, share)?;
+        debug_assert_eq!(index, index2);
+        let keys = self.metrics.time_crypto(domain, keys);
+        let mut replica = restore(self.cfg, self.genesis, self.store, domain, index, keys)
+            .map_err(|e| store_err(self.db_path, e))?;
+        if let Replica::Global(g) = &mut replica {
+            let mut ring = self.genesis.key_ring().map_err(NodeError::Keys)?;
+            ring.remove(&DomainId::Global);
+            let anchored = self
+                .store
+                .anchored_tips(ring.keys().copied())
+                .map_err(|e| store_err(self.db_path, e))?;
+            g.set_anchor_rules(AnchorRules::new(ring), anchored);
+        }
+        replica.set_payload_rule(Box::new(ProposalRule(self.admission.clone())));
+        info!(%domain, index, state = %replica.describe(), "replica restored");
+        self.metrics.init_domain(domain);
+        Ok(Driver::new(domain, index, replica).observed(self.metrics.observer(domain)))
+    }
+
+    fn net_config(&self, keypair: Keypair, domains: Vec<DomainId>) -> NetConfig {
+        let cfg = self.cfg;
+        NetConfig {
+            keypair,
+            genesis: self.genesis.clone(),
+            domains,
+            listen: cfg.network.listen.clone(),
+            peers: cfg.network.peers.clone(),
+            mdns: cfg.network.mdns,
+            observers: cfg.network.observers.clone(),
+            liveness_timeout: cfg.network.liveness_timeout,
+            redial_interval: cfg.network.redial_interval,
+            idle_connection_timeout: cfg.network.idle_connection_timeout,
+            admission: Some(self.admission.clone()),
+        }
+    }
+
+    /// Bind the HTTP API and serve it in a task of its own.
+    async fn serve_api(
+        &self,
+        requests: mpsc::Sender<ApiRequest>,
+        net: net::NetHandle,
+        registry: Arc<Registry>,
+    ) -> Result<(), NodeError> {
+        let cfg = self.cfg;
+        let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+            .await
+            .map_err(|source| NodeError::Api {
+                addr: cfg.api.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().unwrap_or(cfg.api.listen);
+        info!(%addr, "HTTP API listening");
+        let state = ApiState {
+            store: self.store.clone(),
+            requests,
+            net,
+            registry,
+            metrics: self.metrics.clone(),
+            max_trace_bytes: cfg.api.max_trace_bytes,
+            payload: self.genesis.payload,
+            admission: self.admission.clone(),
+        };
+        tokio::spawn(api::serve(listener, state));
+        Ok(())
+    }
 }
 
 /// A domain's replica from what is on disk.

@@ -213,17 +213,7 @@ impl Byzantine {
 
     fn transform_one(&mut self, out: Output) -> Vec<Output> {
         match (self.strategy, out) {
-            (Strategy::Equivocator, Output::Broadcast(Message::Propose(p))) => {
-                let mut twin = p.clone();
-                twin.block.payload.push(Tx::new(b"equivocation".to_vec()));
-                self.others()
-                    .enumerate()
-                    .map(|(k, to)| Output::Send {
-                        to,
-                        msg: Message::Propose(if k % 2 == 0 { p.clone() } else { twin.clone() }),
-                    })
-                    .collect()
-            }
+            (Strategy::Equivocator, Output::Broadcast(Message::Propose(p))) => self.equivocate(p),
             (Strategy::InvalidShare, Output::Send { to, msg }) => {
                 vec![Output::Send {
                     to,
@@ -240,17 +230,8 @@ impl Byzantine {
             (Strategy::StaleCert, Output::Broadcast(Message::Propose(p))) => {
                 vec![Output::Broadcast(Message::Propose(self.extend_genesis(p)))]
             }
-            (Strategy::BadPayload, Output::Broadcast(Message::Propose(mut p))) => {
-                self.proposals += 1;
-                let refused =
-                    Tx::new([crate::sim::REFUSED_PREFIX, &self.proposals.to_be_bytes()].concat());
-                let extra = match self.proposals % 3 {
-                    1 => p.block.payload.first().cloned(),
-                    2 => self.committed.clone(),
-                    _ => None,
-                };
-                p.block.payload.push(extra.unwrap_or(refused));
-                vec![Output::Broadcast(Message::Propose(p))]
+            (Strategy::BadPayload, Output::Broadcast(Message::Propose(p))) => {
+                vec![Output::Broadcast(Message::Propose(self.bad_payload(p)))]
             }
             (Strategy::ForgedCert, Output::Broadcast(Message::Propose(mut p))) => {
                 p.block.justify.signature = Signature(vec![3; 96]);
@@ -262,19 +243,7 @@ impl Byzantine {
                     to,
                     msg: Message::NewView { timeout, vote, .. },
                 },
-            ) => {
-                let high_qc = self.forged(Kind::Vote, timeout.msg.view + 1000);
-                let high_tc = Some(self.forged(Kind::Timeout, timeout.msg.view + 1000));
-                vec![Output::Send {
-                    to,
-                    msg: Message::NewView {
-                        timeout,
-                        high_qc,
-                        high_tc,
-                        vote,
-                    },
-                }]
-            }
+            ) => self.forge_new_view(to, timeout, vote),
             (
                 Strategy::ForgedViewChange,
                 Output::Send {
@@ -287,20 +256,7 @@ impl Byzantine {
                             ..
                         },
                 },
-            ) => {
-                let forged = self.forged(Kind::Vote, share.msg.view << 32 | 5);
-                let mut out = vec![Output::Send {
-                    to,
-                    msg: Message::ViewChange {
-                        share,
-                        leader,
-                        high_qc: forged,
-                        current,
-                    },
-                }];
-                out.extend(self.forged_view_change());
-                out
-            }
+            ) => self.forge_view_change(to, share, leader, current),
             (Strategy::LowCertLeader, Output::Broadcast(Message::NewTerm { vc, leader, .. })) => {
                 self.low_term = Some(vc.view());
                 vec![Output::Broadcast(Message::NewTerm {
@@ -316,6 +272,66 @@ impl Byzantine {
             }
             (_, out) => vec![out],
         }
+    }
+
+    /// One proposal to half of the others, a different block for the same view to the rest.
+    fn equivocate(&self, p: Proposal) -> Vec<Output> {
+        let mut twin = p.clone();
+        twin.block.payload.push(Tx::new(b"equivocation".to_vec()));
+        self.others()
+            .enumerate()
+            .map(|(k, to)| Output::Send {
+                to,
+                msg: Message::Propose(if k % 2 == 0 { p.clone() } else { twin.clone() }),
+            })
+            .collect()
+    }
+
+    fn bad_payload(&mut self, mut p: Proposal) -> Proposal {
+        self.proposals += 1;
+        let refused = Tx::new([crate::sim::REFUSED_PREFIX, &self.proposals.to_be_bytes()].concat());
+        let extra = match self.proposals % 3 {
+            1 => p.block.payload.first().cloned(),
+            2 => self.committed.clone(),
+            _ => None,
+        };
+        p.block.payload.push(extra.unwrap_or(refused));
+        p
+    }
+
+    fn forge_new_view(&self, to: ReplicaIndex, timeout: Vote, vote: Option<Vote>) -> Vec<Output> {
+        let high_qc = self.forged(Kind::Vote, timeout.msg.view + 1000);
+        let high_tc = Some(self.forged(Kind::Timeout, timeout.msg.view + 1000));
+        vec![Output::Send {
+            to,
+            msg: Message::NewView {
+                timeout,
+                high_qc,
+                high_tc,
+                vote,
+            },
+        }]
+    }
+
+    fn forge_view_change(
+        &self,
+        to: ReplicaIndex,
+        share: Vote,
+        leader: ReplicaIndex,
+        current: Option<TermProof>,
+    ) -> Vec<Output> {
+        let forged = self.forged(Kind::Vote, share.msg.view << 32 | 5);
+        let mut out = vec![Output::Send {
+            to,
+            msg: Message::ViewChange {
+                share,
+                leader,
+                high_qc: forged,
+                current,
+            },
+        }];
+        out.extend(self.forged_view_change());
+        out
     }
 
     /// A share over the wrong message, in a well-formed envelope.

@@ -251,75 +251,120 @@ fn campaign(
         })
         .collect();
     for round in 1..=rounds {
-        // A random instant under load: anywhere in a view, a vote, a write.
-        let killed_after = Duration::from_millis(rng.gen_range(0..1500));
-        c.sleep(killed_after)?;
-        let snap = c.observe(ledger);
-        let (victim, picked_as) = c.pick(rng, round, &snap);
-        let down = Duration::from_millis(rng.gen_range(100..2500));
-        c.p.note(&format!(
-            "round {round}/{rounds}: kill -9 {victim} ({picked_as}), down for {:.1}s",
-            down.as_secs_f64()
-        ));
-        c.s.kill(&victim, Signal::SIGKILL)?;
-        c.sleep(down)?;
-        let node = c.net().topo.node(&victim)?.clone();
-        // Where the others are when it comes back: the height it has to reach.
-        let at_restart = c.observe(ledger);
-        let targets: Vec<(String, u64)> = node
-            .domains()
-            .into_iter()
-            .map(|d| {
-                let h = at_restart
-                    .views(&d)
-                    .filter(|(n, _)| *n != victim)
-                    .map(|(_, v)| v.committed_height)
-                    .max()
-                    .unwrap_or(0);
-                (d, h)
-            })
-            .collect();
-        c.s.restart(&victim)?;
-        let restarted = Instant::now();
-        let mut caught_up = None;
-        while restarted.elapsed() < RECOVER {
-            let snap = c.observe(ledger);
-            let done = snap
-                .get(&victim)
-                .and_then(|o| o.status.as_ref())
-                .is_some_and(|st| {
-                    targets
-                        .iter()
-                        .all(|(d, h)| st.domain(d).is_some_and(|v| v.committed_height >= *h))
-                });
-            if done {
-                caught_up = Some(restarted.elapsed());
-                break;
-            }
-            c.sleep(Duration::from_millis(200))?;
-        }
-        ledger.report.rounds.push(Round {
-            round,
-            victim: victim.clone(),
-            picked_as,
-            killed_after_ms: killed_after.as_millis() as u64,
-            down_ms: down.as_millis() as u64,
-            catch_up_ms: caught_up.map(|d| d.as_millis() as u64),
-        });
-        let Some(took) = caught_up else {
-            bail!(
-                "round {round}: {victim} did not catch up within {}s",
-                RECOVER.as_secs()
-            );
-        };
-        c.p.note(&format!(
-            "round {round}/{rounds}: {victim} caught up in {:.1}s",
-            took.as_secs_f64()
-        ));
-        if !ledger.report.clean() {
-            bail!("round {round}: safety violated (see the kill9 report)");
-        }
+        crash_round(c, rng, round, rounds, ledger)?;
     }
+    wait_commits_past(c, ledger, before)?;
+    c.p.note("kill9: every domain committed after the restarts");
+    Ok(())
+}
+
+/// One round of the campaign: kill -9 a victim at a random instant, restart it after a
+/// random pause, wait until it caught up and record the round in the ledger's report.
+fn crash_round(
+    c: &mut Ctx,
+    rng: &mut impl Rng,
+    round: u32,
+    rounds: u32,
+    ledger: &mut Ledger,
+) -> anyhow::Result<()> {
+    // A random instant under load: anywhere in a view, a vote, a write.
+    let killed_after = Duration::from_millis(rng.gen_range(0..1500));
+    c.sleep(killed_after)?;
+    let snap = c.observe(ledger);
+    let (victim, picked_as) = c.pick(rng, round, &snap);
+    let down = Duration::from_millis(rng.gen_range(100..2500));
+    c.p.note(&format!(
+        "round {round}/{rounds}: kill -9 {victim} ({picked_as}), down for {:.1}s",
+        down.as_secs_f64()
+    ));
+    c.s.kill(&victim, Signal::SIGKILL)?;
+    c.sleep(down)?;
+    let targets = catch_up_targets(c, ledger, &victim)?;
+    c.s.restart(&victim)?;
+    let caught_up = wait_caught_up(c, ledger, &victim, &targets)?;
+    ledger.report.rounds.push(Round {
+        round,
+        victim: victim.clone(),
+        picked_as,
+        killed_after_ms: killed_after.as_millis() as u64,
+        down_ms: down.as_millis() as u64,
+        catch_up_ms: caught_up.map(|d| d.as_millis() as u64),
+    });
+    let Some(took) = caught_up else {
+        bail!(
+            "round {round}: {victim} did not catch up within {}s",
+            RECOVER.as_secs()
+        );
+    };
+    c.p.note(&format!(
+        "round {round}/{rounds}: {victim} caught up in {:.1}s",
+        took.as_secs_f64()
+    ));
+    if !ledger.report.clean() {
+        bail!("round {round}: safety violated (see the kill9 report)");
+    }
+    Ok(())
+}
+
+/// Where the others are when `victim` comes back: per domain of `victim`, the height it
+/// has to reach.
+fn catch_up_targets(
+    c: &Ctx,
+    ledger: &mut Ledger,
+    victim: &str,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    let node = c.net().topo.node(victim)?.clone();
+    let at_restart = c.observe(ledger);
+    Ok(node
+        .domains()
+        .into_iter()
+        .map(|d| {
+            let h = at_restart
+                .views(&d)
+                .filter(|(n, _)| *n != victim)
+                .map(|(_, v)| v.committed_height)
+                .max()
+                .unwrap_or(0);
+            (d, h)
+        })
+        .collect())
+}
+
+/// Poll until the just restarted `victim` holds every target height; how long that took,
+/// or None if it did not within `RECOVER`.
+fn wait_caught_up(
+    c: &Ctx,
+    ledger: &mut Ledger,
+    victim: &str,
+    targets: &[(String, u64)],
+) -> anyhow::Result<Option<Duration>> {
+    let restarted = Instant::now();
+    let mut caught_up = None;
+    while restarted.elapsed() < RECOVER {
+        let snap = c.observe(ledger);
+        let done = snap
+            .get(victim)
+            .and_then(|o| o.status.as_ref())
+            .is_some_and(|st| {
+                targets
+                    .iter()
+                    .all(|(d, h)| st.domain(d).is_some_and(|v| v.committed_height >= *h))
+            });
+        if done {
+            caught_up = Some(restarted.elapsed());
+            break;
+        }
+        c.sleep(Duration::from_millis(200))?;
+    }
+    Ok(caught_up)
+}
+
+/// Wait until every domain has committed past its height `before` the campaign.
+fn wait_commits_past(
+    c: &Ctx,
+    ledger: &mut Ledger,
+    before: Vec<(String, u64)>,
+) -> anyhow::Result<()> {
     for (d, h) in before {
         let mut moved = false;
         let start = Instant::now();
@@ -334,7 +379,6 @@ fn campaign(
             bail!("{d}: no commit after the restarts (still at {h})");
         }
     }
-    c.p.note("kill9: every domain committed after the restarts");
     Ok(())
 }
 

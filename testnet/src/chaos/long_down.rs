@@ -34,13 +34,36 @@ pub fn run(c: &mut Ctx) -> anyhow::Result<()> {
     if devices.len() <= faults {
         bail!("{DOMAIN} has too few devices to leave a quorum that needs {victim}");
     }
-    let window = window_of(c, &victim)?;
+    let down_at = stop_until_pruned(c, &victim)?;
+    c.p.note(&format!(
+        "{DOMAIN}: every live member pruned past {down_at}; starting {victim}"
+    ));
+    c.s.restart(&victim)?;
+    super::catch_up(c, &victim)?;
+    let transfers = Snapshot::take(c.net(), true)
+        .get(&victim)
+        .and_then(|o| o.counters.as_ref()?.state_transfers.get(DOMAIN).copied())
+        .unwrap_or(0);
+    if transfers == 0 {
+        bail!("{victim} caught up without a state transfer");
+    }
+    c.p.note(&format!("{victim} caught up by state transfer"));
+
+    // Only the victim completes a quorum now.
+    let stopped: Vec<String> = devices.iter().skip(1).take(faults).cloned().collect();
+    commit_with_vote_of(c, &victim, &stopped)
+}
+
+/// Kill `victim` and wait until its domain has anchored more than twice its window past
+/// the height it stopped at and every live member pruned past it; returns that height.
+fn stop_until_pruned(c: &mut Ctx, victim: &str) -> anyhow::Result<u64> {
+    let window = window_of(c, victim)?;
     let down_at = c.snap().heights(DOMAIN).map_or(0, |r| r.max);
     let target = down_at + 2 * window + 2;
     c.p.note(&format!(
         "{DOMAIN}: stopping {victim} at height {down_at}; window {window}, waiting for height {target} anchored"
     ));
-    c.s.kill(&victim, Signal::SIGKILL)?;
+    c.s.kill(victim, Signal::SIGKILL)?;
 
     // A block is ~0.1-1 s under load; leave room for a big window on a slow machine.
     let limit = RECOVER + Duration::from_secs(2 * window + 2);
@@ -63,28 +86,18 @@ pub fn run(c: &mut Ctx) -> anyhow::Result<()> {
             limit.as_secs()
         );
     }
-    c.p.note(&format!(
-        "{DOMAIN}: every live member pruned past {down_at}; starting {victim}"
-    ));
-    c.s.restart(&victim)?;
-    super::catch_up(c, &victim)?;
-    let transfers = Snapshot::take(c.net(), true)
-        .get(&victim)
-        .and_then(|o| o.counters.as_ref()?.state_transfers.get(DOMAIN).copied())
-        .unwrap_or(0);
-    if transfers == 0 {
-        bail!("{victim} caught up without a state transfer");
-    }
-    c.p.note(&format!("{victim} caught up by state transfer"));
+    Ok(down_at)
+}
 
-    // Only the victim completes a quorum now.
-    let stopped: Vec<String> = devices.iter().skip(1).take(faults).cloned().collect();
-    for name in &stopped {
+/// Kill the `stopped` devices so that a quorum needs `victim`'s vote, wait for new commits,
+/// then start them again and let them catch up.
+fn commit_with_vote_of(c: &mut Ctx, victim: &str, stopped: &[String]) -> anyhow::Result<()> {
+    for name in stopped {
         c.s.kill(name, Signal::SIGKILL)?;
     }
     let h = c
         .snap()
-        .get(&victim)
+        .get(victim)
         .and_then(|o| {
             o.status
                 .as_ref()?
@@ -106,7 +119,7 @@ pub fn run(c: &mut Ctx) -> anyhow::Result<()> {
         );
     }
     c.p.note(&format!("{DOMAIN}: committed with {victim}'s vote"));
-    for name in &stopped {
+    for name in stopped {
         c.s.restart(name)?;
         super::catch_up(c, name)?;
     }

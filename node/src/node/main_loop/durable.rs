@@ -10,11 +10,12 @@ use crate::admission::Admission;
 use crate::api::{Lookup, SubmitError};
 use crate::net::wire::Gossip;
 use crate::node::Effect;
-use crate::node::acks::{Full, REOFFER_AFTER};
+use crate::node::acks::{Book, Full, REOFFER_AFTER};
 use crate::node::storage::Job;
 use crate::store::Accepted;
 use lcbft_protocol::PoolRefusal;
 use lcbft_protocol::io::{Event, Input};
+use lcbft_protocol::replica::Replica;
 use lcbft_protocol::types::{DomainId, Hash, Tx};
 use std::collections::{BTreeMap, HashMap};
 use tokio::sync::oneshot;
@@ -42,6 +43,97 @@ fn refusals(effects: &[Effect]) -> HashMap<Hash, PoolRefusal> {
         .collect()
 }
 
+/// Submitted items on their way in: an answer for each (`None` while the pool has yet to
+/// take it), the items for the disk, and the items for the pool with their sequence numbers.
+struct Intake {
+    answers: Vec<Option<Answer>>,
+    to_disk: Vec<Accepted>,
+    to_pool: Vec<(u64, Tx)>,
+}
+
+impl Intake {
+    /// Acknowledge each new item in `acks`; items acknowledged or pending already are
+    /// answered now, the rest go to the pool.
+    fn sort(
+        acks: &mut Book,
+        replica: &Replica,
+        domain: DomainId,
+        txs: &[Tx],
+        due: std::time::Instant,
+    ) -> Intake {
+        let mut intake = Intake {
+            answers: Vec::with_capacity(txs.len()),
+            to_disk: Vec::new(),
+            to_pool: Vec::new(),
+        };
+        for tx in txs {
+            let id = tx.id();
+            if acks.contains(domain, &id) {
+                intake.answers.push(Some(Ok(false)));
+                continue;
+            }
+            let seq = match acks.insert(domain, id, tx.len(), due) {
+                Ok(seq) => seq,
+                Err(Full::Bound | Full::Unknown) => {
+                    intake
+                        .answers
+                        .push(Some(Err(SubmitError::Full(PoolRefusal::OverShare))));
+                    continue;
+                }
+            };
+            if replica.pending(&id).is_some() {
+                // Pending already (a peer gossiped it): the answer says so, and it is on our
+                // disk too before the answer, like every item we answer `pending` for.
+                intake.answers.push(Some(Ok(false)));
+                intake.to_disk.push(Accepted {
+                    domain,
+                    seq,
+                    tx: tx.clone(),
+                });
+            } else {
+                intake.answers.push(None);
+                intake.to_pool.push((seq, tx.clone()));
+            }
+        }
+        intake
+    }
+
+    /// Answer the items the pool was fed, by what it `refused` and what it holds now; the
+    /// items it took are returned, for the gossip outbox.
+    fn settle(
+        &mut self,
+        acks: &mut Book,
+        replica: &Replica,
+        domain: DomainId,
+        refused: &HashMap<Hash, PoolRefusal>,
+    ) -> Vec<Tx> {
+        let mut pooled = std::mem::take(&mut self.to_pool).into_iter();
+        let mut outbox = Vec::new();
+        for answer in &mut self.answers {
+            if answer.is_some() {
+                continue;
+            }
+            let Some((seq, tx)) = pooled.next() else {
+                break;
+            };
+            let id = tx.id();
+            if let Some(reason) = refused.get(&id) {
+                acks.remove(domain, &id);
+                *answer = Some(Err(SubmitError::Full(*reason)));
+            } else if replica.pending(&id).is_none() {
+                // The replica committed it a moment ago (the store has not written it yet).
+                acks.remove(domain, &id);
+                *answer = Some(Ok(false));
+            } else {
+                *answer = Some(Ok(true));
+                outbox.push(tx.clone());
+                self.to_disk.push(Accepted { domain, seq, tx });
+            }
+        }
+        outbox
+    }
+}
+
 impl MainLoop {
     /// Items the API admitted (by the one rule): into our pool and the gossip outbox now,
     /// and onto the disk before the answer, which the storage worker sends.
@@ -60,74 +152,27 @@ impl MainLoop {
         };
         let now = Instant::now();
         let due = std::time::Instant::now() + REOFFER_AFTER;
-        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(txs.len());
-        let mut to_disk: Vec<Accepted> = Vec::new();
-        let mut to_pool: Vec<(u64, Tx)> = Vec::new();
-        for tx in &txs {
-            let id = tx.id();
-            if self.acks.contains(domain, &id) {
-                answers.push(Some(Ok(false)));
-                continue;
-            }
-            let seq = match self.acks.insert(domain, id, tx.len(), due) {
-                Ok(seq) => seq,
-                Err(Full::Bound | Full::Unknown) => {
-                    answers.push(Some(Err(SubmitError::Full(PoolRefusal::OverShare))));
-                    continue;
-                }
-            };
-            if driver.replica().pending(&id).is_some() {
-                // Pending already (a peer gossiped it): the answer says so, and it is on our
-                // disk too before the answer, like every item we answer `pending` for.
-                answers.push(Some(Ok(false)));
-                to_disk.push(Accepted {
-                    domain,
-                    seq,
-                    tx: tx.clone(),
-                });
-            } else {
-                answers.push(None);
-                to_pool.push((seq, tx.clone()));
-            }
-        }
+        let mut intake = Intake::sort(&mut self.acks, driver.replica(), domain, &txs, due);
         let effects = driver.handle(
-            Input::Payload(to_pool.iter().map(|(_, tx)| tx.clone()).collect()),
+            Input::Payload(intake.to_pool.iter().map(|(_, tx)| tx.clone()).collect()),
             now,
         );
-        let refused = refusals(&effects);
-        let replica = driver.replica();
-        let mut pooled = to_pool.into_iter();
-        let mut outbox = Vec::new();
-        for answer in &mut answers {
-            if answer.is_some() {
-                continue;
-            }
-            let Some((seq, tx)) = pooled.next() else {
-                break;
-            };
-            let id = tx.id();
-            if let Some(reason) = refused.get(&id) {
-                self.acks.remove(domain, &id);
-                *answer = Some(Err(SubmitError::Full(*reason)));
-            } else if replica.pending(&id).is_none() {
-                // The replica committed it a moment ago (the store has not written it yet).
-                self.acks.remove(domain, &id);
-                *answer = Some(Ok(false));
-            } else {
-                *answer = Some(Ok(true));
-                outbox.push(tx.clone());
-                to_disk.push(Accepted { domain, seq, tx });
-            }
-        }
+        let outbox = intake.settle(
+            &mut self.acks,
+            driver.replica(),
+            domain,
+            &refusals(&effects),
+        );
         for tx in outbox {
             self.queue_gossip(domain, tx);
         }
-        let answers = answers
+        let answers = intake
+            .answers
             .into_iter()
             .map(|a| a.unwrap_or(Ok(false)))
             .collect();
         self.storage.submit(Job::Accept {
-            items: to_disk,
+            items: intake.to_disk,
             reply: (reply, answers),
         });
         self.show_durable(domain);
