@@ -1,10 +1,15 @@
-//! A minimal HTTP/1.1 client for the CLI's talks with a local node's API (no TLS: the API is
-//! on localhost).
+//! The one HTTP client for talks with a node's API: the CLI's commands, the testnet launcher
+//! and the benchmarks all use it. It is ureq, plain HTTP only (the API listens on localhost or
+//! a LAN; put a proxy in front for anything else), with response bodies bounded. A call opens
+//! its socket in the calling thread, so a thread that joined a network namespace reaches the
+//! APIs inside it, and a [`Client`]'s kept-alive connections stay in the namespace they were
+//! opened in.
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+/// Largest response body read: a full global block as JSON is a few MiB.
+pub const MAX_RESPONSE_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -23,7 +28,83 @@ pub struct HttpResponse {
     pub bytes: Vec<u8>,
 }
 
-/// One request with `Connection: close`; the whole response is read.
+/// Connections to one node's API, kept alive between calls (the load generator sends many).
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    addr: SocketAddr,
+}
+
+impl Client {
+    /// Connect within 5 s, a whole call within 30 s.
+    pub fn new(addr: SocketAddr) -> Client {
+        Client::with_timeouts(addr, Duration::from_secs(5), Duration::from_secs(30))
+    }
+
+    pub fn with_timeouts(addr: SocketAddr, connect: Duration, call: Duration) -> Client {
+        let config = ureq::Agent::config_builder()
+            // Error statuses carry the API's explanation in the body: callers read both.
+            .http_status_as_error(false)
+            .timeout_connect(Some(connect))
+            .timeout_global(Some(call))
+            .max_idle_connections_per_host(1)
+            .build();
+        Client {
+            agent: ureq::Agent::new_with_config(config),
+            addr,
+        }
+    }
+
+    /// One request; `body`, if any, is sent as `content_type`.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<&[u8]>,
+    ) -> Result<HttpResponse, HttpError> {
+        let addr = self.addr;
+        let bad = |reason: String| HttpError::Response { addr, reason };
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        let sent = match body {
+            Some(body) => request
+                .header("content-type", content_type)
+                .body(body)
+                .map(|r| self.agent.run(r)),
+            None => request.body(()).map(|r| self.agent.run(r)),
+        };
+        let mut response = sent
+            .map_err(|e| bad(e.to_string()))?
+            .map_err(|e| error(addr, e))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .map_err(|e| error(addr, e))?;
+        Ok(HttpResponse {
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+        })
+    }
+}
+
+fn error(addr: SocketAddr, e: ureq::Error) -> HttpError {
+    let reason = e.to_string();
+    match e {
+        ureq::Error::Io(_)
+        | ureq::Error::Timeout(_)
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::HostNotFound => HttpError::Connect { addr, reason },
+        _ => HttpError::Response { addr, reason },
+    }
+}
+
+/// One JSON request from async code (the CLI), on a blocking thread.
 pub async fn request(
     addr: SocketAddr,
     method: &str,
@@ -34,7 +115,7 @@ pub async fn request(
     request_bytes(addr, method, path, "application/json", body.as_bytes()).await
 }
 
-/// A request with a body of any type.
+/// A request with a body of any type, from async code.
 pub async fn request_bytes(
     addr: SocketAddr,
     method: &str,
@@ -42,100 +123,88 @@ pub async fn request_bytes(
     content_type: &str,
     body: &[u8],
 ) -> Result<HttpResponse, HttpError> {
-    let connect = |reason: String| HttpError::Connect { addr, reason };
-    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
-        .await
-        .map_err(|_| connect("timed out".into()))?
-        .map_err(|e| connect(e.to_string()))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .map_err(|e| connect(e.to_string()))?;
-    stream
-        .write_all(body)
-        .await
-        .map_err(|e| connect(e.to_string()))?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .map_err(|_| connect("no response within 30s".into()))?
-        .map_err(|e| connect(e.to_string()))?;
-    parse(addr, &raw)
-}
-
-/// Parse a whole `Connection: close` response (plain or chunked body).
-pub fn parse(addr: SocketAddr, raw: &[u8]) -> Result<HttpResponse, HttpError> {
-    let bad = |reason: &str| HttpError::Response {
-        addr,
-        reason: reason.to_owned(),
-    };
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no header end"))?;
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let body = &raw[end + 4..];
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no status code"))?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    });
-    let bytes = if chunked {
-        dechunk(body).ok_or_else(|| bad("bad chunked body"))?
-    } else {
-        body.to_vec()
-    };
-    Ok(HttpResponse {
-        status,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-        bytes,
+    let (method, path, content_type) =
+        (method.to_owned(), path.to_owned(), content_type.to_owned());
+    let body = (!body.is_empty()).then(|| body.to_vec());
+    tokio::task::spawn_blocking(move || {
+        Client::new(addr).call(&method, &path, &content_type, body.as_deref())
     })
-}
-
-fn dechunk(mut s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line = s.windows(2).position(|w| w == b"\r\n")?;
-        let size = std::str::from_utf8(&s[..line]).ok()?;
-        // A chunk size may carry `;extension`s.
-        let size = size.split(';').next().unwrap_or_default();
-        let size = usize::from_str_radix(size.trim(), 16).ok()?;
-        let rest = &s[line + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(rest.get(..size)?);
-        s = rest.get(size + 2..)?;
-    }
+    .await
+    .map_err(|e| HttpError::Connect {
+        addr,
+        reason: format!("the request task failed: {e}"),
+    })?
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// A server that answers each connection with `answer` after reading the request head.
+    fn serve(answer: &'static [u8]) -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let mut buf = [0; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(answer);
+            }
+        });
+        addr
+    }
 
     #[test]
-    fn parses_plain_and_chunked_bodies() {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let r = parse(
-            addr,
-            b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}",
-        )
-        .expect("plain");
+    fn reads_plain_chunked_and_error_answers() {
+        let plain = serve(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}");
+        let r = Client::new(plain)
+            .call("GET", "/", "", None)
+            .expect("plain");
         assert_eq!((r.status, r.body.as_str()), (202, "{}"));
-        let r = parse(
-            addr,
+        let chunked = serve(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        )
-        .expect("chunked");
-        assert_eq!(r.body, "abcde");
-        assert!(parse(addr, b"garbage").is_err());
+        );
+        let r = Client::new(chunked).call("POST", "/x", "application/cbor", Some(b"\x80"));
+        assert_eq!(r.expect("chunked").body, "abcde");
+        let refused = serve(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 3\r\n\r\nbad");
+        let r = Client::new(refused)
+            .call("GET", "/", "", None)
+            .expect("an answer");
+        assert_eq!((r.status, r.body.as_str()), (400, "bad"));
+        assert!(matches!(
+            Client::new(serve(b"garbage\r\n\r\n")).call("GET", "/", "", None),
+            Err(HttpError::Response { .. })
+        ));
+    }
+
+    #[test]
+    fn an_answer_over_the_limit_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            if let Some(mut s) = listener.incoming().flatten().next() {
+                let mut buf = [0; 4096];
+                let _ = s.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                    MAX_RESPONSE_BYTES + 1
+                );
+                let _ = s.write_all(head.as_bytes());
+                let chunk = vec![b'x'; 1 << 20];
+                while s.write_all(&chunk).is_ok() {}
+            }
+        });
+        assert!(Client::new(addr).call("GET", "/", "", None).is_err());
+    }
+
+    #[test]
+    fn nothing_listening_is_a_connect_error() {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let e = Client::new(addr).call("GET", "/", "", None).err();
+        assert!(matches!(e, Some(HttpError::Connect { .. })), "{e:?}");
     }
 }
