@@ -247,9 +247,7 @@ fn check_anchors(net: &Net, snap: &Snapshot, report: &mut Report) {
         }
         let chain = report.chains.get(domain).cloned().unwrap_or_default();
         for (i, item) in list.iter().enumerate() {
-            let h = item["local_height"]
-                .as_u64()
-                .or_else(|| item["height"].as_u64());
+            let h = item["height"].as_u64();
             if h != Some(i as u64 + 1) {
                 report.problems.push(format!(
                     "{domain}: anchor #{} is for height {h:?}: the anchored chain has a gap",
@@ -257,9 +255,7 @@ fn check_anchors(net: &Net, snap: &Snapshot, report: &mut Report) {
                 ));
                 break;
             }
-            let hash = item["local_hash"]
-                .as_str()
-                .or_else(|| item["hash"].as_str());
+            let hash = item["hash"].as_str();
             let want = chain
                 .blocks
                 .get(i)

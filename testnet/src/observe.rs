@@ -50,7 +50,7 @@ impl NodeStatus {
 
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
-    /// `lcbft_protocol_events_total{event="view_change"}` per domain.
+    /// `lcbft_consensus_view_changes_total` per domain (summed over causes).
     pub view_changes: BTreeMap<String, u64>,
     /// `lcbft_consensus_double_votes_total` per layer (summed over domains).
     pub double_votes: BTreeMap<String, u64>,
@@ -233,9 +233,8 @@ impl Snapshot {
 }
 
 /// The counters we use from Prometheus text: view changes per domain, from
-/// `lcbft_consensus_view_changes_total` (summed over causes), or from the older
-/// `lcbft_protocol_events_total{event="view_change"}`; double votes per layer; state transfers
-/// per domain.
+/// `lcbft_consensus_view_changes_total` (summed over causes); double votes per layer; state
+/// transfers per domain.
 pub fn parse_counters(text: &str) -> Counters {
     let mut c = Counters::default();
     for line in text.lines() {
@@ -249,9 +248,6 @@ pub fn parse_counters(text: &str) -> Counters {
                 (&mut c.state_transfers, label("domain"))
             }
             "lcbft_consensus_view_changes_total" => (&mut c.view_changes, label("domain")),
-            "lcbft_protocol_events_total" if label("event") == Some("view_change") => {
-                (&mut c.view_changes, label("domain"))
-            }
             _ => continue,
         };
         if let Some(key) = key {
@@ -264,18 +260,36 @@ pub fn parse_counters(text: &str) -> Counters {
 /// One Prometheus text sample with labels: its name, labels and value.
 fn sample(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
     let (name, rest) = line.split_once('{')?;
-    let (labels, value) = rest.split_once('}')?;
-    let value = value.split_whitespace().next()?.parse().ok()?;
-    Some((name, parse_labels(labels), value))
+    let (labels, rest) = parse_labels(rest)?;
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some((name, labels, value))
 }
 
-fn parse_labels(s: &str) -> BTreeMap<String, String> {
-    s.split(',')
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            Some((k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
-        })
-        .collect()
+/// The labels after a sample's `{`, and what follows the closing `}`. Values are quoted and
+/// may hold commas, braces and escaped quotes (`\"`, `\\`, `\n`).
+fn parse_labels(mut s: &str) -> Option<(BTreeMap<String, String>, &str)> {
+    let mut labels = BTreeMap::new();
+    loop {
+        s = s.trim_start_matches([' ', ',']);
+        if let Some(rest) = s.strip_prefix('}') {
+            return Some((labels, rest));
+        }
+        let (key, rest) = s.split_once('=')?;
+        let mut chars = rest.strip_prefix('"')?.char_indices();
+        let mut value = String::new();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        labels.insert(key.trim().to_owned(), value);
+        s = &rest[end + 2..];
+    }
 }
 
 #[cfg(test)]
@@ -284,9 +298,8 @@ mod tests {
 
     #[test]
     fn counts_view_changes_per_domain_and_ignores_the_rest() {
-        let text = "# HELP x\nlcbft_protocol_events_total{domain=\"global\",event=\"view_change\"} 3\n\
-                    lcbft_protocol_events_total{event=\"view_change\",domain=\"local/1\"} 2\n\
-                    lcbft_protocol_events_total{domain=\"global\",event=\"proposed\"} 40\n\
+        let text = "# HELP x\nlcbft_consensus_view_changes_total{layer=\"global\",domain=\"global\",cause=\"timeout\"} 3\n\
+                    lcbft_consensus_view_changes_total{domain=\"local/1\",cause=\"timeout\",layer=\"local\"} 2\n\
                     lcbft_commits_total{domain=\"global\"} 9\n\
                     lcbft_consensus_view_changes_total{layer=\"local\",domain=\"local/2\",cause=\"timeout\"} 4\n\
                     lcbft_consensus_view_changes_total{layer=\"local\",domain=\"local/2\",cause=\"peers\"} 1\n\
@@ -303,6 +316,21 @@ mod tests {
         assert_eq!(c.state_transfers.get("local/1"), Some(&2));
         assert_eq!(c.state_transfers.len(), 1);
         assert_eq!(c.double_votes.get("global"), None);
+    }
+
+    #[test]
+    fn label_values_may_hold_commas_braces_and_escaped_quotes() {
+        let line = r#"lcbft_consensus_view_changes_total{note="a,b}c \"q\" \\",domain="local/3", cause="x=y"} 6 1700000000"#;
+        let (name, labels, value) = sample(line).expect("a sample");
+        assert_eq!(name, "lcbft_consensus_view_changes_total");
+        assert_eq!(labels["note"], r#"a,b}c "q" \"#);
+        assert_eq!(labels["domain"], "local/3");
+        assert_eq!(labels["cause"], "x=y");
+        assert_eq!(value, 6.0);
+        assert_eq!(parse_counters(line).view_changes.get("local/3"), Some(&6));
+        for bad in [r#"x{a="b} 1"#, r#"x{a=b} 1"#, r#"x{a="b"} one"#] {
+            assert!(sample(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]
