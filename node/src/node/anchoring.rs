@@ -24,6 +24,9 @@ const MAX_BATCH: u64 = 32;
 const NOTICE_EVERY: Duration = Duration::from_secs(5);
 /// Lag samples kept for the status percentiles.
 const LAG_SAMPLES: usize = 1000;
+/// A member re-checks the anchored height at least this often while it advances (the height
+/// it reports), however little it may prune.
+const NOTICE_FRESH: Duration = Duration::from_secs(30);
 
 pub struct Anchoring {
     keys: KeyRing,
@@ -33,8 +36,9 @@ pub struct Anchoring {
     /// Local domains this node is a member of.
     local: BTreeSet<DomainId>,
     global: bool,
-    /// Members outside the global domain: the highest anchored height proven to us.
+    /// Members outside the global domain: the highest anchored height proven to us, and when.
     proven: BTreeMap<DomainId, u64>,
+    proven_at: BTreeMap<DomainId, Instant>,
     submitted: BTreeMap<DomainId, BTreeMap<u64, Instant>>,
     committed_at: BTreeMap<(DomainId, u64), Instant>,
     lags: BTreeMap<DomainId, VecDeque<Duration>>,
@@ -76,6 +80,7 @@ impl Anchoring {
             local,
             global,
             proven: BTreeMap::new(),
+            proven_at: BTreeMap::new(),
             submitted: BTreeMap::new(),
             committed_at: BTreeMap::new(),
             lags: BTreeMap::new(),
@@ -138,11 +143,30 @@ impl Anchoring {
         sorted.get(at).copied()
     }
 
+    /// Whether a member should check a notice claiming `domain` anchored up to `claimed`,
+    /// with its own chain committed up to `committed`. A check costs two certificate
+    /// verifications and the edge sends a notice a second under load, which cost a device more
+    /// than the rest of its anchoring work; so only a notice the member can act on is checked:
+    /// one that may show it behind by more than its window (a state transfer), one that lets it
+    /// prune an eighth of its window more, or the first after `NOTICE_FRESH`.
+    pub fn worth_checking(
+        &self,
+        domain: DomainId,
+        claimed: u64,
+        committed: u64,
+        now: Instant,
+    ) -> bool {
+        let proven = self.proven.get(&domain).copied().unwrap_or(0);
+        let checked_at = self.proven_at.get(&domain).copied();
+        worth_checking(proven, checked_at, claimed, committed, self.window, now)
+    }
+
     /// An edge's notice: accepted only if it proves an anchor of `domain`.
     pub fn on_notice(
         &mut self,
         domain: DomainId,
         proof: &AnchorProof,
+        now: Instant,
     ) -> Result<(u64, Anchor), ProofError> {
         let anchor = proof.verify(&self.keys)?;
         if anchor.block.domain != domain {
@@ -152,6 +176,7 @@ impl Anchoring {
             });
         }
         let height = anchor.block.height;
+        self.proven_at.insert(domain, now);
         let known = self.proven.entry(domain).or_default();
         *known = (*known).max(height);
         Ok((*known, anchor))
@@ -250,5 +275,64 @@ impl Anchoring {
         };
         self.noticed.insert(domain, (anchored, now));
         Ok(Some(proof))
+    }
+}
+
+fn worth_checking(
+    proven: u64,
+    checked_at: Option<Instant>,
+    claimed: u64,
+    committed: u64,
+    window: u64,
+    now: Instant,
+) -> bool {
+    if claimed <= proven {
+        return false;
+    }
+    let behind = claimed > committed.saturating_add(window);
+    let prunes = claimed >= proven + (window / 8).max(1);
+    let stale = checked_at.is_none_or(|at| now.saturating_duration_since(at) >= NOTICE_FRESH);
+    behind || prunes || stale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notice_is_checked_only_when_the_member_can_act_on_it() {
+        let now = Instant::now();
+        let recent = Some(now - Duration::from_secs(1));
+        let old = Some(now - NOTICE_FRESH);
+        // (proven, last check, claimed, committed) with a window of 256 (a step of 32).
+        let cases = [
+            ((100, None, 101, 300), true, "the first notice"),
+            ((100, recent, 100, 300), false, "nothing new"),
+            ((100, None, 90, 300), false, "older than what is proven"),
+            ((100, recent, 131, 300), false, "less than a step to prune"),
+            ((100, recent, 132, 300), true, "a step to prune"),
+            (
+                (100, recent, 101, 0),
+                false,
+                "behind, but within the window",
+            ),
+            (
+                (300, recent, 310, 54),
+                false,
+                "behind by exactly the window",
+            ),
+            (
+                (300, recent, 310, 53),
+                true,
+                "behind by more than the window",
+            ),
+            ((100, old, 101, 300), true, "the last check is old"),
+        ];
+        for ((proven, at, claimed, committed), want, what) in cases {
+            let got = worth_checking(proven, at, claimed, committed, 256, now);
+            assert_eq!(got, want, "{what}");
+        }
+        // A tiny window prunes block by block.
+        assert!(worth_checking(4, Some(now), 5, 100, 4, now));
     }
 }

@@ -330,10 +330,9 @@ impl MainLoop {
                 proof,
                 gossip,
             } => {
-                let valid = self.on_notice(domain, from, &proof);
-                // Forwarded only once verified.
+                let verdict = self.on_notice(domain, from, &proof);
                 if let Some(g) = gossip {
-                    self.net.validate(g, valid);
+                    self.net.judge(g, verdict);
                 }
             }
             NetEvent::Listening(_) => {}

@@ -3,6 +3,7 @@
 
 use super::MainLoop;
 use crate::api::DomainStatus;
+use crate::net::Verdict;
 use crate::net::wire::Gossip;
 use crate::node::Effect;
 use lcbft_protocol::anchor::{Anchor, AnchorError};
@@ -98,23 +99,38 @@ impl MainLoop {
         }
     }
 
-    /// An edge's anchor notice; whether it verified.
+    /// An edge's anchor notice: checked if this node can act on it (see
+    /// [`Anchoring::worth_checking`](crate::node::anchoring::Anchoring::worth_checking)).
+    /// Forwarded only once checked; one not worth checking is dropped, no fault of its sender.
     pub(super) fn on_notice(
         &mut self,
         domain: DomainId,
         from: ReplicaIndex,
         proof: &AnchorProof,
-    ) -> bool {
-        match self.anchoring.on_notice(domain, proof) {
+    ) -> Verdict {
+        let now = Instant::now();
+        let committed = self
+            .drivers
+            .get(&domain)
+            .map_or(0, |d| d.replica().committed_height());
+        // An undecodable anchor is refused by the check below, with its reason.
+        if let Some(Ok(claimed)) = Anchor::from_tx(&proof.anchor.tx)
+            && !self
+                .anchoring
+                .worth_checking(domain, claimed.block.height, committed, now)
+        {
+            return Verdict::Ignore;
+        }
+        match self.anchoring.on_notice(domain, proof, now) {
             Ok((height, anchor)) => {
                 self.metrics.set_anchored_height(domain, height);
                 self.transfer_if_behind(domain, anchor);
-                true
+                Verdict::Accept
             }
             Err(e) => {
                 self.metrics.on_net_rejected("gossip", "bad_anchor_notice");
                 warn!(%domain, from, error = %e, "anchor notice refused");
-                false
+                Verdict::Reject
             }
         }
     }
