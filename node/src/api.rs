@@ -121,7 +121,7 @@ pub struct DomainStatus {
     pub missing_block: Option<String>,
 }
 
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct StatusJson {
     /// The node's role: `edge` if it is the edge of a local domain, else its role in its
     /// domains (`cloud` or `device`).
@@ -130,6 +130,13 @@ pub struct StatusJson {
     pub peer_id: String,
     pub listen: Vec<String>,
     pub connected: Vec<String>,
+}
+
+impl StatusJson {
+    /// The status of one of the node's domains, by name (`global`, `local/1`).
+    pub fn domain(&self, name: &str) -> Option<&DomainStatus> {
+        self.domains.iter().find(|d| d.domain == name)
+    }
 }
 
 /// `edge` beats `cloud` beats `device`: an edge is also a global validator.

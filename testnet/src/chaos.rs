@@ -331,8 +331,7 @@ fn kill_leader(c: &mut Ctx) -> anyhow::Result<()> {
     let expected = snap
         .views(domain)
         .find(|(n, _)| *n != leader)
-        .and_then(|(_, d)| d.ranking.clone())
-        .and_then(|r| r.into_iter().find(|p| *p != leader_peer));
+        .and_then(|(_, d)| d.ranking.iter().find(|p| **p != leader_peer).cloned());
     let h0 = snap.heights(domain).map_or(0, |r| r.max);
     c.p.note(&format!(
         "{domain}: leader is {leader} (term {term0}, height {h0}); kill -9"

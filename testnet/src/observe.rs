@@ -2,51 +2,11 @@
 //! the node does not report (yet) stay `None`: the launcher works with older and newer nodes.
 
 use crate::net::Net;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct DomainView {
-    pub domain: String,
-    pub index: u16,
-    pub role: String,
-    pub view: u64,
-    pub term: u64,
-    pub leader: u16,
-    pub leader_peer: String,
-    pub committed_height: u64,
-    pub committed_hash: String,
-    pub peers: Vec<String>,
-    /// Local domains: the last local height anchored in the committed global chain.
-    pub anchored_height: Option<u64>,
-    /// Local domains: members' PeerIds, best-ranked first (Algorithm 2), if the node says.
-    pub ranking: Option<Vec<String>>,
-    /// Edges: local commit to global commit of the anchor, over recent blocks.
-    pub anchor_lag_p50_ms: Option<u64>,
-    pub anchor_lag_p99_ms: Option<u64>,
-    /// A block the node's safety state names and it does not hold (it cannot vote there).
-    pub missing_block: Option<String>,
-    /// Local domains: the lowest height the node still holds (it prunes anchored blocks).
-    pub retained_from: Option<u64>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct NodeStatus {
-    pub role: String,
-    pub peer_id: String,
-    pub connected: Vec<String>,
-    pub domains: Vec<DomainView>,
-    /// Global validators: per local domain, the last height anchored in the global chain.
-    pub anchored: Option<BTreeMap<String, u64>>,
-}
-
-impl NodeStatus {
-    pub fn domain(&self, name: &str) -> Option<&DomainView> {
-        self.domains.iter().find(|d| d.domain == name)
-    }
-}
+/// What a node reports at `GET /v1/status`: the node's own types, so the compiler keeps the
+/// launcher in step with the API.
+pub use lcbft_node::api::{DomainStatus as DomainView, StatusJson as NodeStatus};
 
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
@@ -203,11 +163,11 @@ impl Snapshot {
     pub fn anchored(&self) -> Option<BTreeMap<String, u64>> {
         let mut out: Option<BTreeMap<String, u64>> = None;
         for s in self.nodes.iter().filter_map(|n| n.status.as_ref()) {
+            // A global validator's view of every domain, and each member's of its own.
             let mut reports: Vec<(String, u64)> = s
-                .anchored
+                .domains
                 .iter()
-                .flatten()
-                .map(|(d, h)| (d.clone(), *h))
+                .flat_map(|d| d.anchored.iter().map(|(d, h)| (d.clone(), *h)))
                 .collect();
             reports.extend(
                 s.domains
@@ -341,7 +301,6 @@ mod tests {
             "last_voted":5,"peers":[]}]}"#;
         let s: NodeStatus = serde_json::from_str(old).unwrap();
         assert_eq!(s.domain("local/1").unwrap().committed_height, 4);
-        assert!(s.anchored.is_none());
         let snap = Snapshot {
             nodes: vec![NodeObs {
                 name: "edge1".into(),
@@ -351,8 +310,13 @@ mod tests {
             }],
         };
         assert!(snap.anchored().is_none());
-        let new = r#"{"role":"edge","anchored":{"local/1":3},
-            "domains":[{"domain":"local/1","committed_height":4,"anchored_height":2}]}"#;
+        let new = r#"{"role":"edge","peer_id":"p","listen":[],"connected":[],
+            "domains":[{"domain":"global","index":2,"role":"edge","view":9,"term":0,"leader":0,
+            "leader_peer":"q","committed_height":7,"committed_hash":"cd","high_qc_view":9,
+            "last_voted":9,"peers":[],"anchored":{"local/1":3}},
+            {"domain":"local/1","index":0,"role":"edge","view":5,"term":0,"leader":0,
+            "leader_peer":"p","committed_height":4,"committed_hash":"ab","high_qc_view":5,
+            "last_voted":5,"peers":[],"anchored_height":2}]}"#;
         let s: NodeStatus = serde_json::from_str(new).unwrap();
         let snap = Snapshot {
             nodes: vec![NodeObs {
