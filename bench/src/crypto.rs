@@ -157,7 +157,7 @@ pub fn measure(scheme: SchemeId, n: usize, budget_ms: u64) -> Costs {
                 std::hint::black_box(blsttc::hash_g2(m));
             }
             _ => {
-                std::hint::black_box(threshold_crypto::hash_g2(m));
+                std::hint::black_box(ThresholdCryptoScheme::hash_to_curve(m.as_bytes()));
             }
         }
     });

@@ -14,6 +14,7 @@ mod counting;
 mod hashed;
 pub mod sim;
 mod tc;
+mod tc_curve;
 
 #[cfg(feature = "blsttc")]
 pub use blst::BlsttcScheme;

@@ -6,25 +6,34 @@
 //! compressed G2 points.
 
 use super::hashed::{self, HashedMessages};
+use super::tc_curve;
 use super::{
     CryptoError, Dealer, DealtKeys, G1_COMPRESSED, SchemeId, SecretBytes, Share, Signature,
     ThresholdKeys, bls_quorum, distinct_quorum, fixed,
 };
 use crate::types::ReplicaIndex;
+use blstrs::{G1Affine, G2Affine, Scalar};
 use rand_chacha02::ChaChaRng;
 use rand_chacha02::rand_core::SeedableRng;
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use serde::de::value::{Error as DeError, SeqDeserializer};
 use threshold_crypto::ff::{Field, PrimeField};
-use threshold_crypto::group::{CurveAffine, CurveProjective, EncodedPoint};
+use threshold_crypto::group::{CurveAffine, CurveProjective};
 use threshold_crypto::poly::Poly;
 use threshold_crypto::{
-    Fr, FrRepr, G1Affine, G2, G2Affine, IntoFr, PublicKey, PublicKeySet, PublicKeyShare, SIG_SIZE,
-    SecretKeyShare, Signature as TcSignature, SignatureShare,
+    Fr, FrRepr, IntoFr, PublicKeySet, PublicKeyShare, SIG_SIZE, SecretKeyShare,
 };
 
 pub struct ThresholdCryptoScheme;
+
+impl ThresholdCryptoScheme {
+    /// `msg` hashed to G2 as every operation of this scheme hashes it (threshold_crypto's
+    /// `hash_g2`, computed with blst), compressed. For benchmarks: the keys remember points.
+    pub fn hash_to_curve(msg: &[u8]) -> [u8; SIG_SIZE] {
+        tc_curve::hash_g2(msg).to_compressed()
+    }
+}
 
 impl Dealer for ThresholdCryptoScheme {
     fn deal(n: usize, quorum: usize, seed: [u8; 32]) -> DealtKeys {
@@ -39,7 +48,7 @@ impl Dealer for ThresholdCryptoScheme {
         let public = coeffs
             .iter()
             .flat_map(|c| {
-                G1Affine::one()
+                threshold_crypto::G1Affine::one()
                     .mul(*c)
                     .into_affine()
                     .into_compressed()
@@ -71,7 +80,7 @@ impl Dealer for ThresholdCryptoScheme {
                 let secret = secret_from_bytes(&bytes.0)?;
                 // A share from another key set would only surface later as invalid shares.
                 if shares.contains(&secret.public_key_share()) {
-                    Ok(secret)
+                    scalar_from_bytes(&bytes.0)
                 } else {
                     Err(CryptoError::Malformed {
                         what: "secret share (not of this key set)",
@@ -79,10 +88,20 @@ impl Dealer for ThresholdCryptoScheme {
                 }
             })
             .transpose()?;
+        // Keys are decoded once into blst's form (see `tc_curve`); the secret scalar is the
+        // same 32 big-endian bytes.
+        let key = |bytes: [u8; G1_COMPRESSED]| {
+            tc_curve::decode_key(&bytes).ok_or(CryptoError::Malformed {
+                what: "public key set",
+            })
+        };
         Ok(Box::new(TcKeys {
             quorum: set.threshold() + 1,
-            public_key: set.public_key(),
-            shares,
+            public_key: key(set.public_key().to_bytes())?,
+            shares: shares
+                .iter()
+                .map(|share| key(share.to_bytes()))
+                .collect::<Result<_, _>>()?,
             secret,
             hashed: HashedMessages::new(hashed::CAPACITY),
         }))
@@ -90,19 +109,18 @@ impl Dealer for ThresholdCryptoScheme {
 }
 
 struct TcKeys {
-    public_key: PublicKey,
+    public_key: G1Affine,
     quorum: usize,
     /// By member index; deriving one costs `quorum` curve multiplications.
-    shares: Vec<PublicKeyShare>,
-    secret: Option<SecretKeyShare>,
-    /// `hash_g2` draws a random point and clears its cofactor: a pairing's worth of work.
+    shares: Vec<G1Affine>,
+    secret: Option<Scalar>,
+    /// `hash_g2` draws a random point and clears its cofactor: half a signature check's work.
     hashed: HashedMessages<G2Affine>,
 }
 
 impl TcKeys {
     fn hash(&self, msg: &[u8]) -> G2Affine {
-        self.hashed
-            .point(msg, |m| threshold_crypto::hash_g2(m).into_affine())
+        self.hashed.point(msg, tc_curve::hash_g2)
     }
 }
 
@@ -121,25 +139,26 @@ impl ThresholdKeys for TcKeys {
 
     fn sign_share(&self, msg: &[u8]) -> Result<Share, CryptoError> {
         let secret = self.secret.as_ref().ok_or(CryptoError::NoSecret)?;
-        Ok(Share(secret.sign_g2(self.hash(msg)).to_bytes().to_vec()))
+        Ok(Share(tc_curve::sign(secret, &self.hash(msg)).to_vec()))
     }
 
     fn verify_share(&self, signer: ReplicaIndex, msg: &[u8], share: &Share) -> bool {
         // Malformed input is refused before the message is hashed.
         self.shares.get(usize::from(signer)).is_some_and(|key| {
-            parse_share(share).is_ok_and(|share| key.verify_g2(&share, self.hash(msg)))
+            decode(&share.0, "signature share")
+                .is_ok_and(|share| tc_curve::verify(key, &self.hash(msg), &share))
         })
     }
 
     fn combine(&self, shares: &[(ReplicaIndex, &Share)]) -> Result<Signature, CryptoError> {
-        // Interpolated here rather than by `combine_signatures`, whose input type only comes
-        // from a subgroup-checked decoding that costs more than the scalar multiplication:
-        // an off-subgroup share just yields a signature that `verify`, which does check, rejects.
+        // Interpolated here rather than by `combine_signatures`, and from points decoded
+        // without the subgroup check, which costs more than the multiplication: an
+        // off-subgroup share just yields a signature that `verify`, which does check, rejects.
         let points = distinct_quorum(self.size(), self.quorum, shares)?
             .into_iter()
             .map(|(i, share)| Ok(((i + 1).into_fr(), g2_unchecked(share)?)))
             .collect::<Result<Vec<_>, CryptoError>>()?;
-        let mut sum = G2::zero();
+        let mut terms = Vec::with_capacity(points.len());
         for (x, point) in &points {
             // The Lagrange basis polynomial of `x` at 0: the product of other / (other - x).
             let (mut num, mut den) = (Fr::one(), Fr::one());
@@ -154,39 +173,42 @@ impl ThresholdKeys for TcKeys {
                 what: "signature share set",
             })?;
             num.mul_assign(&inverse);
-            sum.add_assign(&point.mul(num));
+            terms.push((fr_to_scalar(&num)?, *point));
         }
-        Ok(Signature(
-            sum.into_affine().into_compressed().as_ref().to_vec(),
-        ))
+        Ok(Signature(tc_curve::weighted_sum(&terms).to_vec()))
     }
 
     fn verify(&self, msg: &[u8], sig: &Signature) -> bool {
-        fixed::<SIG_SIZE>(&sig.0, "signature")
-            .ok()
-            .and_then(|bytes| TcSignature::from_bytes(bytes).ok())
-            .is_some_and(|sig| self.public_key.verify_g2(&sig, self.hash(msg)))
+        decode(&sig.0, "signature")
+            .is_ok_and(|sig| tc_curve::verify(&self.public_key, &self.hash(msg), &sig))
     }
 }
 
-fn parse_share(share: &Share) -> Result<SignatureShare, CryptoError> {
-    let bytes = fixed::<SIG_SIZE>(&share.0, "signature share")?;
-    SignatureShare::from_bytes(bytes).map_err(|_| CryptoError::Malformed {
-        what: "signature share",
-    })
+/// A share or signature: on the curve and in the prime-order subgroup.
+fn decode(bytes: &[u8], what: &'static str) -> Result<G2Affine, CryptoError> {
+    tc_curve::decode_checked(&fixed::<SIG_SIZE>(bytes, what)?)
+        .ok_or(CryptoError::Malformed { what })
 }
 
 /// A share's point, checked to be on the curve but not to be in the prime-order subgroup.
 fn g2_unchecked(share: &Share) -> Result<G2Affine, CryptoError> {
-    let mut compressed = <G2Affine as CurveAffine>::Compressed::empty();
-    compressed
-        .as_mut()
-        .copy_from_slice(&fixed::<SIG_SIZE>(&share.0, "signature share")?);
-    compressed
-        .into_affine_unchecked()
-        .map_err(|_| CryptoError::Malformed {
+    tc_curve::decode_unchecked(&fixed::<SIG_SIZE>(&share.0, "signature share")?).ok_or(
+        CryptoError::Malformed {
             what: "signature share",
-        })
+        },
+    )
+}
+
+fn fr_to_scalar(fr: &Fr) -> Result<Scalar, CryptoError> {
+    scalar_from_bytes(&scalar_to_bytes(fr))
+}
+
+/// A secret share's scalar, for blst: the same 32 big-endian bytes `secret_from_bytes` read.
+fn scalar_from_bytes(bytes: &[u8]) -> Result<Scalar, CryptoError> {
+    let bytes = fixed::<32>(bytes, "secret share")?;
+    Option::from(Scalar::from_bytes_be(&bytes)).ok_or(CryptoError::Malformed {
+        what: "secret share",
+    })
 }
 
 fn public_from_bytes(n: usize, public: &[u8]) -> Result<PublicKeySet, CryptoError> {
@@ -261,6 +283,35 @@ mod tests {
         for (i, secret) in dealt.secrets.iter().enumerate() {
             let ours = super::secret_from_bytes(&secret.0).unwrap();
             assert!(ours == set.secret_key_share(i));
+        }
+    }
+
+    /// Shares and signatures are computed with blst (`tc_curve`); the library's own signing
+    /// and checking are the reference, both ways.
+    #[test]
+    fn signatures_match_library() {
+        let dealt = ThresholdCryptoScheme::deal(4, 3, [7; 32]);
+        let set = super::public_from_bytes(4, &dealt.public).unwrap();
+        let observer = ThresholdCryptoScheme::load(4, &dealt.public, None).unwrap();
+        for msg in [&b""[..], b"m", &[0xa5; 300]] {
+            let theirs: Vec<_> = dealt
+                .secrets
+                .iter()
+                .map(|s| super::secret_from_bytes(&s.0).unwrap().sign(msg))
+                .collect();
+            for (i, secret) in dealt.secrets.iter().enumerate() {
+                let ours = ThresholdCryptoScheme::load(4, &dealt.public, Some(secret))
+                    .unwrap()
+                    .sign_share(msg)
+                    .unwrap();
+                assert_eq!(ours.0, theirs[i].to_bytes().to_vec(), "member {i}");
+                assert!(observer.verify_share(i as u16, msg, &ours));
+            }
+            let sig = set
+                .combine_signatures(theirs.iter().enumerate().take(3))
+                .unwrap();
+            assert!(observer.verify(msg, &super::Signature(sig.to_bytes().to_vec())));
+            assert!(!observer.verify(b"another", &super::Signature(sig.to_bytes().to_vec())));
         }
     }
 
