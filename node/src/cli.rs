@@ -157,10 +157,12 @@ pub enum TraceCommand {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Scheme {
-    /// BLS12-381 threshold signatures from `threshold_crypto` (the default).
+    /// BLS12-381 threshold signatures as `threshold_crypto` defines them (the default),
+    /// computed with `blst`.
     ThresholdCrypto,
-    /// BLS12-381 threshold signatures from `blsttc` over `blst`: the same shapes, faster (in
-    /// the default build; a node built without the `blsttc` feature refuses such a genesis).
+    /// BLS12-381 threshold signatures from `blsttc` over `blst`: the same shapes, the standard
+    /// hash to the curve, about the same speed (in the default build; a node built without the
+    /// `blsttc` feature refuses such a genesis).
     Blsttc,
 }
 

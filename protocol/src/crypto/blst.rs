@@ -1,4 +1,5 @@
-//! The faster backend: BLS12-381 threshold signatures from `blsttc` (over `blst`).
+//! The other backend: BLS12-381 threshold signatures from `blsttc` (over `blst`), with the
+//! standard hash to G2.
 //!
 //! Encoding: the public key set is the commitment polynomial's coefficients as 48-byte
 //! compressed G1 points, constant term (the group key) first, so its length gives the quorum;

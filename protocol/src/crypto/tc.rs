@@ -1,4 +1,5 @@
-//! The default backend: BLS12-381 threshold signatures from `threshold_crypto` 0.4.
+//! The default backend: BLS12-381 threshold signatures from `threshold_crypto` 0.4, whose
+//! curve arithmetic `tc_curve` does with blst.
 //!
 //! Encoding: the public key set is the commitment polynomial's coefficients as 48-byte
 //! compressed G1 points, constant term (the group key) first, so its length gives the quorum;
