@@ -316,6 +316,17 @@ mod tests {
         }
     }
 
+    /// The point at infinity is a well-formed encoding, but neither a share nor a signature.
+    #[test]
+    fn the_point_at_infinity_verifies_nothing() {
+        let dealt = ThresholdCryptoScheme::deal(4, 3, [5; 32]);
+        let observer = ThresholdCryptoScheme::load(4, &dealt.public, None).unwrap();
+        let mut infinity = vec![0; 96];
+        infinity[0] = 0xc0;
+        assert!(!observer.verify_share(0, b"m", &super::Share(infinity.clone())));
+        assert!(!observer.verify(b"m", &super::Signature(infinity)));
+    }
+
     /// `combine` interpolates itself; the library's interpolation is the reference.
     #[test]
     fn combine_matches_library() {
