@@ -267,18 +267,10 @@ fn measure_loaded(a: &Args, net: &Net, rate: f64, stop: &AtomicBool) -> anyhow::
     // The watcher polls the edges every 50 ms (a few status requests a second each): a
     // small part of the edge's figure under load, so it runs only then.
     let watcher = watch::Watcher::start(net)?;
-    let sample_every = ((rate * a.duration as f64) / SAMPLES).max(1.0) as u64;
     let cpu_before = cpu(net);
     watcher.mark_start();
     let started = Instant::now();
-    let load = Load::start_with(
-        net,
-        &Options {
-            rate,
-            keep_ids: false,
-            sample_every,
-        },
-    )?;
+    let load = Load::start_with(net, &Options::sampled(rate, a.duration, SAMPLES))?;
     sleep(Duration::from_secs(a.duration), stop);
     let cpu_after = cpu(net);
     let seconds = started.elapsed().as_secs_f64();

@@ -223,15 +223,7 @@ fn measure(a: &Args, rate: f64, net: &Net, stop: &AtomicBool) -> anyhow::Result<
     let watcher = watch::Watcher::start(net)?;
     let before = usage(net);
     let bytes_before = sent_bytes(net);
-    let sample_every = ((rate * a.duration as f64) / SAMPLES).max(1.0) as u64;
-    let load = Load::start_with(
-        net,
-        &Options {
-            rate,
-            keep_ids: false,
-            sample_every,
-        },
-    )?;
+    let load = Load::start_with(net, &Options::sampled(rate, a.duration, SAMPLES))?;
     eprintln!("[{rate}/s] loading for {} s", a.duration);
     watcher.mark_start();
     let deadline = Instant::now() + Duration::from_secs(a.duration);

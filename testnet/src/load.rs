@@ -94,6 +94,16 @@ impl Options {
             sample_every: 0,
         }
     }
+
+    /// A benchmark's load: `rate` for `seconds`, about `samples` latency samples over it, and
+    /// no ids kept (millions at high rates).
+    pub fn sampled(rate: f64, seconds: u64, samples: f64) -> Options {
+        Options {
+            rate,
+            keep_ids: false,
+            sample_every: ((rate * seconds as f64) / samples).max(1.0) as u64,
+        }
+    }
 }
 
 pub struct Load {
