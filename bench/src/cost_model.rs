@@ -380,16 +380,23 @@ fn md_header(args: &Args, costs: &Costs) -> String {
     )
 }
 
-fn csv_row(csv: &mut String, r: &Row, costs: &Costs, n: usize) -> std::fmt::Result {
+/// A row's first columns: what was run.
+fn head(r: &Row) -> [String; 5] {
+    [
+        r.regime.name().to_string(),
+        layer_name(r.layer).to_string(),
+        r.p.to_string(),
+        r.m.blocks.to_string(),
+        r.m.view_changes.to_string(),
+    ]
+}
+
+/// A row's figures, in column order after [`head`]: phases (measured, paper, to commit),
+/// messages, bytes, the four crypto counts, CPU ms (measured, paper, floor, priced crypto,
+/// busiest replica).
+fn figures(r: &Row, costs: &Costs, n: usize) -> [f64; 14] {
     let m = &r.m;
-    writeln!(
-        csv,
-        "{},{},{},{},{},{:.3},{:.3},{:.3},{:.1},{:.0},{:.2},{:.2},{:.2},{:.2},{:.3},{:.3},{:.3},{:.3},{:.3}",
-        r.regime.name(),
-        layer_name(r.layer),
-        r.p,
-        m.blocks,
-        m.view_changes,
+    [
         m.phases,
         r.predicted_phases(),
         m.phases_to_commit,
@@ -404,33 +411,38 @@ fn csv_row(csv: &mut String, r: &Row, costs: &Costs, n: usize) -> std::fmt::Resu
         r.floor_cpu_ns(costs) / 1e6,
         r.crypto_cpu_ns(costs, n) / 1e6,
         m.cpu_max_ns / 1e6,
-    )
+    ]
+}
+
+/// Decimals per figure: the CSV keeps more than the table shows.
+const CSV_DECIMALS: [usize; 14] = [3, 3, 3, 1, 0, 2, 2, 2, 2, 3, 3, 3, 3, 3];
+const MD_DECIMALS: [usize; 14] = [2, 2, 2, 1, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2];
+
+fn formatted(r: &Row, costs: &Costs, n: usize, decimals: [usize; 14]) -> Vec<String> {
+    figures(r, costs, n)
+        .iter()
+        .zip(decimals)
+        .map(|(v, d)| format!("{v:.d$}"))
+        .collect()
+}
+
+fn csv_row(csv: &mut String, r: &Row, costs: &Costs, n: usize) -> std::fmt::Result {
+    let cells = formatted(r, costs, n, CSV_DECIMALS);
+    writeln!(csv, "{},{}", head(r).join(","), cells.join(","))
 }
 
 fn md_row(md: &mut String, r: &Row, costs: &Costs, n: usize) -> std::fmt::Result {
-    let m = &r.m;
+    let cells = formatted(r, costs, n, MD_DECIMALS);
+    // The four crypto counts share one cell.
+    let (phases, rest) = cells.split_at(5);
+    let (crypto, cpu) = rest.split_at(4);
     writeln!(
         md,
-        "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.1} / {:.1} / {:.1} / {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-        r.regime.name(),
-        layer_name(r.layer),
-        r.p,
-        m.blocks,
-        m.view_changes,
-        m.phases,
-        r.predicted_phases(),
-        m.phases_to_commit,
-        m.messages,
-        m.bytes,
-        m.crypto[0],
-        m.crypto[1],
-        m.crypto[2],
-        m.crypto[3],
-        m.cpu_mean_ns / 1e6,
-        r.predicted_cpu_ns(costs) / 1e6,
-        r.floor_cpu_ns(costs) / 1e6,
-        r.crypto_cpu_ns(costs, n) / 1e6,
-        m.cpu_max_ns / 1e6,
+        "| {} | {} | {} | {} |",
+        head(r).join(" | "),
+        phases.join(" | "),
+        crypto.join(" / "),
+        cpu.join(" | ")
     )
 }
 
