@@ -126,13 +126,15 @@ pub(super) fn verify(key: &G1Affine, hash: &G2Affine, sig: &G2Affine) -> bool {
     bool::from(product.final_exponentiation().is_identity())
 }
 
-/// `sum of scalar * point`, compressed.
+/// `sum of scalar * point`, compressed: one multi-scalar multiplication (blst's Pippenger).
 pub(super) fn weighted_sum(terms: &[(Scalar, G2Affine)]) -> [u8; 96] {
-    let mut sum = G2Projective::identity();
-    for (scalar, point) in terms {
-        sum += &(point * scalar);
-    }
-    sum.to_affine().to_compressed()
+    let (scalars, points): (Vec<Scalar>, Vec<G2Projective>) = terms
+        .iter()
+        .map(|(s, p)| (*s, G2Projective::from(p)))
+        .unzip();
+    G2Projective::multi_exp(&points, &scalars)
+        .to_affine()
+        .to_compressed()
 }
 
 #[cfg(test)]
