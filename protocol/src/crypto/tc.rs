@@ -22,9 +22,7 @@ use serde::de::value::{Error as DeError, SeqDeserializer};
 use threshold_crypto::ff::{Field, PrimeField};
 use threshold_crypto::group::{CurveAffine, CurveProjective};
 use threshold_crypto::poly::Poly;
-use threshold_crypto::{
-    Fr, FrRepr, IntoFr, PublicKeySet, PublicKeyShare, SIG_SIZE, SecretKeyShare,
-};
+use threshold_crypto::{Fr, FrRepr, PublicKeySet, PublicKeyShare, SIG_SIZE, SecretKeyShare};
 
 pub struct ThresholdCryptoScheme;
 
@@ -157,24 +155,23 @@ impl ThresholdKeys for TcKeys {
         // off-subgroup share just yields a signature that `verify`, which does check, rejects.
         let points = distinct_quorum(self.size(), self.quorum, shares)?
             .into_iter()
-            .map(|(i, share)| Ok(((i + 1).into_fr(), g2_unchecked(share)?)))
+            .map(|(i, share)| Ok((Scalar::from(i as u64 + 1), g2_unchecked(share)?)))
             .collect::<Result<Vec<_>, CryptoError>>()?;
         let mut terms = Vec::with_capacity(points.len());
         for (x, point) in &points {
             // The Lagrange basis polynomial of `x` at 0: the product of other / (other - x).
-            let (mut num, mut den) = (Fr::one(), Fr::one());
+            let (mut num, mut den) = (Scalar::from(1), Scalar::from(1));
             for (other, _) in points.iter().filter(|(other, _)| other != x) {
-                num.mul_assign(other);
-                let mut diff = *other;
-                diff.sub_assign(x);
-                den.mul_assign(&diff);
+                num *= other;
+                den *= other - x;
             }
             // Distinct signers make every difference nonzero.
-            let inverse = den.inverse().ok_or(CryptoError::Malformed {
-                what: "signature share set",
-            })?;
-            num.mul_assign(&inverse);
-            terms.push((fr_to_scalar(&num)?, *point));
+            let inverse = Option::<Scalar>::from(group::ff::Field::invert(&den)).ok_or(
+                CryptoError::Malformed {
+                    what: "signature share set",
+                },
+            )?;
+            terms.push((num * inverse, *point));
         }
         Ok(Signature(tc_curve::weighted_sum(&terms).to_vec()))
     }
@@ -198,10 +195,6 @@ fn g2_unchecked(share: &Share) -> Result<G2Affine, CryptoError> {
             what: "signature share",
         },
     )
-}
-
-fn fr_to_scalar(fr: &Fr) -> Result<Scalar, CryptoError> {
-    scalar_from_bytes(&scalar_to_bytes(fr))
 }
 
 /// A secret share's scalar, for blst: the same 32 big-endian bytes `secret_from_bytes` read.
