@@ -259,6 +259,7 @@ pub struct Metrics {
     pub addresses_known: Gauge,
     pub peers_graylisted: Gauge,
     pub peers_penalised: Gauge,
+    pub peers_cut_off: Gauge,
     // Traces and the pending pool.
     pub mempool_traces: Family<DomainLabels, Gauge>,
     pub mempool_bytes: Family<DomainLabels, Gauge>,
@@ -317,6 +318,7 @@ impl Metrics {
             addresses_known: Gauge::default(),
             peers_graylisted: Gauge::default(),
             peers_penalised: Gauge::default(),
+            peers_cut_off: Gauge::default(),
             sync_requests: Family::default(),
             mempool_traces: Family::default(),
             mempool_bytes: Family::default(),
@@ -518,6 +520,11 @@ impl Metrics {
             "penalised_peers",
             "Peers holding penalty points for requests over their rate limit or unreadable",
             self.peers_penalised.clone(),
+        );
+        c.register(
+            "cut_off_peers",
+            "Peers whose connections are refused until their penalty points decay",
+            self.peers_cut_off.clone(),
         );
     }
 

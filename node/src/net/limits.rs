@@ -10,7 +10,7 @@
 //! most a few entries per admitted peer, and buckets that refilled are dropped.
 
 use libp2p::PeerId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -59,6 +59,18 @@ impl Work {
 pub const RATE_LIMITED_POINTS: f64 = 1.0;
 /// A request we cannot read or that names a domain we are not in: no honest member sends it.
 pub const INVALID_POINTS: f64 = 10.0;
+/// What a failed share or certificate check costs its sender, in direct requests: a check is
+/// a pairing or two, a thousand times the work of passing a request on. So a member sending
+/// bad shares gets about four checked a second instead of its 200 requests' worth.
+pub const FAILED_CHECK_COST: f64 = 50.0;
+/// Points at which a peer is cut off: its connections are closed and refused. A refused
+/// request is cheap, but a peer sending thousands a second still costs us a substream, a
+/// decryption and an answer each; this many points within a half-life is far beyond what
+/// an honest member reaches (it stays within its budgets).
+pub const CUT_OFF_POINTS: f64 = 500.0;
+/// A cut-off peer may connect again once its points decayed below this: 20-30 s after its
+/// last refusal, and cut off again within a second if it goes on.
+pub const LET_BACK_POINTS: f64 = 125.0;
 /// More points than this say nothing new (the peer is far below the graylist bound).
 pub const MAX_POINTS: f64 = 1000.0;
 pub const PENALTY_HALF_LIFE: Duration = Duration::from_secs(10);
@@ -74,12 +86,36 @@ pub struct Limits {
     buckets: HashMap<(PeerId, Work), Bucket>,
     points: HashMap<PeerId, f64>,
     last_decay: Option<Instant>,
+    /// Peers whose connections we refuse until their points decay (see [`CUT_OFF_POINTS`]).
+    cut_off: HashSet<PeerId>,
 }
 
 impl Limits {
     /// Take one unit of `work` for `peer` if its budget allows; otherwise charge it penalty
     /// points and say no.
     pub fn allow(&mut self, peer: PeerId, work: Work, now: Instant) -> bool {
+        let b = self.bucket(peer, work, now);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            self.penalise(peer, RATE_LIMITED_POINTS);
+            false
+        }
+    }
+
+    /// `peer` made us check a share or certificate that failed: it pays
+    /// [`FAILED_CHECK_COST`] requests of its direct budget (its next requests are refused until
+    /// that refills) and the points of an invalid request.
+    pub fn charge_failed_check(&mut self, peer: PeerId, now: Instant) {
+        let burst = Work::Direct.rate().burst;
+        let b = self.bucket(peer, Work::Direct, now);
+        b.tokens = (b.tokens - FAILED_CHECK_COST).max(-burst);
+        self.penalise(peer, INVALID_POINTS);
+    }
+
+    /// `peer`'s bucket for `work`, refilled up to `now`.
+    fn bucket(&mut self, peer: PeerId, work: Work, now: Instant) -> &mut Bucket {
         let rate = work.rate();
         let b = self.buckets.entry((peer, work)).or_insert(Bucket {
             tokens: rate.burst,
@@ -88,13 +124,7 @@ impl Limits {
         let refill = now.saturating_duration_since(b.at).as_secs_f64() * rate.per_second;
         b.tokens = (b.tokens + refill).min(rate.burst);
         b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            self.penalise(peer, RATE_LIMITED_POINTS);
-            false
-        }
+        b
     }
 
     pub fn penalise(&mut self, peer: PeerId, points: f64) {
@@ -132,6 +162,35 @@ impl Limits {
         scores
     }
 
+    /// Peers to cut off now, and cut-off peers to let back now.
+    pub fn cut_offs(&mut self) -> (Vec<PeerId>, Vec<PeerId>) {
+        let cut: Vec<PeerId> = self
+            .points
+            .iter()
+            .filter(|(peer, p)| **p >= CUT_OFF_POINTS && !self.cut_off.contains(*peer))
+            .map(|(peer, _)| *peer)
+            .collect();
+        self.cut_off.extend(cut.iter().copied());
+        let points = &self.points;
+        let mut back = Vec::new();
+        self.cut_off.retain(|peer| {
+            let keep = points.get(peer).is_some_and(|p| *p >= LET_BACK_POINTS);
+            if !keep {
+                back.push(*peer);
+            }
+            keep
+        });
+        (cut, back)
+    }
+
+    pub fn is_cut_off(&self, peer: &PeerId) -> bool {
+        self.cut_off.contains(peer)
+    }
+
+    pub fn cut_off_count(&self) -> usize {
+        self.cut_off.len()
+    }
+
     /// Peers holding penalty points.
     pub fn penalised(&self) -> usize {
         self.points.len()
@@ -166,6 +225,56 @@ mod tests {
         assert!(!l.allow(p, Work::Sync, t1));
         // Another peer is not affected.
         assert!(l.allow(PeerId::random(), Work::Sync, t1));
+    }
+
+    #[test]
+    fn a_failed_check_costs_its_sender_direct_requests_and_points() {
+        let mut l = Limits::default();
+        let liar = PeerId::random();
+        let t0 = Instant::now();
+        let rate = Work::Direct.rate();
+        for _ in 0..rate.burst as usize {
+            assert!(l.allow(liar, Work::Direct, t0));
+        }
+        l.charge_failed_check(liar, t0);
+        assert_eq!(l.points(&liar), INVALID_POINTS);
+        // The cost must refill before the next request passes: not after 1/200 s ...
+        let refilled = |cost: f64| Duration::from_secs_f64(cost / rate.per_second);
+        assert!(!l.allow(liar, Work::Direct, t0 + refilled(1.0)));
+        // ... only after the cost and one more request.
+        let t1 = t0 + refilled(FAILED_CHECK_COST + 2.0);
+        assert!(l.allow(liar, Work::Direct, t1));
+        // Debt is bounded: a thousand failed checks cost at most one burst.
+        for _ in 0..1000 {
+            l.charge_failed_check(liar, t1);
+        }
+        assert_eq!(l.points(&liar), MAX_POINTS);
+        assert!(!l.allow(liar, Work::Direct, t1 + refilled(rate.burst)));
+        assert!(l.allow(liar, Work::Direct, t1 + refilled(rate.burst + 2.0)));
+        // Another member is not affected.
+        assert!(l.allow(PeerId::random(), Work::Direct, t0));
+    }
+
+    #[test]
+    fn a_peer_deep_in_penalties_is_cut_off_until_they_decay() {
+        let mut l = Limits::default();
+        let liar = PeerId::random();
+        let other = PeerId::random();
+        let t0 = Instant::now();
+        l.decay(t0);
+        l.penalise(other, CUT_OFF_POINTS - 1.0);
+        assert_eq!(l.cut_offs(), (vec![], vec![]));
+        l.penalise(liar, CUT_OFF_POINTS);
+        assert_eq!(l.cut_offs(), (vec![liar], vec![]));
+        assert!(l.is_cut_off(&liar) && !l.is_cut_off(&other));
+        // Reported once.
+        assert_eq!(l.cut_offs(), (vec![], vec![]));
+        // Two half-lives: 500 -> 125 points, still out; a little later, back.
+        l.decay(t0 + PENALTY_HALF_LIFE * 2 - Duration::from_millis(100));
+        assert_eq!(l.cut_offs(), (vec![], vec![]));
+        l.decay(t0 + PENALTY_HALF_LIFE * 2 + Duration::from_millis(100));
+        assert_eq!(l.cut_offs(), (vec![], vec![liar]));
+        assert_eq!(l.cut_off_count(), 0);
     }
 
     #[test]

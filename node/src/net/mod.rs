@@ -172,6 +172,9 @@ pub enum Command {
         gossip: GossipRef,
         verdict: Verdict,
     },
+    /// `peer` sent a share or certificate that failed its check here: it pays for the check
+    /// (`Limits::charge_failed_check`).
+    ChargeFailedCheck(PeerId),
     Status(oneshot::Sender<NetStatus>),
     /// Close connections and stop.
     Shutdown,
@@ -258,6 +261,10 @@ impl NetHandle {
 
     pub fn judge(&self, gossip: GossipRef, verdict: Verdict) {
         self.command(Command::Validate { gossip, verdict });
+    }
+
+    pub fn charge_failed_check(&self, peer: PeerId) {
+        self.command(Command::ChargeFailedCheck(peer));
     }
 
     pub async fn status(&self) -> NetStatus {

@@ -211,6 +211,8 @@ const PUBLISH_WARN_EVERY: Duration = Duration::from_secs(10);
 struct Refused {
     not_member: Counter,
     limit: Counter,
+    /// A member cut off for its penalties (`Limits::cut_offs`).
+    cut_off: Counter,
 }
 
 impl Refused {
@@ -254,6 +256,7 @@ impl Network {
         let refused = Refused {
             not_member: metrics.connection_refused_counter("not_member"),
             limit: metrics.connection_refused_counter("limit"),
+            cut_off: metrics.connection_refused_counter("cut_off"),
         };
         Ok(Network {
             swarm,
@@ -382,6 +385,9 @@ impl Network {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Command::ChargeFailedCheck(peer) => {
+                self.limits.charge_failed_check(peer, Instant::now());
+            }
             Command::Shutdown => {}
         }
     }
@@ -413,8 +419,10 @@ impl Network {
                     self.last_seen.remove(&peer);
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
-            } else if self.dialing.get(&peer).is_some_and(|(_, next)| *next > now) {
-                // Backing off after failed dials.
+            } else if self.limits.is_cut_off(&peer)
+                || self.dialing.get(&peer).is_some_and(|(_, next)| *next > now)
+            {
+                // Cut off, or backing off after failed dials.
             } else if let Some(addrs) = Some(self.addresses.get(&peer)).filter(|a| !a.is_empty()) {
                 let opts = DialOpts::peer_id(peer)
                     .addresses(addrs)
@@ -457,6 +465,18 @@ impl Network {
         self.metrics
             .peers_penalised
             .set(self.limits.penalised() as i64);
+        let (cut, back) = self.limits.cut_offs();
+        for peer in cut {
+            warn!(%peer, "cutting off a peer whose requests keep failing or exceeding its budget, until its penalty decays");
+            self.swarm.behaviour_mut().admitted.disallow_peer(peer);
+        }
+        for peer in back {
+            info!(%peer, "letting a cut-off peer back");
+            self.swarm.behaviour_mut().admitted.allow_peer(peer);
+        }
+        self.metrics
+            .peers_cut_off
+            .set(self.limits.cut_off_count() as i64);
     }
 
     /// A dial of `peer` failed: wait longer before the next.
@@ -535,9 +555,14 @@ impl Network {
             SwarmEvent::IncomingConnectionError {
                 error: ListenError::Denied { cause },
                 send_back_addr,
+                peer_id,
                 ..
             } => {
-                self.refused.count(&cause);
+                if peer_id.is_some_and(|p| self.limits.is_cut_off(&p)) {
+                    self.refused.cut_off.inc();
+                } else {
+                    self.refused.count(&cause);
+                }
                 debug!(from = %send_back_addr, "inbound connection refused: {cause}");
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {

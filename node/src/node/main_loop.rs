@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::net::wire::Gossip;
 use crate::net::{GossipRef, NetEvent, NetHandle, Verdict};
 use crate::store::Store;
-use lcbft_protocol::io::{Event, Input};
+use lcbft_protocol::io::{Event, Input, Reject};
 use lcbft_protocol::message::Message;
 use lcbft_protocol::types::{DomainId, Hash, ReplicaIndex, Tx};
 use std::collections::BTreeMap;
@@ -364,6 +364,12 @@ impl MainLoop {
             Effect::Event(Event::Rejected { from: f, reason }) if *f == from => Some(*reason),
             _ => None,
         });
+        // A failed check cost us pairings: the sender pays for it, by gossip or not.
+        if matches!(rejected, Some(Reject::BadShare | Reject::BadCertificate))
+            && let Some(peer) = self.genesis.domain(domain).and_then(|d| d.peer(from))
+        {
+            self.net.charge_failed_check(peer);
+        }
         if let Some(g) = gossip {
             self.net.judge(g, Verdict::of_replica(rejected));
         }
