@@ -2,8 +2,8 @@
 //! check a peer can trigger has a price for that peer), against real node processes.
 //!
 //! Four global validators; node 0 never runs and its key is the liar. It sends the other
-//! three, point to point and as fast as it can, `NewView`s whose timeout share is its real key
-//! share signed over another message: each decodes, and each costs a pairing check once the
+//! three, point to point and by gossip, as fast as it can, `NewView`s whose timeout share is
+//! its real key share signed over another message: each decodes, and each costs a pairing check once the
 //! liar is a suspect, again and again for the same share. A check that fails costs the liar
 //! many requests' worth of its budget, so the honest nodes check only a few of its shares per
 //! second; the requests refused then cost it penalty points, and deep in them it is cut off
@@ -15,6 +15,7 @@ mod common;
 
 use common::{Testnet, submit, trace_committed, wait_until};
 use lcbft_node::genesis;
+use lcbft_node::net::wire::Gossip;
 use lcbft_protocol::crypto::Share;
 use lcbft_protocol::message::Message;
 use lcbft_protocol::types::{Certificate, DomainId, Hash, Kind, SignedMsg, Vote};
@@ -151,6 +152,7 @@ fn a_member_sending_bad_shares_pays_for_each_check_while_the_others_commit() {
             for p in &honest_peers {
                 liar.send(G, *p, new_view(v, share.clone()));
             }
+            liar.broadcast(G, &Gossip::Consensus(Box::new(new_view(v, share))));
         }
     };
 
@@ -231,7 +233,8 @@ fn a_member_sending_bad_shares_pays_for_each_check_while_the_others_commit() {
         .map(|(&i, b)| (cpu_seconds(&net, i) - b) / elapsed)
         .collect();
     eprintln!(
-        "flood of {elapsed:.1} s: {sent} bad shares sent to each honest node; shares checked \
+        "flood of {elapsed:.1} s: {sent} bad shares sent to each honest node point to point and as many \
+         gossiped; shares checked \
          per node {checks:?}; CPU per node (cores) {cpu:.3?}, {quiet:.3?} without the liar; \
          refused reconnections {:?}; peak RSS MiB {:?}; committed \
          {} blocks ({:.2}/s)",
@@ -268,6 +271,12 @@ fn a_member_sending_bad_shares_pays_for_each_check_while_the_others_commit() {
             "lcbft_net_refused_connections_total{reason=\"cut_off\"}",
         );
         assert!(refused >= 1.0, "node {i} never cut the liar off");
+        let gossip = common::metric(
+            &net,
+            i,
+            "lcbft_net_rejected_messages_total{transport=\"gossip\",reason=\"replica\"}",
+        );
+        assert!(gossip >= 1.0, "node {i} never refused the liar's gossip");
     }
     assert!(cut_off >= 1.0, "no node reported the liar cut off");
     assert!(
