@@ -43,19 +43,7 @@ fn phantom(proposer: u16, n: u64, items: usize) -> Gossip {
 #[test]
 fn proposals_travel_by_id_and_phantom_items_cost_a_member_nothing_but_its_requests() {
     let mut net = Testnet::global(4);
-    for i in HONEST {
-        net.nodes[i].start();
-    }
-    assert!(common::all_connected(&net, &HONEST, 2), "{}", net.logs());
-    let first = submit_to(&net, 1, "global", "before the attack");
-    assert!(
-        wait_until(Duration::from_secs(60), || trace_committed(
-            net.nodes[1].api,
-            &first
-        )),
-        "the honest nodes do not commit:\n{}",
-        net.logs()
-    );
+    common::start_committing(&mut net, &HONEST);
     let whole = |net: &Testnet| {
         HONEST.map(|i| {
             common::metric(

@@ -74,19 +74,7 @@ fn view(net: &Testnet, node: usize) -> u64 {
 fn a_member_sending_bad_shares_pays_for_each_check_while_the_others_commit() {
     let started = Instant::now();
     let mut net = Testnet::global(4);
-    for i in HONEST {
-        net.nodes[i].start();
-    }
-    assert!(common::all_connected(&net, &HONEST, 2), "{}", net.logs());
-    let first = submit(&net, 1, "before the liar");
-    assert!(
-        wait_until(Duration::from_secs(60), || trace_committed(
-            net.nodes[1].api,
-            &first
-        )),
-        "the honest nodes do not commit:\n{}",
-        net.logs()
-    );
+    common::start_committing(&mut net, &HONEST);
 
     // For scale: the honest nodes' CPU over 5 s with a trace a second and no liar.
     let quiet_before: Vec<f64> = HONEST.iter().map(|&i| cpu_seconds(&net, i)).collect();

@@ -287,6 +287,23 @@ pub fn all_connected(net: &Testnet, nodes: &[usize], peers: usize) -> bool {
     })
 }
 
+/// Start the global validators `nodes` and wait until they are connected and commit a trace.
+pub fn start_committing(net: &mut Testnet, nodes: &[usize]) {
+    for &i in nodes {
+        net.nodes[i].start();
+    }
+    assert!(all_connected(net, nodes, nodes.len() - 1), "{}", net.logs());
+    let first = submit(net, nodes[0], "before the attack");
+    assert!(
+        wait_until(Duration::from_secs(60), || trace_committed(
+            net.nodes[nodes[0]].api,
+            &first
+        )),
+        "the honest nodes do not commit:\n{}",
+        net.logs()
+    );
+}
+
 /// Poll `check` every 100 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
