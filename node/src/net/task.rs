@@ -216,12 +216,18 @@ struct Refused {
 }
 
 impl Refused {
-    fn count(&self, cause: &ConnectionDenied) {
+    /// `cut_off`: the peer is a member we cut off, which the allow list refuses like a
+    /// stranger.
+    fn count(&self, cause: &ConnectionDenied, cut_off: bool) {
         if cause
             .downcast_ref::<allow_block_list::NotAllowed>()
             .is_some()
         {
-            self.not_member.inc();
+            if cut_off {
+                self.cut_off.inc();
+            } else {
+                self.not_member.inc();
+            }
         } else if cause
             .downcast_ref::<connection_limits::Exceeded>()
             .is_some()
@@ -558,16 +564,14 @@ impl Network {
                 peer_id,
                 ..
             } => {
-                if peer_id.is_some_and(|p| self.limits.is_cut_off(&p)) {
-                    self.refused.cut_off.inc();
-                } else {
-                    self.refused.count(&cause);
-                }
+                let cut_off = peer_id.is_some_and(|p| self.limits.is_cut_off(&p));
+                self.refused.count(&cause, cut_off);
                 debug!(from = %send_back_addr, "inbound connection refused: {cause}");
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 if let DialError::Denied { cause } = &error {
-                    self.refused.count(cause);
+                    let cut_off = peer_id.is_some_and(|p| self.limits.is_cut_off(&p));
+                    self.refused.count(cause, cut_off);
                 }
                 // Only our own redials of members back off; a dial already under way or a
                 // peer already connected is no failure.

@@ -364,7 +364,8 @@ impl MainLoop {
             Effect::Event(Event::Rejected { from: f, reason }) if *f == from => Some(*reason),
             _ => None,
         });
-        // A failed check cost us pairings: the sender pays for it, by gossip or not.
+        // A share or certificate that failed its check: its sender pays for the check, by
+        // gossip or not.
         if matches!(rejected, Some(Reject::BadShare | Reject::BadCertificate))
             && let Some(peer) = self.genesis.domain(domain).and_then(|d| d.peer(from))
         {
