@@ -166,6 +166,7 @@ const NET_REJECT_REASONS: [(&str, &[&str]); 2] = [
             "replica",
             "not_edge",
             "notice_rate_limited",
+            "rate_limited",
             "sync_by_gossip",
             "bad_proposal",
         ],

@@ -267,6 +267,29 @@ fn a_member_sending_bad_shares_pays_for_each_check_while_the_others_commit() {
         assert!(gossip >= 1.0, "node {i} never refused the liar's gossip");
     }
     assert!(cut_off >= 1.0, "no node reported the liar cut off");
+    // The liar's gossip is relayed by honest members that had no reason to check its share
+    // yet; refusing it must not cost them their score with the others, or the three stop
+    // hearing one another and stall. Only the liar may be pruned from a mesh for its score,
+    // and only the liar holds penalty points.
+    for i in HONEST {
+        let pruned = common::metric(
+            &net,
+            i,
+            &format!(
+                "libp2p_gossipsub_mesh_peer_churn_events_total{{hash=\"{}\",reason=\"BadScore\"}}",
+                lcbft_node::net::wire::topic(G).hash()
+            ),
+        );
+        assert!(
+            pruned <= 1.0,
+            "node {i} pruned {pruned} peers for their score"
+        );
+        let penalised = common::metric(&net, i, "lcbft_net_penalised_peers");
+        assert!(
+            penalised <= 1.0,
+            "node {i} holds points against {penalised} peers"
+        );
+    }
     assert!(
         height_after > height_before,
         "the honest nodes stalled: {height_before} -> {height_after}"

@@ -128,20 +128,21 @@ pub enum Verdict {
 
 impl Verdict {
     /// The replica's judgement of a consensus message: `None` if it did not reject the sender.
-    /// Reasons that a timing difference between honest members can produce (a proposal from
-    /// the leader of a term we already left, a block we no longer wait for) are ignored, not
-    /// punished: our verdict also falls on honest relays.
+    /// gossipsub holds a rejected message against every peer that relayed it to us, so only
+    /// what every honest member refuses before relaying is rejected. Ignored, not punished:
+    /// - what a timing difference between honest members explains (a proposal from the leader
+    ///   of a term we already left, a block we no longer wait for);
+    /// - a bad share or certificate: an honest member relays a share it had no reason to check
+    ///   yet (shares are checked when a combine fails or their signer is a suspect) and a
+    ///   certificate outside its window. Its signer pays instead (`charge_failed_check`).
     pub fn of_replica(rejected: Option<Reject>) -> Verdict {
         match rejected {
             None => Verdict::Accept,
-            Some(Reject::NotLeader | Reject::Unrequested) => Verdict::Ignore,
             Some(
-                Reject::WrongDomain
-                | Reject::BadCertificate
-                | Reject::BadShare
-                | Reject::Malformed
-                | Reject::BadAnchor
-                | Reject::BadPayload,
+                Reject::NotLeader | Reject::Unrequested | Reject::BadCertificate | Reject::BadShare,
+            ) => Verdict::Ignore,
+            Some(
+                Reject::WrongDomain | Reject::Malformed | Reject::BadAnchor | Reject::BadPayload,
             ) => Verdict::Reject,
         }
     }

@@ -639,7 +639,14 @@ impl Network {
             Err(reason) => {
                 self.metrics.on_net_rejected("gossip", reason);
                 debug!(source = ?message.source, reason, "gossip rejected");
-                MessageAcceptance::Reject
+                // A budget is ours alone: an honest relay may have passed the message on
+                // within it, and gossipsub would hold a rejection against the relay. The
+                // limiter charged the author already.
+                if reason.ends_with("rate_limited") {
+                    MessageAcceptance::Ignore
+                } else {
+                    MessageAcceptance::Reject
+                }
             }
         };
         self.swarm
@@ -732,6 +739,11 @@ impl Network {
                 if matches!(*msg, Message::BlockRequest { .. } | Message::SafetyQuery) =>
             {
                 Err("sync_by_gossip")
+            }
+            // Charged to its author as a direct request is: a member whose failed checks put
+            // its budget in debt has its consensus messages dropped unread on both paths.
+            Gossip::Consensus(_) if !self.limits.allow(author, Work::Direct, Instant::now()) => {
+                Err("rate_limited")
             }
             Gossip::Consensus(msg) => Ok(NetEvent::Consensus {
                 domain,

@@ -358,8 +358,8 @@ impl MainLoop {
         };
         let effects = driver.handle(Input::Message { from, msg }, Instant::now());
         // The replica is the judge of a consensus message: if it rejected the sender,
-        // gossipsub must not forward the message and, unless honest timing explains
-        // it, holds it against the sender (`Verdict::of_replica`).
+        // gossipsub must not forward the message and, unless an honest member could have
+        // relayed it, holds it against the relays (`Verdict::of_replica`).
         let rejected = effects.iter().find_map(|e| match e {
             Effect::Event(Event::Rejected { from: f, reason }) if *f == from => Some(*reason),
             _ => None,
