@@ -318,6 +318,15 @@ fn a_byzantine_member_cannot_get_refused_traces_committed_nor_fill_memory() {
         bad_blocks >= 1.0 || graylisted >= 1.0,
         "no proposal refused for its payload, and the member is not graylisted"
     );
+    // Refusing the member's gossip and blocks must not cost the honest members that relayed
+    // some of it their score with the others: only the member may be pruned for its score.
+    for i in 1..4 {
+        let pruned = common::pruned_for_score(&net, i, G);
+        assert!(
+            pruned <= 1.0,
+            "node {i} pruned {pruned} peers for their score"
+        );
+    }
     let rss_after: Vec<f64> = (1..4).map(|i| rss_mib(&net, i)).collect();
     eprintln!("honest RSS before {rss_before:?} MiB, after {rss_after:?} MiB");
     for (i, rss) in rss_after.iter().enumerate() {

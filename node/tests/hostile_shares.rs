@@ -272,14 +272,7 @@ fn a_member_sending_bad_shares_pays_for_each_check_while_the_others_commit() {
     // hearing one another and stall. Only the liar may be pruned from a mesh for its score,
     // and only the liar holds penalty points.
     for i in HONEST {
-        let pruned = common::metric(
-            &net,
-            i,
-            &format!(
-                "libp2p_gossipsub_mesh_peer_churn_events_total{{hash=\"{}\",reason=\"BadScore\"}}",
-                lcbft_node::net::wire::topic(G).hash()
-            ),
-        );
+        let pruned = common::pruned_for_score(&net, i, G);
         assert!(
             pruned <= 1.0,
             "node {i} pruned {pruned} peers for their score"

@@ -438,6 +438,24 @@ pub fn metric_sum(text: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// How many peers `node` pruned from its mesh on `domain`'s topic for a bad gossipsub score.
+/// gossipsub holds a rejected message against every member that relayed it, so an honest
+/// relay pruned here means our verdicts fell on it.
+pub fn pruned_for_score(
+    net: &Testnet,
+    node: usize,
+    domain: lcbft_protocol::types::DomainId,
+) -> f64 {
+    metric(
+        net,
+        node,
+        &format!(
+            "libp2p_gossipsub_mesh_peer_churn_events_total{{hash=\"{}\",reason=\"BadScore\"}}",
+            lcbft_node::net::wire::topic(domain).hash()
+        ),
+    )
+}
+
 /// `metric_sum` over a node's metrics.
 pub fn metric(net: &Testnet, node: usize, prefix: &str) -> f64 {
     metric_sum(&metrics_text(net, node), prefix)
