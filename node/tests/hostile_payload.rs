@@ -7,7 +7,6 @@
 mod common;
 
 use common::{Testnet, get, submit, trace_committed, wait_until};
-use lcbft_node::genesis;
 use lcbft_node::metrics::Metrics;
 use lcbft_node::net::wire::Gossip;
 use lcbft_node::net::{self, NetEvent, NetHandle};
@@ -22,16 +21,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 const G: DomainId = DomainId::Global;
-
-fn rss_mib(net: &Testnet, node: usize) -> f64 {
-    let pid = net.nodes[node].pid().expect("running");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
-}
 
 fn trace(key: &Keypair, domain: DomainId, n: u64, body: usize) -> Trace {
     let producer = key
@@ -202,20 +191,12 @@ fn a_byzantine_member_cannot_get_refused_traces_committed_nor_fill_memory() {
         .to_tx();
     assert_eq!(committed.id().to_hex(), first);
 
-    let rss_before: Vec<f64> = (1..4).map(|i| rss_mib(&net, i)).collect();
+    let rss_before: Vec<f64> = (1..4).map(|i| common::rss_mib(&net, i)).collect();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let _guard = rt.enter();
     let key = lcbft_node::identity::load(&net.nodes[0].dir.join("node.key")).expect("key");
     let genesis = common::load_genesis(&net);
-    let me: PeerId = net.nodes[0].peer.parse().expect("peer");
-    let share = net
-        .root
-        .path()
-        .join("net")
-        .join("keys")
-        .join(&net.nodes[0].peer)
-        .join("global.share");
-    let (index, keys) = genesis::load_member_keys(&genesis, G, &me, &share).expect("keys");
+    let (index, keys) = common::member_keys(&net, 0, G);
     let peers: Vec<PeerId> = genesis
         .domain(G)
         .expect("global")
@@ -327,7 +308,7 @@ fn a_byzantine_member_cannot_get_refused_traces_committed_nor_fill_memory() {
             "node {i} pruned {pruned} peers for their score"
         );
     }
-    let rss_after: Vec<f64> = (1..4).map(|i| rss_mib(&net, i)).collect();
+    let rss_after: Vec<f64> = (1..4).map(|i| common::rss_mib(&net, i)).collect();
     eprintln!("honest RSS before {rss_before:?} MiB, after {rss_after:?} MiB");
     for (i, rss) in rss_after.iter().enumerate() {
         assert!(*rss < 64.0, "node {} grew to {rss:.0} MiB", i + 1);

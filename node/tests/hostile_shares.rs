@@ -14,7 +14,6 @@
 mod common;
 
 use common::{Testnet, submit, trace_committed, wait_until};
-use lcbft_node::genesis;
 use lcbft_node::net::wire::Gossip;
 use lcbft_protocol::crypto::Share;
 use lcbft_protocol::message::Message;
@@ -48,20 +47,11 @@ fn new_view(view: u64, share: Share) -> Message {
     }
 }
 
-/// User plus system CPU seconds of a running node.
+/// User plus system CPU seconds of a running node (100 clock ticks a second on Linux).
 fn cpu_seconds(net: &Testnet, node: usize) -> f64 {
-    let Some(pid) = net.nodes[node].pid() else {
-        return 0.0;
-    };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th
-    // and 13th of those.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+    net.nodes[node]
+        .pid()
+        .map_or(0.0, |pid| common::cpu_ticks(pid) as f64 / 100.0)
 }
 
 fn view(net: &Testnet, node: usize) -> u64 {
@@ -91,16 +81,7 @@ fn a_member_sending_bad_shares_pays_for_each_check_while_the_others_commit() {
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let _guard = rt.enter();
-    let genesis = common::load_genesis(&net);
-    let peer0: PeerId = net.nodes[0].peer.parse().expect("peer");
-    let share_file = net
-        .root
-        .path()
-        .join("net/keys")
-        .join(&net.nodes[0].peer)
-        .join("global.share");
-    let (_, keys) =
-        genesis::load_member_keys(&genesis, G, &peer0, &share_file).expect("node 0's share");
+    let (_, keys) = common::member_keys(&net, 0, G);
     let honest_peers: Vec<PeerId> = HONEST
         .iter()
         .map(|&i| net.nodes[i].peer.parse().expect("peer"))

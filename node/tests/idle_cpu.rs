@@ -9,15 +9,6 @@ mod common;
 use common::{Testnet, get, submit_to, trace_committed, wait_until};
 use std::time::{Duration, Instant};
 
-/// utime + stime of `pid` in clock ticks (fields 14 and 15 of /proc/<pid>/stat).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
-    // The command name (field 2) may hold spaces: count fields after its closing paren.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
 fn clock_ticks_per_second() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -57,7 +48,7 @@ fn idle_device_cpu() {
             .unwrap_or_default()
     };
     let view_before = views();
-    let start_ticks: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();
+    let start_ticks: Vec<u64> = pids.iter().map(|p| common::cpu_ticks(*p)).collect();
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs(20));
     let wall = start.elapsed().as_secs_f64();
@@ -65,7 +56,7 @@ fn idle_device_cpu() {
     // The idle rule: no view changes while nothing is pending.
     println!("device local view: {view_before} before, {} after", views());
     for (((i, role), pid), t0) in watch.iter().zip(&pids).zip(&start_ticks) {
-        let cpu = (cpu_ticks(*pid) - t0) as f64 / hz;
+        let cpu = (common::cpu_ticks(*pid) - t0) as f64 / hz;
         println!(
             "node{i} ({role}): {cpu:.2} CPU-s over {wall:.1} s idle = {:.2}% of one core",
             100.0 * cpu / wall

@@ -12,14 +12,6 @@ mod common;
 use common::{Testnet, submit_to, trace_committed, wait_until};
 use std::time::{Duration, Instant};
 
-/// utime + stime of `pid` in clock ticks (fields 14 and 15 of /proc/<pid>/stat).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
 /// USER_HZ: 100 on Linux.
 const HZ: f64 = 100.0;
 
@@ -38,7 +30,7 @@ fn window(net: &Testnet, scraped: usize, idle: usize, secs: u64) -> (f64, f64, u
         net.nodes[scraped].pid().unwrap(),
         net.nodes[idle].pid().unwrap(),
     );
-    let (t1, t2) = (cpu_ticks(p1), cpu_ticks(p2));
+    let (t1, t2) = (common::cpu_ticks(p1), common::cpu_ticks(p2));
     let start = Instant::now();
     let mut bytes = 0;
     for k in 1..=secs {
@@ -47,8 +39,8 @@ fn window(net: &Testnet, scraped: usize, idle: usize, secs: u64) -> (f64, f64, u
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     (
-        (cpu_ticks(p1) - t1) as f64 / HZ,
-        (cpu_ticks(p2) - t2) as f64 / HZ,
+        (common::cpu_ticks(p1) - t1) as f64 / HZ,
+        (common::cpu_ticks(p2) - t2) as f64 / HZ,
         bytes,
     )
 }

@@ -6,7 +6,6 @@
 mod common;
 
 use common::{Testnet, get, submit, trace_committed, wait_until};
-use lcbft_node::genesis;
 use lcbft_node::metrics::Metrics;
 use lcbft_node::net::wire::{Gossip, MAX_WIRE_BYTES};
 use lcbft_node::net::{self, NetHandle};
@@ -148,16 +147,7 @@ fn outsiders_and_malformed_messages_are_dropped_and_counted() {
     // views ahead: nodes 1-3 meet it when they time out the views whose next leader (node 0)
     // does not answer, and must find it when the certificate does not combine. Meanwhile
     // they keep committing without node 0.
-    let genesis = common::load_genesis(&net);
-    let peer0: PeerId = net.nodes[0].peer.parse().expect("peer");
-    let share = net
-        .root
-        .path()
-        .join("net/keys")
-        .join(&net.nodes[0].peer)
-        .join("global.share");
-    let (_, keys) = genesis::load_member_keys(&genesis, DomainId::Global, &peer0, &share)
-        .expect("node 0's share");
+    let (_, keys) = common::member_keys(&net, 0, DomainId::Global);
     let peers: Vec<PeerId> = (1..4)
         .map(|i| net.nodes[i].peer.parse().expect("peer"))
         .collect();

@@ -640,9 +640,8 @@ impl Network {
                 self.metrics.on_net_rejected("gossip", reason);
                 debug!(source = ?message.source, reason, "gossip rejected");
                 // A budget is ours alone: an honest relay may have passed the message on
-                // within it, and gossipsub would hold a rejection against the relay. The
-                // limiter charged the author already.
-                if reason.ends_with("rate_limited") {
+                // within it, and gossipsub would hold a rejection against the relay.
+                if over_budget(reason) {
                     MessageAcceptance::Ignore
                 } else {
                     MessageAcceptance::Reject
@@ -864,8 +863,7 @@ impl Network {
                     Err(reason) => {
                         self.metrics.on_net_rejected("direct", reason);
                         debug!(%peer, reason, "direct message rejected");
-                        // Rate-limited requests were charged by the limiter already.
-                        if !reason.ends_with("rate_limited") {
+                        if !over_budget(reason) {
                             self.limits.penalise(peer, limits::INVALID_POINTS);
                         }
                     }
@@ -937,6 +935,12 @@ impl Network {
                 .report_message_validation_result(&g.id, &g.source, MessageAcceptance::Ignore);
         }
     }
+}
+
+/// A refusal for a budget (`rate_limited`, `sync_rate_limited`, `notice_rate_limited`): the
+/// limiter charged the peer already.
+fn over_budget(reason: &str) -> bool {
+    reason.ends_with("rate_limited")
 }
 
 fn codec_reason(e: CodecError) -> &'static str {

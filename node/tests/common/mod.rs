@@ -490,6 +490,32 @@ pub fn load_genesis(net: &Testnet) -> lcbft_node::genesis::Genesis {
     lcbft_node::genesis::load(&net.root.path().join("net").join("genesis.toml")).expect("genesis")
 }
 
+/// `node`'s index and threshold key share in `domain`, from the files the testnet wrote (a
+/// test that plays that member in process).
+pub fn member_keys(
+    net: &Testnet,
+    node: usize,
+    domain: lcbft_protocol::types::DomainId,
+) -> (
+    lcbft_protocol::types::ReplicaIndex,
+    Box<dyn lcbft_protocol::crypto::ThresholdKeys>,
+) {
+    let genesis = load_genesis(net);
+    let peer: libp2p::PeerId = net.nodes[node].peer.parse().expect("peer");
+    let share = lcbft_node::genesis::share_path(&net.root.path().join("net"), &peer, domain);
+    lcbft_node::genesis::load_member_keys(&genesis, domain, &peer, &share).expect("member keys")
+}
+
+/// utime + stime of `pid` in clock ticks (fields 14 and 15 of /proc/<pid>/stat). Panics if
+/// the process is gone: a node that died must not read as an idle one.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // The command name (field 2) may hold spaces: count fields after its closing paren.
+    let rest = stat.rsplit_once(')').expect("comm").1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
 /// Resident memory of a running node, in MiB (0 if it is not running).
 pub fn rss_mib(net: &Testnet, node: usize) -> f64 {
     let Some(pid) = net.nodes[node].pid() else {
