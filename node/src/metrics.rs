@@ -187,7 +187,8 @@ const NET_REJECT_REASONS: [(&str, &[&str]); 2] = [
 
 /// Why a connection is refused (`net/behaviour.rs`): `not_member` (neither in the genesis nor
 /// a configured observer), `limit` (connection limits).
-const CONNECTION_REFUSAL_REASONS: [&str; 2] = ["not_member", "limit"];
+const CONNECTION_REFUSAL_REASONS: [&str; 4] =
+    ["not_member", "limit", "cut_off", "handshake_budget"];
 
 /// What the network task drops when the main loop's queue is full.
 const NET_EVENT_KINDS: [&str; 5] = ["consensus", "payload", "anchored", "proposal", "listening"];

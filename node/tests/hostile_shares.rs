@@ -7,13 +7,15 @@
 //! liar is a suspect, again and again for the same share. A check that fails costs the liar
 //! many requests' worth of its budget, so the honest nodes check only a few of its shares per
 //! second; the requests refused then cost it penalty points, and deep in them it is cut off
-//! (its connections closed and refused) until they decay. Measured while it lasts: the
-//! checks each honest node made, its CPU and peak RSS, and the blocks the three commit
-//! without the liar.
+//! (its connections closed and refused) until they decay; its redials are refused after the
+//! handshake, and once its address has spent its handshake budget, before it. Measured while
+//! it lasts: the checks each honest node made, the handshakes it paid for, its CPU and peak
+//! RSS, and the blocks the three commit without the liar.
 
 mod common;
 
 use common::{Testnet, submit, trace_committed, wait_until};
+use lcbft_node::net::HANDSHAKES;
 use lcbft_node::net::wire::Gossip;
 use lcbft_protocol::crypto::Share;
 use lcbft_protocol::message::Message;
@@ -205,12 +207,17 @@ fn a_member_sending_bad_shares_pays_for_each_check_while_the_others_commit() {
         "flood of {elapsed:.1} s: {sent} bad shares sent to each honest node point to point and as many \
          gossiped; shares checked \
          per node {checks:?}; CPU per node (cores) {cpu:.3?}, {quiet:.3?} without the liar; \
-         refused reconnections {:?}; peak RSS MiB {:?}; committed \
+         refused reconnections {:?} after a handshake and {:?} before; peak RSS MiB {:?}; committed \
          {} blocks ({:.2}/s)",
         HONEST.map(|i| common::metric(
             &net,
             i,
             "lcbft_net_refused_connections_total{reason=\"cut_off\"}"
+        )),
+        HONEST.map(|i| common::metric(
+            &net,
+            i,
+            "lcbft_net_refused_connections_total{reason=\"handshake_budget\"}"
         )),
         HONEST.map(|i| peak_rss[i].round()),
         height_after.saturating_sub(height_before),
@@ -240,6 +247,23 @@ fn a_member_sending_bad_shares_pays_for_each_check_while_the_others_commit() {
             "lcbft_net_refused_connections_total{reason=\"cut_off\"}",
         );
         assert!(refused >= 1.0, "node {i} never cut the liar off");
+        // Each refused reconnection cost a noise handshake, and the liar redials as fast as it
+        // can (about 170 times a second per node): past a budget its address is refused before
+        // the handshake. The budget bounds the handshakes; slack for the few honest failures.
+        let budget = HANDSHAKES.burst + HANDSHAKES.per_second * started.elapsed().as_secs_f64();
+        assert!(
+            refused <= budget + 16.0,
+            "node {i} made {refused} handshakes for the cut-off liar, over the budget {budget:.0}"
+        );
+        let gated = common::metric(
+            &net,
+            i,
+            "lcbft_net_refused_connections_total{reason=\"handshake_budget\"}",
+        );
+        assert!(
+            gated >= 1.0,
+            "node {i} never refused the liar before a handshake"
+        );
         let gossip = common::metric(
             &net,
             i,

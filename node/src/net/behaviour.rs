@@ -1,9 +1,10 @@
-//! The libp2p behaviour: admission (genesis members and configured observers only) and
-//! connection limits first, then gossipsub (one topic per domain, validation and peer scoring
-//! on), request-response for point-to-point messages, identify, ping (the liveness heartbeat),
-//! optional mDNS and Kademlia.
+//! The libp2p behaviour: a price on failed handshakes, admission (genesis members and
+//! configured observers only) and connection limits first, then gossipsub (one topic per
+//! domain, validation and peer scoring on), request-response for point-to-point messages,
+//! identify, ping (the liveness heartbeat), optional mDNS and Kademlia.
 
 use super::codec::DirectCodec;
+use super::gate::HandshakeGate;
 use super::scoring;
 use super::wire::{Ack, DIRECT_PROTOCOL, Direct, IDENTIFY_PROTOCOL, MAX_WIRE_BYTES, message_id};
 use libp2p::identity::Keypair;
@@ -23,6 +24,8 @@ use std::time::Duration;
 #[derive(NetworkBehaviour)]
 #[behaviour(to_swarm = "BehaviourEvent")]
 pub struct Behaviour {
+    /// An address whose handshakes keep coming to nothing is refused before the next one.
+    pub gate: HandshakeGate,
     /// Only genesis members and configured observers get a connection, in either direction:
     /// anyone else is refused right after the noise handshake proves who it is, before any
     /// protocol (gossipsub subscriptions included) runs on the connection.
@@ -173,6 +176,7 @@ impl Behaviour {
         }
         let limits = connection_limits::Behaviour::new(limits(p.admitted.len()));
         Ok(Behaviour {
+            gate: HandshakeGate::default(),
             admitted,
             limits,
             gossipsub,

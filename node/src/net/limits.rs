@@ -75,10 +75,33 @@ pub const LET_BACK_POINTS: f64 = 125.0;
 pub const MAX_POINTS: f64 = 1000.0;
 pub const PENALTY_HALF_LIFE: Duration = Duration::from_secs(10);
 
+/// A token bucket; the one refill rule for every budget.
 #[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tokens: f64,
+pub struct Bucket {
+    pub tokens: f64,
     at: Instant,
+}
+
+impl Bucket {
+    pub fn full(rate: Rate, now: Instant) -> Bucket {
+        Bucket {
+            tokens: rate.burst,
+            at: now,
+        }
+    }
+
+    /// Refill at `rate` up to `now`.
+    pub fn refill(&mut self, rate: Rate, now: Instant) {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * rate.per_second;
+        self.tokens = (self.tokens + refill).min(rate.burst);
+        self.at = now;
+    }
+
+    /// Whether it would be full at `now`: it says nothing a fresh bucket would not.
+    pub fn refilled(&self, rate: Rate, now: Instant) -> bool {
+        self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * rate.per_second
+            >= rate.burst
+    }
 }
 
 #[derive(Debug, Default)]
@@ -117,13 +140,11 @@ impl Limits {
     /// `peer`'s bucket for `work`, refilled up to `now`.
     fn bucket(&mut self, peer: PeerId, work: Work, now: Instant) -> &mut Bucket {
         let rate = work.rate();
-        let b = self.buckets.entry((peer, work)).or_insert(Bucket {
-            tokens: rate.burst,
-            at: now,
-        });
-        let refill = now.saturating_duration_since(b.at).as_secs_f64() * rate.per_second;
-        b.tokens = (b.tokens + refill).min(rate.burst);
-        b.at = now;
+        let b = self
+            .buckets
+            .entry((peer, work))
+            .or_insert(Bucket::full(rate, now));
+        b.refill(rate, now);
         b
     }
 
@@ -152,13 +173,8 @@ impl Limits {
             scores.push((*peer, if keep { -*p } else { 0.0 }));
             keep
         });
-        self.buckets.retain(|(_, work), b| {
-            let rate = work.rate();
-            let full = b.tokens
-                + now.saturating_duration_since(b.at).as_secs_f64() * rate.per_second
-                >= rate.burst;
-            !full
-        });
+        self.buckets
+            .retain(|(_, work), b| !b.refilled(work.rate(), now));
         scores
     }
 

@@ -2,7 +2,8 @@
 //! node talks to it through a cloneable [`NetHandle`] sending [`Command`]s and receives
 //! [`NetEvent`]s: consensus messages and payload already checked for membership and bounds.
 //!
-//! Trust no peer (DESIGN §7): only genesis members and configured observers get a connection;
+//! Trust no peer (DESIGN §7): only genesis members and configured observers get a connection,
+//! and an address whose handshakes keep failing is refused before the next one;
 //! gossipsub scores peers by the messages we reject; point-to-point work, block sync and
 //! anchor notices are rate-limited per peer; address books are bounded and dialling backs
 //! off; the swarm never waits for the main loop (a full queue is a counted drop).
@@ -10,6 +11,7 @@
 mod addresses;
 mod behaviour;
 mod codec;
+mod gate;
 mod limits;
 mod scoring;
 mod task;
@@ -28,6 +30,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 // The budgets, for tests that check a flood gets no more than they allow.
+pub use gate::HANDSHAKES;
 pub use limits::{Rate, Work};
 pub use task::spawn;
 

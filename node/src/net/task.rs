@@ -213,6 +213,8 @@ struct Refused {
     limit: Counter,
     /// A member cut off for its penalties (`Limits::cut_offs`).
     cut_off: Counter,
+    /// Refused before the handshake: its address failed too many (`gate.rs`).
+    handshake_budget: Counter,
 }
 
 impl Refused {
@@ -233,6 +235,8 @@ impl Refused {
             .is_some()
         {
             self.limit.inc();
+        } else if cause.downcast_ref::<super::gate::OverBudget>().is_some() {
+            self.handshake_budget.inc();
         }
     }
 }
@@ -263,6 +267,7 @@ impl Network {
             not_member: metrics.connection_refused_counter("not_member"),
             limit: metrics.connection_refused_counter("limit"),
             cut_off: metrics.connection_refused_counter("cut_off"),
+            handshake_budget: metrics.connection_refused_counter("handshake_budget"),
         };
         Ok(Network {
             swarm,
