@@ -257,6 +257,7 @@ pub struct Metrics {
     pub sync_requests: Family<DirectionLabels, Counter>,
     pub connections_refused: Family<ReasonLabels, Counter>,
     pub net_events_dropped: Family<EventKindLabels, Counter>,
+    pub sends_dropped: Family<ReasonLabels, Counter>,
     pub addresses_evicted: Counter,
     pub addresses_known: Gauge,
     pub peers_graylisted: Gauge,
@@ -316,6 +317,7 @@ impl Metrics {
             peers: Gauge::default(),
             connections_refused: Family::default(),
             net_events_dropped: Family::default(),
+            sends_dropped: Family::default(),
             addresses_evicted: Counter::default(),
             addresses_known: Gauge::default(),
             peers_graylisted: Gauge::default(),
@@ -492,6 +494,11 @@ impl Metrics {
             "refused_connections",
             "Connections refused: peers neither in the genesis nor configured observers, or over the connection limits",
             self.connections_refused.clone(),
+        );
+        c.register(
+            "dropped_sends",
+            "Point-to-point messages we dropped instead of sending: the peer had not read what we sent it already (peer_backlog)",
+            self.sends_dropped.clone(),
         );
         c.register(
             "dropped_events",
@@ -870,6 +877,14 @@ impl Metrics {
     }
 
     /// A connection refused; `reason` as in `CONNECTION_REFUSAL_REASONS`.
+    pub fn dropped_send_counter(&self, reason: &str) -> Counter {
+        self.sends_dropped
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .clone()
+    }
+
     pub fn connection_refused_counter(&self, reason: &str) -> Counter {
         self.connections_refused
             .get_or_create(&ReasonLabels {

@@ -9,6 +9,7 @@
 //! off; the swarm never waits for the main loop (a full queue is a counted drop).
 
 mod addresses;
+mod backlog;
 mod behaviour;
 mod codec;
 mod gate;

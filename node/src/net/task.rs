@@ -12,6 +12,7 @@
 //! dropped.
 
 use super::addresses::{Added, AddressBook, Source};
+use super::backlog::Backlog;
 use super::behaviour::{Behaviour, BehaviourEvent, Params};
 use super::limits::{self, Limits, Work};
 use super::scoring;
@@ -193,6 +194,9 @@ struct Network {
     admission: Option<Admission>,
     /// Per-peer budgets and penalty points.
     limits: Limits,
+    /// Bytes on their way to each peer, bounded per peer.
+    backlog: Backlog,
+    dropped_sends: Counter,
     /// Members whose last dials failed: how many in a row, and when to try next.
     dialing: HashMap<PeerId, (u32, Instant)>,
     refused: Refused,
@@ -269,6 +273,7 @@ impl Network {
             cut_off: metrics.connection_refused_counter("cut_off"),
             handshake_budget: metrics.connection_refused_counter("handshake_budget"),
         };
+        let dropped_sends = metrics.dropped_send_counter("peer_backlog");
         Ok(Network {
             swarm,
             genesis: cfg.genesis,
@@ -288,6 +293,8 @@ impl Network {
             bootstrapped: false,
             admission: cfg.admission,
             limits: Limits::default(),
+            backlog: Backlog::default(),
+            dropped_sends,
             dialing: HashMap::new(),
             refused,
             other_versions: BTreeSet::new(),
@@ -358,12 +365,7 @@ impl Network {
                     Err(e) => self.publish_failed(domain, e),
                 }
             }
-            Command::Send { domain, to, msg } => {
-                self.swarm
-                    .behaviour_mut()
-                    .direct
-                    .send_request(&to, Direct::raw(domain, msg));
-            }
+            Command::Send { domain, to, msg } => self.send_direct(domain, to, msg),
             Command::SendToMembers { domain, msg } => {
                 let local = *self.swarm.local_peer_id();
                 let members: Vec<PeerId> = self
@@ -372,10 +374,7 @@ impl Network {
                     .map(|d| d.members.iter().map(|m| m.peer_id).collect())
                     .unwrap_or_default();
                 for to in members.into_iter().filter(|p| *p != local) {
-                    self.swarm
-                        .behaviour_mut()
-                        .direct
-                        .send_request(&to, Direct::raw(domain, msg.clone()));
+                    self.send_direct(domain, to, msg.clone());
                 }
             }
             Command::Validate { gossip, verdict } => {
@@ -876,10 +875,19 @@ impl Network {
             }
             request_response::Event::Message {
                 peer,
-                message: RrMessage::Response { .. },
+                message: RrMessage::Response { request_id, .. },
                 ..
-            } => self.touch(peer),
-            request_response::Event::OutboundFailure { peer, error, .. } => {
+            } => {
+                self.backlog.done(request_id);
+                self.touch(peer);
+            }
+            request_response::Event::OutboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
+                self.backlog.done(request_id);
                 debug!(%peer, "send failed: {error}");
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -887,6 +895,22 @@ impl Network {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
+    }
+
+    /// Point-to-point to `to`, unless what is on its way to it already is at the bound.
+    fn send_direct(&mut self, domain: DomainId, to: PeerId, msg: Vec<u8>) {
+        let bytes = msg.len();
+        if !self.backlog.admits(&to, bytes) {
+            self.dropped_sends.inc();
+            debug!(peer = %to, bytes, "peer has not read what we sent it: message dropped");
+            return;
+        }
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_request(&to, Direct::raw(domain, msg));
+        self.backlog.sent(id, to, bytes);
     }
 
     fn validate_direct(&mut self, peer: &PeerId, req: &Direct) -> Result<NetEvent, &'static str> {
