@@ -11,14 +11,19 @@
 use libp2p::PeerId;
 use libp2p::request_response::OutboundRequestId;
 use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Four full sync answers.
 pub const MAX_BACKLOG_BYTES: usize = 4 << 20;
+/// libp2p reports every request answered, failed or timed out (5 s); one it never reported
+/// is forgotten after this, so that no lost report can silence a peer for good.
+pub const FORGET_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default)]
 pub struct Backlog {
     bytes: HashMap<PeerId, usize>,
-    requests: HashMap<OutboundRequestId, (PeerId, usize)>,
+    requests: HashMap<OutboundRequestId, (PeerId, usize, Instant)>,
 }
 
 impl Backlog {
@@ -30,16 +35,32 @@ impl Backlog {
     }
 
     /// Request `id` of `bytes` went to `peer`.
-    pub fn sent(&mut self, id: OutboundRequestId, peer: PeerId, bytes: usize) {
+    pub fn sent(&mut self, id: OutboundRequestId, peer: PeerId, bytes: usize, now: Instant) {
         *self.bytes.entry(peer).or_default() += bytes;
-        self.requests.insert(id, (peer, bytes));
+        self.requests.insert(id, (peer, bytes, now));
     }
 
     /// Request `id` was answered or failed: its bytes are ours no more.
     pub fn done(&mut self, id: OutboundRequestId) {
-        let Some((peer, bytes)) = self.requests.remove(&id) else {
-            return;
-        };
+        if let Some((peer, bytes, _)) = self.requests.remove(&id) {
+            self.release(peer, bytes);
+        }
+    }
+
+    /// Forget requests sent more than [`FORGET_AFTER`] before `now`.
+    pub fn expire(&mut self, now: Instant) {
+        let old: Vec<OutboundRequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, (_, _, at))| now.saturating_duration_since(*at) > FORGET_AFTER)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in old {
+            self.done(id);
+        }
+    }
+
+    fn release(&mut self, peer: PeerId, bytes: usize) {
         if let Some(b) = self.bytes.get_mut(&peer) {
             *b = b.saturating_sub(bytes);
             if *b == 0 {
@@ -72,13 +93,14 @@ mod tests {
     #[test]
     fn a_peer_gets_up_to_the_bound_then_nothing_until_it_reads() {
         let mut b = Backlog::default();
+        let t0 = Instant::now();
         let slow = PeerId::random();
         let other = PeerId::random();
         let id = ids(6);
         let answer = 1 << 20;
         for &i in &id[..4] {
             assert!(b.admits(&slow, answer));
-            b.sent(i, slow, answer);
+            b.sent(i, slow, answer, t0);
         }
         assert!(!b.admits(&slow, answer), "four answers are the bound");
         assert!(!b.admits(&slow, 1), "nothing more, however small");
@@ -97,12 +119,26 @@ mod tests {
     }
 
     #[test]
+    fn a_request_never_reported_is_forgotten() {
+        let mut b = Backlog::default();
+        let t0 = Instant::now();
+        let peer = PeerId::random();
+        let id = ids(1);
+        b.sent(id[0], peer, MAX_BACKLOG_BYTES, t0);
+        b.expire(t0 + FORGET_AFTER);
+        assert!(!b.admits(&peer, 1), "not yet");
+        b.expire(t0 + FORGET_AFTER + Duration::from_secs(1));
+        assert!(b.admits(&peer, 1));
+        assert_eq!(b.len(), 0);
+    }
+
+    #[test]
     fn a_message_over_the_bound_still_goes_to_a_peer_with_nothing_on_its_way() {
         let mut b = Backlog::default();
         let peer = PeerId::random();
         let id = ids(1);
         assert!(b.admits(&peer, MAX_BACKLOG_BYTES + 1));
-        b.sent(id[0], peer, MAX_BACKLOG_BYTES + 1);
+        b.sent(id[0], peer, MAX_BACKLOG_BYTES + 1, Instant::now());
         assert!(!b.admits(&peer, 1));
     }
 }

@@ -418,6 +418,7 @@ impl Network {
     fn maintain(&mut self) {
         let now = Instant::now();
         self.show_penalties(now);
+        self.backlog.expire(now);
         for peer in self.watched.clone() {
             if self.swarm.is_connected(&peer) {
                 let silent = self
@@ -910,7 +911,7 @@ impl Network {
             .behaviour_mut()
             .direct
             .send_request(&to, Direct::raw(domain, msg));
-        self.backlog.sent(id, to, bytes);
+        self.backlog.sent(id, to, bytes, Instant::now());
     }
 
     fn validate_direct(&mut self, peer: &PeerId, req: &Direct) -> Result<NetEvent, &'static str> {
