@@ -123,14 +123,7 @@ fn hex_of(s: &str) -> String {
 fn a_validator_down_for_longer_than_the_memory_window_catches_up_from_disk() {
     let window = lcbft_protocol::memory_window(lcbft_protocol::types::DomainId::Global);
     // Unpaced, so the window's worth of blocks comes quickly.
-    let consensus = "propose_delay = \"0ms\"\nmin_block_interval = \"0ms\"";
-    let mut net = Testnet::build(4, &[], consensus);
-    net.start_all();
-    assert!(
-        all_connected(&net, &[0, 1, 2, 3], 3),
-        "not connected:\n{}",
-        net.logs()
-    );
+    let mut net = common::unpaced_global(4);
     let first = submit(&net, 0, "before");
     assert!(committed_everywhere(&net, &[0, 1, 2, 3], &[first]));
     net.nodes[3].kill();

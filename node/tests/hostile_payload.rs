@@ -253,9 +253,7 @@ fn a_byzantine_member_cannot_get_refused_traces_committed_nor_fill_memory() {
 
     // The domain kept committing honest traces meanwhile.
     assert!(
-        wait_until(Duration::from_secs(60), || honest
-            .iter()
-            .all(|(i, id)| trace_committed(net.nodes[*i].api, id))),
+        common::all_committed(&net, &honest, Duration::from_secs(60)),
         "honest traces did not commit during the attack:\n{}",
         net.logs()
     );

@@ -119,9 +119,7 @@ fn strangers_are_refused_and_a_flooding_member_is_limited_while_both_domains_com
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        wait_until(Duration::from_secs(30), || committed_meanwhile
-            .iter()
-            .all(|(i, id)| trace_committed(net.nodes[*i].api, id))),
+        common::all_committed(&net, &committed_meanwhile, Duration::from_secs(30)),
         "the domains did not commit while the stranger knocked:\n{}",
         net.logs()
     );
@@ -261,9 +259,7 @@ fn strangers_are_refused_and_a_flooding_member_is_limited_while_both_domains_com
         "local/1 stalled: {before:?} -> {after:?}"
     );
     assert!(
-        wait_until(Duration::from_secs(60), || honest
-            .iter()
-            .all(|(i, id)| trace_committed(net.nodes[*i].api, id))),
+        common::all_committed(&net, &honest, Duration::from_secs(60)),
         "honest traces did not commit:\n{}",
         net.logs()
     );

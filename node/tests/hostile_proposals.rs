@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Testnet, domain_height, submit_to, trace_committed, wait_until};
+use common::{Testnet, domain_height, submit_to, wait_until};
 use lcbft_node::net::wire::{Compact, Gossip};
 use lcbft_protocol::message::Proposal;
 use lcbft_protocol::types::{Block, Certificate, DomainId, Hash};
@@ -120,9 +120,7 @@ fn proposals_travel_by_id_and_phantom_items_cost_a_member_nothing_but_its_reques
     );
     assert!(after > before, "global stalled: {before} -> {after}");
     assert!(
-        wait_until(Duration::from_secs(60), || honest
-            .iter()
-            .all(|(i, id)| trace_committed(net.nodes[*i].api, id))),
+        common::all_committed(&net, &honest, Duration::from_secs(60)),
         "honest traces did not commit during the attack:\n{}",
         net.logs()
     );

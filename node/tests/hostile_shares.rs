@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{Testnet, submit, trace_committed, wait_until};
+use common::{Testnet, submit, wait_until};
 use lcbft_node::net::HANDSHAKES;
 use lcbft_node::net::wire::Gossip;
 use lcbft_protocol::crypto::Share;
@@ -293,9 +293,7 @@ fn a_member_sending_bad_shares_pays_for_each_check_while_the_others_commit() {
         "the honest nodes stalled: {height_before} -> {height_after}"
     );
     assert!(
-        wait_until(Duration::from_secs(60), || honest
-            .iter()
-            .all(|(i, id)| trace_committed(net.nodes[*i].api, id))),
+        common::all_committed(&net, &honest, Duration::from_secs(60)),
         "traces submitted during the flood did not commit:\n{}",
         net.logs()
     );

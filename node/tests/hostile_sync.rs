@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{Testnet, all_connected, committed_height, submit, trace_committed, wait_until};
+use common::{committed_height, submit, wait_until};
 use lcbft_protocol::message::Message;
 use lcbft_protocol::types::{DomainId, Hash};
 use libp2p::PeerId;
@@ -48,54 +48,23 @@ const ATTACK: Duration = Duration::from_secs(20);
 /// direct budget (200/s) and the sync budget (8/s), as fast as the request streams take them.
 const PER_TICK: usize = 16;
 
-fn hash_at(net: &Testnet, node: usize, height: u64) -> Hash {
-    let hex = common::block_hash(net.nodes[node].api, height).expect("an old block");
-    Hash(
-        hex::decode(&hex)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .expect("a block hash"),
-    )
-}
-
 #[test]
 fn a_member_flooding_requests_for_blocks_on_disk_is_limited_while_the_validators_commit() {
     let started = Instant::now();
     let window = lcbft_protocol::memory_window(G);
-    let consensus = "propose_delay = \"0ms\"\nmin_block_interval = \"0ms\"";
-    let mut net = Testnet::build(4, &[], consensus);
-    net.start_all();
-    assert!(
-        all_connected(&net, &[0, 1, 2, 3], 3),
-        "not connected:\n{}",
-        net.logs()
-    );
+    let mut net = common::unpaced_global(4);
 
     // More than a window of blocks, so the oldest are on disk only. A replica prunes a
     // quarter window at a time, so it may still hold up to 1.25 windows: the requested blocks
     // lie below that, and deep enough that each answer is a full sync batch.
     let target = 2 * window + window / 2;
-    let mut i = 0;
-    let grew = wait_until(Duration::from_secs(60), || {
-        i += 1;
-        submit(
-            &net,
-            i % 4,
-            &format!("history {i} {}", "x".repeat(HISTORY_TRACE)),
-        );
-        committed_height(net.nodes[1].api).unwrap_or(0) >= target
-    });
-    assert!(
-        grew,
-        "the validators did not reach {target}:\n{}",
-        net.logs()
-    );
+    common::grow_history(&net, target, HISTORY_TRACE);
     let grown_in = started.elapsed();
     net.nodes[ATTACKER].kill();
     let head = committed_height(net.nodes[1].api).unwrap_or(0);
     let below = head - window - window / 4 - 8;
     let old: Vec<Hash> = (0..16)
-        .map(|k| hash_at(&net, 1, below - k * (below / 2) / 16))
+        .map(|k| common::hash_at(&net, 1, below - k * (below / 2) / 16))
         .collect();
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -253,9 +222,7 @@ fn a_member_flooding_requests_for_blocks_on_disk_is_limited_while_the_validators
     // second, 4 GiB in all). A quarter of the unattacked figure tells the two apart with
     // room for a slower machine.
     assert!(
-        wait_until(Duration::from_secs(30), || honest
-            .iter()
-            .all(|(i, id)| trace_committed(net.nodes[*i].api, id))),
+        common::all_committed(&net, &honest, Duration::from_secs(30)),
         "honest traces did not commit:\n{}",
         net.logs()
     );

@@ -10,9 +10,9 @@
 
 mod common;
 
-use common::{Testnet, all_connected, committed_height, submit, trace_committed, wait_until};
+use common::{Testnet, committed_height, submit, wait_until};
 use lcbft_protocol::message::Message;
-use lcbft_protocol::types::{DomainId, Hash};
+use lcbft_protocol::types::DomainId;
 use libp2p::PeerId;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -29,16 +29,6 @@ const ANSWERS: &str = "lcbft_net_messages_total{layer=\"global\",domain=\"global
 /// How long the member's runtime runs, and then sleeps, in turn.
 const AWAKE: Duration = Duration::from_millis(1);
 const ASLEEP: Duration = Duration::from_millis(400);
-
-fn hash_at(net: &Testnet, node: usize, height: u64) -> Hash {
-    let hex = common::block_hash(net.nodes[node].api, height).expect("a block");
-    Hash(
-        hex::decode(&hex)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .expect("a block hash"),
-    )
-}
 
 /// The member, on a runtime of its own that runs `AWAKE` in every `AWAKE + ASLEEP`: while it
 /// sleeps nothing reads its sockets. Requests sent through the returned channel go out when
@@ -72,33 +62,11 @@ fn slow_member(net: &Testnet, stop: Arc<AtomicBool>) -> mpsc::Sender<(PeerId, Me
 #[test]
 fn a_member_reading_its_answers_slowly_cannot_make_them_pile_up() {
     let started = Instant::now();
-    let consensus = "propose_delay = \"0ms\"\nmin_block_interval = \"0ms\"";
-    let mut net = Testnet::build(4, &[], consensus);
-    net.start_all();
-    assert!(
-        all_connected(&net, &[0, 1, 2, 3], 3),
-        "not connected:\n{}",
-        net.logs()
-    );
-    let target = 64;
-    let mut i = 0;
-    let grew = wait_until(Duration::from_secs(60), || {
-        i += 1;
-        submit(
-            &net,
-            i % 4,
-            &format!("history {i} {}", "x".repeat(HISTORY_TRACE)),
-        );
-        committed_height(net.nodes[1].api).unwrap_or(0) >= target
-    });
-    assert!(
-        grew,
-        "the validators did not reach {target}:\n{}",
-        net.logs()
-    );
+    let mut net = common::unpaced_global(4);
+    common::grow_history(&net, 64, HISTORY_TRACE);
     net.nodes[ATTACKER].kill();
     let head = committed_height(net.nodes[1].api).unwrap_or(0);
-    let wanted = hash_at(&net, 1, head - 2);
+    let wanted = common::hash_at(&net, 1, head - 2);
     let honest_peers: Vec<PeerId> = HONEST
         .iter()
         .map(|&i| net.nodes[i].peer.parse().expect("peer"))
@@ -180,9 +148,7 @@ fn a_member_reading_its_answers_slowly_cannot_make_them_pile_up() {
         );
     }
     assert!(
-        wait_until(Duration::from_secs(30), || honest
-            .iter()
-            .all(|(i, id)| trace_committed(net.nodes[*i].api, id))),
+        common::all_committed(&net, &honest, Duration::from_secs(30)),
         "honest traces did not commit:\n{}",
         net.logs()
     );

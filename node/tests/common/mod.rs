@@ -365,8 +365,63 @@ pub fn trace_committed(api: SocketAddr, id: &str) -> bool {
     get(api, &format!("/v1/traces/{id}")).is_some_and(|(_, v)| v["status"] == "committed")
 }
 
+/// Whether every `(node, trace id)` is committed at its node within `within`.
+pub fn all_committed(net: &Testnet, traces: &[(usize, String)], within: Duration) -> bool {
+    wait_until(within, || {
+        traces
+            .iter()
+            .all(|(i, id)| trace_committed(net.nodes[*i].api, id))
+    })
+}
+
 pub fn block_hash(api: SocketAddr, height: u64) -> Option<String> {
     domain_block_hash(api, "global", height)
+}
+
+/// The hash of node `node`'s global block at `height`, which it must hold.
+pub fn hash_at(net: &Testnet, node: usize, height: u64) -> lcbft_protocol::types::Hash {
+    let hex = block_hash(net.nodes[node].api, height).expect("a block");
+    lcbft_protocol::types::Hash(
+        hex::decode(&hex)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .expect("a block hash"),
+    )
+}
+
+/// `n` global validators, unpaced (each leader proposes as soon as anything waits), started
+/// and connected.
+pub fn unpaced_global(n: usize) -> Testnet {
+    let consensus = "propose_delay = \"0ms\"\nmin_block_interval = \"0ms\"";
+    let mut net = Testnet::build(n, &[], consensus);
+    net.start_all();
+    let all: Vec<usize> = (0..n).collect();
+    assert!(
+        all_connected(&net, &all, n - 1),
+        "not connected:\n{}",
+        net.logs()
+    );
+    net
+}
+
+/// Submit traces carrying `filler` bytes each, round robin, until node 1 has committed
+/// `target` blocks (at most 60 s).
+pub fn grow_history(net: &Testnet, target: u64, filler: usize) {
+    let mut i = 0;
+    let grew = wait_until(Duration::from_secs(60), || {
+        i += 1;
+        submit(
+            net,
+            i % net.nodes.len(),
+            &format!("history {i} {}", "x".repeat(filler)),
+        );
+        committed_height(net.nodes[1].api).unwrap_or(0) >= target
+    });
+    assert!(
+        grew,
+        "the validators did not reach {target}:\n{}",
+        net.logs()
+    );
 }
 
 /// `segment`: `global` or `local-<id>`.
