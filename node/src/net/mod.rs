@@ -159,11 +159,14 @@ pub enum Command {
         domain: DomainId,
         gossip: Vec<u8>,
     },
-    /// Point-to-point to `to`: a protocol message, already encoded.
+    /// Point-to-point to `to`: a protocol message, already encoded. `bounded`: dropped if
+    /// what is on its way to `to` is at its bound (`backlog.rs`); false only for probes that
+    /// must go out exactly as given.
     Send {
         domain: DomainId,
         to: PeerId,
         msg: Vec<u8>,
+        bounded: bool,
     },
     /// Point-to-point to every other member of `domain`: what the replica broadcasts but only
     /// direct requests may carry (block sync requests, see [`NetHandle::broadcast`]).
@@ -238,7 +241,12 @@ impl NetHandle {
     pub fn send(&self, domain: DomainId, to: PeerId, msg: Message) {
         let bytes = lcbft_protocol::codec::encode(&msg);
         self.metrics.on_message_sent(domain, &msg, bytes.len());
-        self.send_raw(domain, to, bytes);
+        self.command(Command::Send {
+            domain,
+            to,
+            msg: bytes,
+            bounded: true,
+        });
     }
 
     /// Send a `Message::BlockResponse` already encoded (`Message::encode_block_response`),
@@ -246,13 +254,23 @@ impl NetHandle {
     pub fn send_block_response(&self, domain: DomainId, to: PeerId, msg: Vec<u8>) {
         self.metrics
             .on_message(domain, true, "block_response", msg.len());
-        self.send_raw(domain, to, msg);
+        self.command(Command::Send {
+            domain,
+            to,
+            msg,
+            bounded: true,
+        });
     }
 
-    /// Send bytes as the message of a point-to-point request, exactly as given (tools and
-    /// tests that probe peers' validation).
+    /// Send bytes as the message of a point-to-point request, exactly as given and whatever
+    /// is on its way to the peer already (tools and tests that probe peers' validation).
     pub fn send_raw(&self, domain: DomainId, to: PeerId, msg: Vec<u8>) {
-        self.command(Command::Send { domain, to, msg });
+        self.command(Command::Send {
+            domain,
+            to,
+            msg,
+            bounded: false,
+        });
     }
 
     pub fn validate(&self, gossip: GossipRef, accept: bool) {

@@ -365,7 +365,12 @@ impl Network {
                     Err(e) => self.publish_failed(domain, e),
                 }
             }
-            Command::Send { domain, to, msg } => self.send_direct(domain, to, msg),
+            Command::Send {
+                domain,
+                to,
+                msg,
+                bounded,
+            } => self.send_direct(domain, to, msg, bounded),
             Command::SendToMembers { domain, msg } => {
                 let local = *self.swarm.local_peer_id();
                 let members: Vec<PeerId> = self
@@ -374,7 +379,7 @@ impl Network {
                     .map(|d| d.members.iter().map(|m| m.peer_id).collect())
                     .unwrap_or_default();
                 for to in members.into_iter().filter(|p| *p != local) {
-                    self.send_direct(domain, to, msg.clone());
+                    self.send_direct(domain, to, msg.clone(), true);
                 }
             }
             Command::Validate { gossip, verdict } => {
@@ -898,10 +903,11 @@ impl Network {
         }
     }
 
-    /// Point-to-point to `to`, unless what is on its way to it already is at the bound.
-    fn send_direct(&mut self, domain: DomainId, to: PeerId, msg: Vec<u8>) {
+    /// Point-to-point to `to`, unless `bounded` and what is on its way to it already is at
+    /// the bound.
+    fn send_direct(&mut self, domain: DomainId, to: PeerId, msg: Vec<u8>, bounded: bool) {
         let bytes = msg.len();
-        if !self.backlog.admits(&to, bytes) {
+        if bounded && !self.backlog.admits(&to, bytes) {
             self.dropped_sends.inc();
             debug!(peer = %to, bytes, "peer has not read what we sent it: message dropped");
             return;
