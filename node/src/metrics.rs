@@ -492,7 +492,7 @@ impl Metrics {
         c.register("peers", "Connected peers", self.peers.clone());
         c.register(
             "refused_connections",
-            "Connections refused: peers neither in the genesis nor configured observers, or over the connection limits",
+            "Connections refused: peers neither in the genesis nor configured observers (not_member), members cut off for their penalties (cut_off), over the connection limits (limit), or before the handshake from an address whose handshakes keep failing (handshake_budget)",
             self.connections_refused.clone(),
         );
         c.register(

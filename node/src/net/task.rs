@@ -1006,11 +1006,7 @@ fn attach_gossip(ev: &mut NetEvent, gossip: GossipRef) {
 }
 
 fn is_loopback(a: &Multiaddr) -> bool {
-    a.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_loopback(),
-        Protocol::Ip6(ip) => ip.is_loopback(),
-        _ => false,
-    })
+    super::gate::ip_of(a).is_some_and(|ip| ip.is_loopback())
 }
 
 /// A label for a publish failure. libp2p adds a variant under its `partial-messages` feature,
