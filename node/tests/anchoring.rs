@@ -182,7 +182,7 @@ fn forged_anchor(
         proposer: 1,
         parent,
         justify: Certificate::genesis(domain),
-        payload: Vec::new(),
+        payload: Default::default(),
     };
     let child = Block {
         domain,
@@ -191,7 +191,7 @@ fn forged_anchor(
         proposer: 1,
         parent: block.hash(),
         justify: sign(view, block.hash()),
-        payload: Vec::new(),
+        payload: Default::default(),
     };
     let qc = sign(view + 1, child.hash());
     let commit = CommitProof {

@@ -956,7 +956,7 @@ impl Core {
             proposer: self.me(),
             parent: parent_hash,
             justify: justify.clone(),
-            payload,
+            payload: payload.into(),
         })
     }
 

@@ -344,7 +344,7 @@ mod tests {
         b.height = parent.height + 1;
         b.view = view;
         b.parent = parent.hash();
-        b.payload = vec![crate::types::Tx::new(tag.to_vec())];
+        b.payload = vec![crate::types::Tx::new(tag.to_vec())].into();
         b
     }
 

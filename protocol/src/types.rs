@@ -4,6 +4,7 @@
 use crate::crypto::{Share, Signature};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::OnceLock;
 
 /// A replica's position in its domain's member list (and its key-share index).
 pub type ReplicaIndex = u16;
@@ -325,7 +326,94 @@ pub struct Block {
     pub parent: Hash,
     /// The QC for `parent` (chained HotStuff: each block carries its parent's certificate).
     pub justify: Certificate,
-    pub payload: Vec<Tx>,
+    pub payload: Payload,
+}
+
+/// A block's items with their Merkle root, computed once. A block's hash is asked for at
+/// every step of its way (tree, vote checks, storage, anchors, proofs), and the root over
+/// thousands of ids was, under load, most of what the storage thread hashed. Reading goes
+/// through `Deref`; any change goes through `DerefMut`, which forgets the root.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Payload {
+    items: Vec<Tx>,
+    #[serde(skip)]
+    root: OnceLock<Hash>,
+}
+
+impl Payload {
+    /// Merkle root over the items' ids (see [`crate::merkle`]).
+    pub fn root(&self) -> Hash {
+        *self
+            .root
+            .get_or_init(|| crate::merkle::root(self.items.iter().map(Tx::id)))
+    }
+
+    pub fn into_vec(self) -> Vec<Tx> {
+        self.items
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = Vec<Tx>;
+
+    fn deref(&self) -> &Vec<Tx> {
+        &self.items
+    }
+}
+
+impl std::ops::DerefMut for Payload {
+    fn deref_mut(&mut self) -> &mut Vec<Tx> {
+        self.root = OnceLock::new();
+        &mut self.items
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.items == other.items
+    }
+}
+
+impl Eq for Payload {}
+
+impl From<Vec<Tx>> for Payload {
+    fn from(items: Vec<Tx>) -> Payload {
+        Payload {
+            items,
+            root: OnceLock::new(),
+        }
+    }
+}
+
+impl FromIterator<Tx> for Payload {
+    fn from_iter<I: IntoIterator<Item = Tx>>(iter: I) -> Payload {
+        Payload::from(iter.into_iter().collect::<Vec<Tx>>())
+    }
+}
+
+impl IntoIterator for Payload {
+    type Item = Tx;
+    type IntoIter = std::vec::IntoIter<Tx>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Payload {
+    type Item = &'a Tx;
+    type IntoIter = std::slice::Iter<'a, Tx>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.items.fmt(f)
+    }
 }
 
 impl Block {
@@ -346,13 +434,13 @@ impl Block {
                 signers: Bitmap::default(),
                 signature: Signature::default(),
             },
-            payload: Vec::new(),
+            payload: Payload::default(),
         }
     }
 
     /// Merkle root over the payload items' ids (see [`crate::merkle`]).
     pub fn payload_root(&self) -> Hash {
-        crate::merkle::root(self.payload.iter().map(Tx::id))
+        self.payload.root()
     }
 
     /// Header hash: commits to every field, the payload through its Merkle root.

@@ -32,7 +32,7 @@ fn samples() -> Vec<Message> {
         proposer: 1,
         parent: Hash::of(b"parent"),
         justify: cert(Kind::Vote, 4),
-        payload: vec![Tx::new(b"trace".to_vec()), Tx::new(vec![0; 300])],
+        payload: vec![Tx::new(b"trace".to_vec()), Tx::new(vec![0; 300])].into(),
     };
     let vote = Vote {
         msg: cert(Kind::Vote, 5).msg,

@@ -559,7 +559,7 @@ fn a_member_cannot_make_us_write_per_message() {
     for i in 0..50 {
         let mut p = proposal.clone();
         if let Message::Propose(p) = &mut p {
-            p.block.payload = vec![Tx::new(format!("equivocation {i}").into_bytes())];
+            p.block.payload = vec![Tx::new(format!("equivocation {i}").into_bytes())].into();
         }
         let out = r.handle(Input::Message { from: lead, msg: p });
         written += persists(&out).iter().map(|b| b.len()).sum::<usize>();

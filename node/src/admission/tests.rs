@@ -136,7 +136,7 @@ fn a_committed_trace_is_refused() {
     block.height = 1;
     block.view = 1;
     block.parent = genesis.hash();
-    block.payload = vec![tx.clone()];
+    block.payload = vec![tx.clone()].into();
     let proof = CommitProof {
         above: Vec::new(),
         qc: Certificate::genesis(DOMAIN),

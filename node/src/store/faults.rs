@@ -38,7 +38,7 @@ fn commit_blocks(
         b.parent = parent.hash();
         let mut tx = vec![fill; payload];
         tx[..8].copy_from_slice(&b.height.to_le_bytes());
-        b.payload = vec![Tx::new(tx)];
+        b.payload = vec![Tx::new(tx)].into();
         store.commit_block(&b, &proof(domain))?;
         parent = b;
     }

@@ -191,7 +191,7 @@ fn first_block(domain: DomainId, payload: Vec<Tx>) -> lcbft_protocol::types::Blo
     b.height = 1;
     b.view = 1;
     b.parent = genesis.hash();
-    b.payload = payload;
+    b.payload = payload.into();
     b
 }
 
@@ -256,7 +256,7 @@ fn long_chain(store: &Store, domain: DomainId, count: u64) {
             proposer: 0,
             parent: parent.hash(),
             justify: justify.clone(),
-            payload: vec![Tx::new(parent.height.to_le_bytes().to_vec())],
+            payload: vec![Tx::new(parent.height.to_le_bytes().to_vec())].into(),
         };
         let proof = CommitProof {
             above: Vec::new(),

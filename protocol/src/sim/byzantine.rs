@@ -402,7 +402,7 @@ impl Byzantine {
                     proposer: self.cfg.me,
                     parent: Block::genesis(self.cfg.domain).hash(),
                     justify: self.genesis_qc(),
-                    payload: Vec::new(),
+                    payload: Default::default(),
                 };
                 vec![Output::Broadcast(Message::Propose(Proposal {
                     block,
