@@ -27,8 +27,8 @@ use tracing::warn;
 /// Room for a trace's fields around its body: producer, digest, signature, the longest
 /// application and every parent, with their CBOR framing.
 const FIELDS_BYTES: usize = 32 + 32 + 64 + MAX_APPLICATION + MAX_PARENTS * 34 + 256;
-/// Verified trace ids remembered: a trace is checked when it arrives and again in the
-/// proposal that carries it, usually within a second.
+/// Verified trace ids remembered, with their domain: a trace is checked when it arrives and
+/// again in the proposal that carries it, usually within a second.
 const VERIFIED_CACHE: usize = 65_536;
 
 /// Why an item was refused; the label is the `reason` of `lcbft_traces_refused_total`.
@@ -80,7 +80,7 @@ struct Inner {
     max_body: usize,
     /// A raw network (genesis `payload = "raw"`): items are opaque, only bounded in size.
     raw: bool,
-    verified: Cache<Hash, ()>,
+    verified: Cache<Hash, DomainId>,
     store: Store,
     metrics: Metrics,
 }
@@ -153,6 +153,15 @@ impl Admission {
         if tx.len() > self.max_trace_bytes() {
             return Err(Refusal::Oversized);
         }
+        // An id is the hash of the bytes, and only bytes that passed every check below are
+        // remembered: a proposal's items, seen before in gossip, are not decoded again.
+        if let Some(known) = self.inner.verified.get(id) {
+            return if known == domain {
+                Ok(None)
+            } else {
+                Err(Refusal::WrongDomain)
+            };
+        }
         let signed: SignedTrace =
             codec::decode(tx.bytes(), self.max_trace_bytes()).map_err(|_| Refusal::Malformed)?;
         if codec::encode(&signed) != tx.bytes() {
@@ -170,9 +179,6 @@ impl Admission {
         }
         if t.domain != domain {
             return Err(Refusal::WrongDomain);
-        }
-        if self.inner.verified.get(id).is_some() {
-            return Ok(None);
         }
         Ok(Some(signed))
     }
@@ -214,9 +220,9 @@ impl Admission {
                 (*i, ok)
             })
             .collect();
-        for ((_, id, _), (_, ok)) in items.iter().zip(&verdicts) {
+        for ((_, id, signed), (_, ok)) in items.iter().zip(&verdicts) {
             if *ok {
-                self.inner.verified.insert(*id, ());
+                self.inner.verified.insert(*id, signed.trace.domain);
             }
         }
         verdicts
