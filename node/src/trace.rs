@@ -233,6 +233,16 @@ impl SignedTrace {
         Tx::new(codec::encode(self))
     }
 
+    /// The parents a committed block item names, none if it is not a trace. The provenance
+    /// index is written and pruned by this one reading. Unlike `from_tx` it does not encode the
+    /// trace again to compare: that check was admission's, and repeating it for every item of
+    /// every committed and anchored block was a tenth of a global validator's storage thread.
+    pub fn parents_of(tx: &Tx) -> Vec<[u8; 32]> {
+        codec::decode::<SignedTrace>(tx.bytes(), codec::MAX_MESSAGE_BYTES)
+            .map(|s| s.trace.parents)
+            .unwrap_or_default()
+    }
+
     /// Decode a block item; only the canonical encoding is a trace, so one trace has one id.
     pub fn from_tx(tx: &Tx) -> Result<SignedTrace, TraceError> {
         let s: SignedTrace = codec::decode(tx.bytes(), codec::MAX_MESSAGE_BYTES)

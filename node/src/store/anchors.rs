@@ -55,10 +55,8 @@ pub(super) fn index_payload(txn: &redb::WriteTransaction, block: &Block) -> Resu
 }
 
 fn link_parents(children: &mut Table<([u8; 32], [u8; 32]), ()>, tx: &Tx) -> Result<(), StoreError> {
-    if let Ok(trace) = SignedTrace::from_tx(tx) {
-        for parent in &trace.trace.parents {
-            children.insert((*parent, tx.id().0), ()).map_err(db)?;
-        }
+    for parent in SignedTrace::parents_of(tx) {
+        children.insert((parent, tx.id().0), ()).map_err(db)?;
     }
     Ok(())
 }
@@ -226,10 +224,8 @@ impl Store {
                     let block: Block = decode(bytes.value(), "block")?;
                     for tx in &block.payload {
                         index.remove(tx.id().0).map_err(db)?;
-                        if let Ok(trace) = SignedTrace::from_tx(tx) {
-                            for parent in &trace.trace.parents {
-                                children.remove((*parent, tx.id().0)).map_err(db)?;
-                            }
+                        for parent in SignedTrace::parents_of(tx) {
+                            children.remove((parent, tx.id().0)).map_err(db)?;
                         }
                     }
                 }
