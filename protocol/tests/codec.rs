@@ -119,6 +119,35 @@ fn a_block_response_from_encoded_blocks_is_the_same_bytes() {
     }
 }
 
+/// The payload keeps its Merkle root once computed: every change must forget it, and the
+/// payload must encode as the list of items it wraps.
+#[test]
+fn a_block_hash_follows_every_change_to_its_payload() {
+    let Message::Propose(p) = &samples()[0] else {
+        panic!("the first sample is a proposal");
+    };
+    let mut block = p.block.clone();
+    let before = block.hash();
+    // A decoded block has computed nothing yet.
+    let fresh = |b: &Block| {
+        decode::<Block>(&encode(b), MAX_MESSAGE_BYTES)
+            .unwrap()
+            .hash()
+    };
+    assert_eq!(before, fresh(&block));
+    block.payload.push(Tx::new(b"one more".to_vec()));
+    assert_ne!(block.hash(), before);
+    assert_eq!(block.hash(), fresh(&block));
+    block.payload[0] = Tx::new(b"another".to_vec());
+    assert_eq!(block.hash(), fresh(&block));
+    block.payload.clear();
+    assert_eq!(block.payload_root(), Hash::ZERO);
+    assert_eq!(
+        encode(&p.block.payload),
+        encode(&p.block.payload.iter().cloned().collect::<Vec<Tx>>())
+    );
+}
+
 #[test]
 fn every_truncation_is_an_error() {
     for m in samples() {
