@@ -123,6 +123,21 @@ fn each_rule_refuses_with_its_reason() {
     );
 }
 
+/// A verified trace is not decoded again, but its domain still counts: the bytes are the
+/// same, and they name their domain.
+#[test]
+fn a_verified_trace_is_still_refused_in_another_domain() {
+    let f = fixture();
+    let good = signed(&f.key, trace(&f.key, 1));
+    let one = std::slice::from_ref(&good);
+    assert_eq!(f.admission.check(DOMAIN, one), vec![Ok(())]);
+    assert_eq!(
+        f.admission.check(DomainId::Local(2), one),
+        vec![Err(Refusal::WrongDomain)]
+    );
+    assert_eq!(f.admission.check(DOMAIN, one), vec![Ok(())]);
+}
+
 #[test]
 fn a_committed_trace_is_refused() {
     let f = fixture();
