@@ -29,9 +29,11 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 /// Traces submitted here travel to the domain in one gossip message per this many bytes, or
-/// per this delay after the first one waiting, whichever comes first.
+/// per this delay after the first one waiting, whichever comes first. Every message costs its
+/// receivers a signature check and a wake-up; at 5 ms an edge spent a fifth more CPU per trace
+/// at 2,000/s, for no lower latency (a commit takes several blocks, each tens of ms).
 const GOSSIP_BATCH_BYTES: usize = 64 * 1024;
-const GOSSIP_BATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
+const GOSSIP_BATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(30);
 
 pub struct MainLoop {
     drivers: BTreeMap<DomainId, Driver>,
