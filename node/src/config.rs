@@ -93,11 +93,11 @@ pub struct ConsensusConfig {
     /// them all. A member down for longer catches up by state transfer.
     pub local_window: u64,
     /// Pacing: a leader holds payload back this long after it became pending, unless a
-    /// sixteenth of a block is pending, so light traffic makes few, fuller blocks. 0 proposes
+    /// sixty-fourth of a block is pending, so light traffic makes few, fuller blocks. 0 proposes
     /// at once.
     #[serde(with = "humantime_serde")]
     pub propose_delay: Duration,
-    /// Pacing: at most one block per this interval from a leader, unless a sixteenth of a
+    /// Pacing: at most one block per this interval from a leader, unless a sixty-fourth of a
     /// block is pending (0: as fast as the chain goes). Timeouts are extended by the delay and
     /// the interval.
     #[serde(with = "humantime_serde")]
@@ -226,7 +226,7 @@ offload = true
 local_window = 256
 # Pacing, the energy-latency knob: a leader holds payload back this long after it became
 # pending, and proposes at most one block per min_block_interval; neither holds once a
-# sixteenth of a block (64 KiB local) is pending, so pacing never slows a loaded domain.
+# sixty-fourth of a block (16 KiB local) is pending, so pacing never slows a loaded domain.
 # Every block costs each member a signature and a certificate check, so fewer, fuller blocks
 # save energy; a trace waits up to about delay + 2 intervals longer to commit. "0s" for both
 # proposes as soon as anything is pending. Timeouts are extended by the two.
