@@ -92,13 +92,13 @@ pub struct ConsensusConfig {
     /// from disk once anchored in a committed global block (never before); global nodes keep
     /// them all. A member down for longer catches up by state transfer.
     pub local_window: u64,
-    /// Pacing: a leader holds payload back this long after it became pending, unless a
-    /// sixty-fourth of a block is pending, so light traffic makes few, fuller blocks. 0 proposes
-    /// at once.
+    /// Pacing: a leader holds payload back this long after it became pending, unless 16 KiB
+    /// (local; global 192 KiB) is pending, so light traffic makes few, fuller blocks. 0
+    /// proposes at once.
     #[serde(with = "humantime_serde")]
     pub propose_delay: Duration,
-    /// Pacing: at most one block per this interval from a leader, unless a sixty-fourth of a
-    /// block is pending (0: as fast as the chain goes). Timeouts are extended by the delay and
+    /// Pacing: at most one block per this interval from a leader, unless 16 KiB (local;
+    /// global 192 KiB) is pending (0: as fast as the chain goes). Timeouts are extended by the delay and
     /// the interval.
     #[serde(with = "humantime_serde")]
     pub min_block_interval: Duration,
@@ -225,8 +225,8 @@ offload = true
 # member down for longer than this catches up by state transfer from its edge's anchor notice.
 local_window = 256
 # Pacing, the energy-latency knob: a leader holds payload back this long after it became
-# pending, and proposes at most one block per min_block_interval; neither holds once a
-# sixty-fourth of a block (16 KiB local) is pending, so pacing never slows a loaded domain.
+# pending, and proposes at most one block per min_block_interval; neither holds once 16 KiB
+# (local; 192 KiB global) is pending, so pacing never slows a loaded domain.
 # Every block costs each member a signature and a certificate check, so fewer, fuller blocks
 # save energy; a trace waits up to about delay + 2 intervals longer to commit. "0s" for both
 # proposes as soon as anything is pending. Timeouts are extended by the two.
