@@ -98,8 +98,8 @@ pub struct ConsensusConfig {
     #[serde(with = "humantime_serde")]
     pub propose_delay: Duration,
     /// Pacing: at most one block per this interval from a leader, unless 16 KiB (local;
-    /// global 192 KiB) is pending (0: as fast as the chain goes). Timeouts are extended by the delay and
-    /// the interval.
+    /// global 192 KiB) is pending (0: as fast as the chain goes). Timeouts are extended by the
+    /// delay and the interval.
     #[serde(with = "humantime_serde")]
     pub min_block_interval: Duration,
 }
