@@ -88,8 +88,8 @@ impl Config {
     /// Local: 16 KiB (~50 traces), seconds of a light domain's traffic, so light loads stay
     /// paced, but a tenth of a second at 2,000/s, where a sixteenth held each block back
     /// ~220 ms and a commit, two blocks, ~half a second. Global: a sixteenth (192 KiB) still.
-    /// At a sixty-fourth the global chain fell to under one block a second in two of five
-    /// runs at 2,000/s (global commits took 10 s), against none of eight at a sixteenth; why
+    /// At a sixty-fourth the global chain fell to under one block a second in two of six
+    /// runs at 2,000/s (global commits took 10 s), against none of twelve at a sixteenth; why
     /// is not known yet.
     fn busy_bytes(domain: DomainId, max_block_bytes: usize) -> usize {
         match domain {
